@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what sing-ray needs on a fresh Debian machine: system packages
+# (FluidSynth and a General MIDI SoundFont, libsndfile), a virtual environment
+# in .venv, and the package with its dev extra, torch pinned by constraints.txt.
+# Idempotent: a second run checks and returns in a second or two.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(fluidsynth libfluidsynth3 fluid-soundfont-gm libsndfile1)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.sing-ray-installed
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing sing-ray and its dependencies into .venv (a few minutes the first time)"
+  .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v "is ignored: it is neither" || true
+  .venv/bin/pip install -q -c constraints.txt -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
+  .venv/bin/python -c "import torch, ray, mlflow, soundfile, pyarrow, fluidsynth" \
+    || { echo "setup: the install did not complete" >&2; exit 1; }
+  echo "$want" > "$stamp"
+fi

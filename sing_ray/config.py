@@ -1,0 +1,279 @@
+"""Configuration: one frozen dataclass tree, presets as YAML, ``--set`` overrides.
+
+The tree keeps experiment fields (``model``, ``train``) apart from plumbing
+(``run``: paths, worker counts, addresses). Field names match the constructor
+arguments they feed, so ``build_*`` functions pass them through unchanged.
+
+Example::
+
+    cfg = load_config("tiny", overrides=["train.loss=wav", "model.time_dim=0"])
+    plain = asdict(cfg)            # what the driver sends to Ray workers
+    again = config_from_dict(plain)  # what a worker rebuilds
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+PHASES = ("autoencoder", "sequence", "finetune")
+PRESETS = ("paper", "small", "tiny")
+LOSSES = ("spectral", "wav")
+SPECTRAL_DISTANCES = ("l1", "mse")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run: unknown key, bad value, dims that do not fit."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of SING's parts (defaults: the paper's)."""
+
+    dimension: int = 128          # embedding size per frame (62.5 Hz)
+    channels: int = 4096          # encoder/decoder width
+    kernel_size: int = 1024       # first encoder conv / last decoder transposed conv
+    stride: int = 256             # samples per frame: 16000 / 256 = 62.5 Hz
+    context_size: int = 9         # decoder's first conv kernel (frames)
+    rewrite_layers: int = 2       # 1x1 conv + ReLU blocks in encoder and decoder
+    hidden_size: int = 1024       # LSTM units
+    num_layers: int = 3           # LSTM layers
+    velocity_dim: int = 2
+    instrument_dim: int = 16
+    pitch_dim: int = 8
+    time_dim: int = 4             # 0 removes the time lookup table (the paper's ablation)
+    wav_length: int = 64000       # 4 s at 16 kHz
+    pad: int = 2304               # padding on each side, as in the public code: 265 frames
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    """Optimisation of one training phase."""
+
+    epochs: int = 50
+    lr: float = 3e-4
+    batch_size: int = 64          # global: split across workers, must divide
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What is trained and how."""
+
+    loss: str = "spectral"        # spectral | wav
+    spectral_distance: str = "l1"  # l1 | mse
+    n_fft: int = 1024
+    hop_length: int = 256
+    truncated_steps: int = 32     # truncated back-propagation through time (sequence phase)
+    seed: int = 1234
+    num_examples: int = 4         # generated notes logged per phase
+    autoencoder: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=50))
+    sequence: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=50))
+    finetune: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=20))
+
+    def phase(self, name: str) -> PhaseConfig:
+        if name not in PHASES:
+            raise ConfigError(f"unknown phase {name!r}; expected one of {', '.join(PHASES)}")
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Plumbing: where things go and how many workers do them. Not part of the experiment."""
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    tracking_uri: str | None = None     # None: MLFLOW_TRACKING_URI, else ./mlflow.db
+    experiment: str = "sing-ray"
+    run_name: str | None = None
+    storage_path: str = "runs"          # Ray Train checkpoints and run state
+    max_failures: int = 2               # worker restarts Ray Train allows per phase
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "paper"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self) -> "Config":
+        """Check values that would otherwise fail deep inside a worker. Returns self."""
+        m, t, r = self.model, self.train, self.run
+        if t.loss not in LOSSES:
+            raise ConfigError(f"train.loss: {t.loss!r} is not one of {', '.join(LOSSES)}")
+        if t.spectral_distance not in SPECTRAL_DISTANCES:
+            raise ConfigError(
+                f"train.spectral_distance: {t.spectral_distance!r} is not one of "
+                f"{', '.join(SPECTRAL_DISTANCES)}")
+        for name in ("dimension", "channels", "kernel_size", "stride", "context_size",
+                     "hidden_size", "num_layers", "wav_length"):
+            if getattr(m, name) <= 0:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(m, name)}")
+        for name in ("velocity_dim", "instrument_dim", "pitch_dim", "time_dim", "rewrite_layers", "pad"):
+            if getattr(m, name) < 0:
+                raise ConfigError(f"model.{name} must be >= 0, got {getattr(m, name)}")
+        if m.kernel_size % m.stride:
+            raise ConfigError(
+                f"model.kernel_size ({m.kernel_size}) must be a multiple of model.stride ({m.stride}) "
+                "so that overlapping windows tile the waveform")
+        if m.context_size % 2 == 0:
+            raise ConfigError(f"model.context_size must be odd (centred context), got {m.context_size}")
+        padded = m.wav_length + 2 * m.pad
+        if padded < m.kernel_size or (padded - m.kernel_size) % m.stride:
+            raise ConfigError(
+                f"model.wav_length + 2*model.pad = {padded} must be kernel_size ({m.kernel_size}) "
+                f"plus a multiple of stride ({m.stride})")
+        if m.velocity_dim + m.instrument_dim + m.pitch_dim + m.time_dim == 0:
+            raise ConfigError("the sequence generator needs at least one lookup table (all dims are 0)")
+        for phase in PHASES:
+            p = t.phase(phase)
+            if p.epochs < 0:
+                raise ConfigError(f"train.{phase}.epochs must be >= 0, got {p.epochs}")
+            if p.lr <= 0:
+                raise ConfigError(f"train.{phase}.lr must be positive, got {p.lr}")
+            if p.batch_size <= 0 or p.batch_size % r.num_workers:
+                raise ConfigError(
+                    f"train.{phase}.batch_size ({p.batch_size}) must be a positive multiple of "
+                    f"run.num_workers ({r.num_workers}): the batch size is global")
+        if t.truncated_steps <= 0:
+            raise ConfigError(f"train.truncated_steps must be positive, got {t.truncated_steps}")
+        if r.num_workers < 1:
+            raise ConfigError(f"run.num_workers must be >= 1, got {r.num_workers}")
+        return self
+
+    @property
+    def num_frames(self) -> int:
+        """Frames per note: 265 for the paper's 64,000 samples padded by 2,304 on each side."""
+        m = self.model
+        return (m.wav_length + 2 * m.pad - m.kernel_size) // m.stride + 1
+
+
+def _from_mapping(cls, data: Mapping[str, Any], where: str):
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"unknown config key {where + key!r}{hint}")
+        default = getattr(cls(), key) if key in known else None
+        if is_dataclass(default):
+            kwargs[key] = _from_mapping(type(default), value, f"{where}{key}.")
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Rebuild a Config from ``asdict(cfg)`` (what workers and checkpoints receive)."""
+    return _from_mapping(Config, data, "").validate()
+
+
+def _preset_dict(name: str) -> dict:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    text = resources.files("sing_ray.presets").joinpath(f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def _parse_value(text: str, current: Any, key: str) -> Any:
+    if isinstance(current, bool):
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}: expected a boolean, got {text!r}")
+    if current is None:
+        return None if text.lower() in ("none", "null", "") else text
+    try:
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"{key}: expected {type(current).__name__}, got {text!r}") from None
+    return text
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """Apply ``section.key=value`` strings (the CLI's ``--set``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        dotted, text = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        nodes = [cfg]
+        for part in parts[:-1]:
+            node = nodes[-1]
+            if not is_dataclass(node) or part not in {f.name for f in fields(node)}:
+                raise ConfigError(f"unknown config key {dotted!r}")
+            nodes.append(getattr(node, part))
+        leaf = parts[-1]
+        node = nodes[-1]
+        names = {f.name for f in fields(node)} if is_dataclass(node) else set()
+        if leaf not in names or is_dataclass(getattr(node, leaf)):
+            close = difflib.get_close_matches(leaf, names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"unknown config key {dotted!r}{hint}")
+        value = _parse_value(text.strip(), getattr(node, leaf), dotted)
+        new = replace(node, **{leaf: value})
+        for parent, part in zip(reversed(nodes[:-1]), reversed(parts[:-1])):
+            new = replace(parent, **{part: new})
+        cfg = new
+    return cfg
+
+
+def load_config(preset: str = "paper", path: str | Path | None = None,
+                overrides: Sequence[str] = ()) -> Config:
+    """Resolve a config: preset YAML, then an optional YAML file, then ``--set`` overrides."""
+    cfg = _from_mapping(Config, {**_preset_dict(preset), "preset": preset}, "")
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        merged = _merge(asdict(cfg), data, "")
+        cfg = _from_mapping(Config, merged, "")
+    return apply_overrides(cfg, overrides).validate()
+
+
+def _merge(base: dict, extra: Mapping, where: str) -> dict:
+    if not isinstance(extra, Mapping):
+        raise ConfigError(f"{where or 'config file'}: expected a mapping")
+    out = dict(base)
+    for key, value in extra.items():
+        if key not in base:
+            raise ConfigError(f"unknown config key {where + key!r}")
+        if isinstance(base[key], dict):
+            out[key] = _merge(base[key], value, f"{where}{key}.")
+        else:
+            out[key] = value
+    return out
+
+
+def flatten(cfg: Config | Mapping) -> dict[str, Any]:
+    """``{"model.channels": 4096, ...}``: the form MLflow params take."""
+    data = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            out[prefix[:-1]] = node
+
+    walk("", data)
+    return out
+
+
+__all__ = [
+    "PHASES", "PRESETS", "LOSSES", "ConfigError", "ModelConfig", "PhaseConfig", "TrainConfig",
+    "RunConfig", "Config", "config_from_dict", "load_config", "apply_overrides", "flatten", "asdict",
+    "dataclasses",
+]

@@ -1,0 +1,43 @@
+"""Ray start-up shared by the CLI and the pipelines.
+
+Under ``ray job submit`` the job supervisor sets ``RAY_ADDRESS`` and we join
+that cluster. Anywhere else we start a private local Ray bound to 127.0.0.1,
+never an accidental connection to some other cluster found on the machine.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(num_cpus: int | None = None, **kwargs) -> bool:
+    """Connect to (or start) Ray once. Returns True when this call started a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    address = os.environ.get("RAY_ADDRESS")
+    runtime_env = kwargs.pop("runtime_env", None)
+    if address:
+        log.info("joining the Ray cluster at %s", address)
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)
+        return False
+    log.info("starting a local Ray on 127.0.0.1")
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+             _node_ip_address="127.0.0.1", runtime_env=runtime_env,
+             configure_logging=True, logging_level=logging.WARNING, **kwargs)
+    return True
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """One logging format for the CLI and the pipelines."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("urllib3", "matplotlib", "fsspec", "botocore", "s3fs", "numba", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
