@@ -1,0 +1,86 @@
+"""Self-describing checkpoints: model class, constructor arguments, config, phase, epoch, weights.
+
+A checkpoint is a plain dict of tensors and primitives, so it loads with
+``torch.load(path, weights_only=True)``: no pickled module, no code run on load.
+It is written under a temporary name and renamed, so a crash mid-write never
+leaves a truncated file under the final name.
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .errors import UserError
+from .models import MODEL_CLASSES
+
+FORMAT = "sing-ray-checkpoint/1"
+
+
+def make_checkpoint(model: nn.Module, config: Any = None, phase: str | None = None,
+                    epoch: int | None = None, optimizer: torch.optim.Optimizer | None = None,
+                    extra: Mapping[str, Any] | None = None) -> dict:
+    """The checkpoint dict of ``model`` (unwrapped from DDP if needed), on CPU."""
+    model = getattr(model, "module", model)
+    name = type(model).__name__
+    if name not in MODEL_CLASSES:
+        raise TypeError(f"{name} is not one of the checkpointable models {sorted(MODEL_CLASSES)}")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    ckpt = {
+        "format": FORMAT,
+        "class": name,
+        "kwargs": dict(model.kwargs),
+        "config": asdict(config) if is_dataclass(config) else (dict(config) if config else None),
+        "phase": phase,
+        "epoch": epoch,
+        "state": state,
+        "extra": dict(extra or {}),
+    }
+    if optimizer is not None:
+        ckpt["optimizer"] = optimizer.state_dict()
+    return ckpt
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **kwargs) -> Path:
+    """Write :func:`make_checkpoint` to ``path`` atomically. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(make_checkpoint(model, **kwargs), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(source: str | Path | bytes, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint (a path or its bytes) safely; UserError if it is not one of ours."""
+    try:
+        handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+        ckpt = torch.load(handle, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{source}: no such checkpoint file") from None
+    except Exception as err:  # torch raises many types for a corrupt or foreign file
+        where = "checkpoint bytes" if isinstance(source, (bytes, bytearray)) else str(source)
+        raise UserError(f"{where}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"{source}: not a sing-ray checkpoint (no {FORMAT!r} format tag)")
+    if ckpt.get("class") not in MODEL_CLASSES:
+        raise UserError(f"{source}: unknown model class {ckpt.get('class')!r}")
+    return ckpt
+
+
+def build_from_checkpoint(ckpt: Mapping, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model a checkpoint describes, weights loaded, in eval mode."""
+    model = MODEL_CLASSES[ckpt["class"]](**ckpt["kwargs"])
+    model.load_state_dict(ckpt["state"])
+    return model.to(map_location).eval()
+
+
+def load_model(source: str | Path | bytes, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Load a checkpoint and rebuild its model. Returns ``(model, checkpoint)``."""
+    ckpt = load_checkpoint(source, map_location)
+    return build_from_checkpoint(ckpt, map_location), ckpt

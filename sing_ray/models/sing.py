@@ -1,0 +1,78 @@
+"""SING: the sequence generator followed by the convolutional decoder, and builders from config."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..dsp import unpad_wav
+from .autoencoder import Autoencoder, ConvolutionalDecoder
+from .sequence import SequenceGenerator
+
+
+class SING(nn.Module):
+    """(instrument, pitch, velocity) -> a 4 s waveform.
+
+    Args: the union of :class:`SequenceGenerator` and :class:`ConvolutionalDecoder`
+    arguments, plus ``wav_length`` and ``pad`` (the note's length and its padding).
+    """
+
+    def __init__(self, num_instruments: int, dimension: int = 128, channels: int = 4096,
+                 kernel_size: int = 1024, stride: int = 256, context_size: int = 9,
+                 rewrite_layers: int = 2, hidden_size: int = 1024, num_layers: int = 3,
+                 velocity_dim: int = 2, instrument_dim: int = 16, pitch_dim: int = 8, time_dim: int = 4,
+                 wav_length: int = 64000, pad: int = 2304):
+        super().__init__()
+        self.kwargs = dict(num_instruments=num_instruments, dimension=dimension, channels=channels,
+                           kernel_size=kernel_size, stride=stride, context_size=context_size,
+                           rewrite_layers=rewrite_layers, hidden_size=hidden_size, num_layers=num_layers,
+                           velocity_dim=velocity_dim, instrument_dim=instrument_dim, pitch_dim=pitch_dim,
+                           time_dim=time_dim, wav_length=wav_length, pad=pad)
+        self.wav_length, self.pad = wav_length, pad
+        self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers)
+        num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
+        self.sequence = SequenceGenerator(num_instruments, dimension, hidden_size, num_layers, num_frames,
+                                          velocity_dim, instrument_dim, pitch_dim, time_dim)
+
+    @property
+    def num_frames(self) -> int:
+        return self.sequence.num_frames
+
+    def forward(self, instrument: torch.Tensor, pitch: torch.Tensor, velocity: torch.Tensor,
+                instrument_embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """Args: (B,) long each (velocity: index in NSynth's 5). Returns: (B, wav_length)."""
+        frames = self.sequence(instrument, pitch, velocity, instrument_embedding=instrument_embedding)
+        return unpad_wav(self.decoder(frames), self.pad)
+
+
+MODEL_CLASSES = {cls.__name__: cls for cls in (Autoencoder, SequenceGenerator, SING)}
+
+
+def num_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _autoencoder_kwargs(m: ModelConfig) -> dict:
+    return dict(dimension=m.dimension, channels=m.channels, kernel_size=m.kernel_size, stride=m.stride,
+                context_size=m.context_size, rewrite_layers=m.rewrite_layers,
+                wav_length=m.wav_length, pad=m.pad)
+
+
+def _table_kwargs(m: ModelConfig) -> dict:
+    return dict(dimension=m.dimension, hidden_size=m.hidden_size, num_layers=m.num_layers,
+                velocity_dim=m.velocity_dim, instrument_dim=m.instrument_dim, pitch_dim=m.pitch_dim,
+                time_dim=m.time_dim)
+
+
+def build_autoencoder(m: ModelConfig) -> Autoencoder:
+    return Autoencoder(**_autoencoder_kwargs(m))
+
+
+def build_sequence_generator(m: ModelConfig, num_instruments: int) -> SequenceGenerator:
+    num_frames = (m.wav_length + 2 * m.pad - m.kernel_size) // m.stride + 1
+    return SequenceGenerator(num_instruments=num_instruments, num_frames=num_frames, **_table_kwargs(m))
+
+
+def build_sing(m: ModelConfig, num_instruments: int) -> SING:
+    kwargs = {**_autoencoder_kwargs(m), **_table_kwargs(m)}
+    return SING(num_instruments=num_instruments, **kwargs)

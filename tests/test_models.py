@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from sing_ray.config import load_config
+from sing_ray.models import (Autoencoder, ConvolutionalDecoder, SequenceGenerator, build_autoencoder,
+                             build_sequence_generator, build_sing, num_parameters)
+
+
+def test_paper_length_arithmetic():
+    dec = ConvolutionalDecoder(dimension=4, channels=4, kernel_size=1024, stride=256)
+    # 64,000 samples padded by 2,304 on each side: 265 frames at 62.5 Hz.
+    assert dec.embedding_length(64000 + 2 * 2304) == 265
+    assert dec.wav_length(265) == 68608
+    for frames in (1, 2, 100, 265):
+        assert dec.embedding_length(dec.wav_length(frames)) == frames
+    with pytest.raises(ValueError, match="multiple of stride"):
+        dec.embedding_length(64001)
+    assert load_config("paper").num_frames == 265
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_shapes_through_every_part(preset):
+    cfg = load_config(preset)
+    m = cfg.model
+    ae = build_autoencoder(m)
+    wav = torch.randn(2, m.wav_length) * 0.1
+    emb = ae.encode(wav)
+    assert emb.shape == (2, m.dimension, cfg.num_frames)
+    assert ae(wav).shape == wav.shape
+    seq = build_sequence_generator(m, num_instruments=3)
+    idx = torch.tensor([0, 2])
+    frames = seq(idx, torch.tensor([60, 61]), torch.tensor([0, 4]))
+    assert frames.shape == emb.shape
+    sing = build_sing(m, num_instruments=3)
+    assert sing(idx, torch.tensor([60, 61]), torch.tensor([0, 4])).shape == (2, m.wav_length)
+
+
+def test_paper_preset_parameter_count():
+    m = load_config("paper").model
+    with torch.device("meta"):
+        sing = build_sing(m, num_instruments=1006)
+    lstm_and_decoder = num_parameters(sing.sequence.lstm) + num_parameters(sing.sequence.output) \
+        + num_parameters(sing.decoder)
+    # The paper: 243 MB; DESIGN.md: LSTM + decoder ~ 63.7 M parameters.
+    assert 63.6e6 < lstm_and_decoder < 63.8e6
+    assert 242 < num_parameters(sing) * 4 / 2**20 < 244.5
+
+
+def test_time_dim_zero_removes_time_table():
+    with_time = SequenceGenerator(num_instruments=2, dimension=8, hidden_size=8, num_layers=1, num_frames=10)
+    without = SequenceGenerator(num_instruments=2, dimension=8, hidden_size=8, num_layers=1, num_frames=10,
+                                time_dim=0)
+    assert with_time.time is not None and without.time is None
+    assert without.lstm.input_size == with_time.lstm.input_size - 4
+    i = torch.tensor([1])
+    assert without(i, torch.tensor([3]), torch.tensor([2])).shape == (1, 8, 10)
+
+
+def test_chunked_generation_equals_whole_note():
+    """Truncated BPTT runs the LSTM in chunks carrying the state: same frames as one pass."""
+    torch.manual_seed(0)
+    seq = SequenceGenerator(num_instruments=3, dimension=6, hidden_size=12, num_layers=2, num_frames=40)
+    args = (torch.tensor([0, 2]), torch.tensor([40, 90]), torch.tensor([1, 3]))
+    whole = seq(*args)
+    chunks, hidden = [], None
+    for start in range(0, 40, 16):
+        out, hidden = seq(*args, start=start, length=min(16, 40 - start), hidden=hidden, return_hidden=True)
+        chunks.append(out)
+    torch.testing.assert_close(torch.cat(chunks, dim=-1), whole)
+    with pytest.raises(ValueError, match="outside"):
+        seq(*args, start=30, length=20)
+
+
+def test_windowed_kernels_taper_to_zero():
+    """The squared Hann window makes the synthesis kernel start and end at zero."""
+    ae = Autoencoder(dimension=4, channels=8, kernel_size=1024, stride=256, wav_length=4096, pad=0)
+    frames = torch.zeros(1, 4, ae.num_frames)
+    frames[0, :, 0] = 1.0
+    out = ae.decoder.synthesis(torch.relu(torch.randn(1, 8, 1)))
+    assert out.shape == (1, 1, 1024)
+    assert abs(float(out[0, 0, 0] - ae.decoder.synthesis.bias.detach())) < 1e-6
