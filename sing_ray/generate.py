@@ -1,0 +1,100 @@
+"""Generating notes from a trained SING: names to indices, batching, timbre mixes. Pure torch."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import load_model
+from .errors import UserError
+from .models import SING
+from .nsynth import PITCH_RANGE, VELOCITIES, velocity_index
+
+
+class Generator:
+    """A SING model with its instrument vocabulary.
+
+    Args:
+        model: a trained :class:`SING`.
+        instruments: the vocabulary, ``instruments[i]`` the name of dense id ``i``.
+    """
+
+    def __init__(self, model: SING, instruments: Sequence[str], device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        if not isinstance(model, SING):
+            raise UserError(f"a {type(model).__name__} checkpoint cannot generate notes: need a SING "
+                            "(finetune phase) checkpoint")
+        if len(instruments) != model.sequence.num_instruments:
+            raise UserError(f"vocabulary has {len(instruments)} instruments, the model {model.sequence.num_instruments}")
+        self.model = model.to(device=device).eval()
+        self.instruments = list(instruments)
+        self.index = {name: i for i, name in enumerate(self.instruments)}
+        self.device, self.dtype = torch.device(device), dtype
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> "Generator":
+        model, ckpt = load_model(path, map_location=device)
+        instruments = ckpt.get("extra", {}).get("instruments")
+        if not instruments:
+            raise UserError(f"{path}: checkpoint has no instrument vocabulary (extra.instruments)")
+        return cls(model, instruments, device, dtype)
+
+    def instrument_id(self, name: str | int) -> int:
+        """Dense id of an instrument name (or a valid id); UserError naming close matches."""
+        if isinstance(name, (int, np.integer)) and 0 <= int(name) < len(self.instruments):
+            return int(name)
+        if name in self.index:
+            return self.index[name]
+        close = difflib.get_close_matches(str(name), self.instruments, n=3, cutoff=0.6)
+        hint = f"; close matches: {', '.join(close)}" if close else ""
+        raise UserError(f"unknown instrument {name!r}{hint}")
+
+    def mix_embedding(self, mix: Mapping[str, float]) -> torch.Tensor:
+        """A weighted mix of instrument table rows (timbre morphing). Returns (instrument_dim,)."""
+        table = self.model.sequence.instrument
+        if table is None:
+            raise UserError("this model has no instrument table (instrument_dim=0): nothing to mix")
+        if not mix:
+            raise UserError("an empty mix")
+        total = sum(mix.values())
+        if total <= 0 or any(w < 0 for w in mix.values()):
+            raise UserError(f"mix weights must be >= 0 with a positive sum, got {dict(mix)}")
+        ids = torch.tensor([self.instrument_id(n) for n in mix], device=self.device)
+        weights = torch.tensor([w / total for w in mix.values()], device=self.device)
+        return (table.weight[ids] * weights[:, None]).sum(0)
+
+    @torch.inference_mode()
+    def generate(self, instruments: Sequence[str | int], pitches: Sequence[int], velocities: Sequence[int],
+                 mix: Mapping[str, float] | None = None) -> np.ndarray:
+        """Generate one note per row.
+
+        Args:
+            instruments: names or dense ids (ignored where ``mix`` is given).
+            pitches: MIDI pitches 0-127; velocities: NSynth velocities (25, 50, 75, 100, 127).
+            mix: ``{instrument: weight}`` to use a mixed timbre for every row.
+        Returns:
+            (B, wav_length) float32 waveforms.
+        """
+        for p in pitches:
+            if not PITCH_RANGE[0] <= int(p) <= PITCH_RANGE[1]:
+                raise UserError(f"pitch {p} outside {PITCH_RANGE[0]}-{PITCH_RANGE[1]}")
+        for v in velocities:
+            if int(v) not in VELOCITIES:
+                raise UserError(f"velocity {v} is not one of {', '.join(map(str, VELOCITIES))}")
+        n = len(pitches)
+        pitch = torch.tensor([int(p) for p in pitches], device=self.device)
+        velocity = torch.tensor([velocity_index(v) for v in velocities], device=self.device)
+        if mix:
+            emb = self.mix_embedding(mix).expand(n, -1)
+            instrument = torch.zeros(n, dtype=torch.long, device=self.device)
+        else:
+            emb = None
+            instrument = torch.tensor([self.instrument_id(i) for i in instruments], device=self.device)
+        use_autocast = self.dtype != torch.float32
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=use_autocast):
+            wav = self.model(instrument, pitch, velocity, instrument_embedding=emb)
+        return wav.float().cpu().numpy()
