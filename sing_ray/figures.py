@@ -1,0 +1,300 @@
+"""Figures of a trained SING, as PNG files (matplotlib's Agg backend: no display needed).
+
+- :func:`plot_instrument_embeddings`: the instrument lookup table in 2-D, coloured by family
+  (the paper's t-SNE figure; PCA when t-SNE is unavailable or there are too few instruments).
+- :func:`plot_spectrogram_grid`: real beside generated log-power spectrograms across families
+  (rows) and pitches (columns).
+- :func:`plot_training_curves`: the metric histories of the three phases, read from MLflow.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .config import PHASES
+from .errors import UserError
+from .nsynth import FAMILIES, SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+# t-SNE needs clearly more points than its perplexity to say anything; below this, PCA.
+MIN_TSNE_POINTS = 20
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    tmp.replace(path)
+    return path
+
+
+def family_of(instrument_str: str) -> str:
+    """``guitar_acoustic_010`` -> ``guitar`` (family names may hold underscores: synth_lead)."""
+    stem = instrument_str.rsplit("_", 2)[0]
+    return stem if stem in FAMILIES else instrument_str.split("_")[0]
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """Project rows of ``x`` (N, D) on their first two principal components. Returns (N, 2)."""
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean(0)
+    if len(x) < 2:
+        return np.zeros((len(x), 2))
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    proj = centred @ vt[:2].T
+    return np.pad(proj, ((0, 0), (0, 2 - proj.shape[1])))
+
+
+def project_2d(x: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str]:
+    """2-D coordinates of embeddings by t-SNE or PCA.
+
+    Args:
+        x: (N, D) embeddings.
+        method: ``tsne``, ``pca`` or ``auto`` (t-SNE from scikit-learn when installed and
+            N >= MIN_TSNE_POINTS, else PCA).
+    Returns:
+        ((N, 2) coordinates, the method used).
+    """
+    if method not in ("auto", "tsne", "pca"):
+        raise ValueError(f"unknown projection {method!r}; expected auto, tsne or pca")
+    if method in ("auto", "tsne") and len(x) >= MIN_TSNE_POINTS:
+        try:
+            from sklearn.manifold import TSNE
+        except ImportError:
+            if method == "tsne":
+                raise UserError("t-SNE needs scikit-learn, which is not installed; use PCA") from None
+        else:
+            perplexity = float(min(30.0, (len(x) - 1) / 3))
+            coords = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+                np.asarray(x, dtype=np.float64))
+            return coords, "t-SNE"
+    return pca_2d(x), "PCA"
+
+
+def plot_instrument_embeddings(model, instruments: Sequence[str], path: str | Path,
+                               method: str = "auto") -> Path:
+    """The SING instrument table (``model.sequence.instrument``) in 2-D, coloured by family.
+
+    Args:
+        model: a SING (or its instrument table as an array (N, instrument_dim)).
+        instruments: names of the N rows, ``<family>_<source>_<NNN>``.
+        path: the PNG to write.
+    Returns:
+        the path.
+    """
+    if isinstance(model, torch.nn.Module):
+        table = model.sequence.instrument
+        if table is None:
+            raise UserError("this model has no instrument table (instrument_dim=0)")
+        weights = table.weight.detach().cpu().numpy()
+    else:
+        weights = np.asarray(model)
+    if len(weights) != len(instruments):
+        raise ValueError(f"{len(weights)} table rows for {len(instruments)} instrument names")
+    coords, used = project_2d(weights, method)
+    families = [family_of(s) for s in instruments]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    cmap = plt.get_cmap("tab20")
+    for fam in sorted(set(families)):
+        idx = [i for i, f in enumerate(families) if f == fam]
+        colour = cmap(FAMILIES.index(fam) % 20 if fam in FAMILIES else 19)
+        ax.scatter(coords[idx, 0], coords[idx, 1], s=28, color=colour, label=f"{fam} ({len(idx)})",
+                   edgecolors="none", alpha=0.85)
+    if len(instruments) <= 24:
+        for (x, y), name in zip(coords, instruments):
+            ax.annotate(name, (x, y), fontsize=6, alpha=0.7, xytext=(3, 3), textcoords="offset points")
+    ax.set_title(f"Instrument embeddings ({weights.shape[1]}-d) by {used}, coloured by family")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, loc="best", frameon=False)
+    return _save(fig, path)
+
+
+def choose_grid_notes(notes: Mapping[str, np.ndarray], max_families: int = 4, max_pitches: int = 4) -> list[str]:
+    """Notes for the spectrogram grid: the families with most notes, pitches spread low to high.
+
+    Within a family the notes are sorted by pitch and taken at evenly spaced ranks, one per
+    distinct pitch, preferring the loudest velocity (the clearest spectrogram).
+
+    Args:
+        notes: per-note columns with ``note_str``, ``instrument_family_str``, ``pitch``, ``velocity``.
+    Returns:
+        note_strs, family by family (rows), low to high pitch (columns).
+    """
+    fams = np.asarray(notes["instrument_family_str"]).astype(str)
+    names = np.asarray(notes["note_str"]).astype(str)
+    pitch = np.asarray(notes["pitch"]).astype(int)
+    velocity = np.asarray(notes["velocity"]).astype(int)
+    counts = {f: int((fams == f).sum()) for f in set(fams)}
+    chosen: list[str] = []
+    for fam in sorted(counts, key=lambda f: (-counts[f], f))[:max_families]:
+        idx = np.flatnonzero(fams == fam)
+        best: dict[int, int] = {}
+        for i in idx:   # one note per pitch: the loudest, then the first by name
+            j = best.get(pitch[i])
+            if j is None or (velocity[i], names[j]) > (velocity[j], names[i]):
+                best[pitch[i]] = i
+        by_pitch = [best[p] for p in sorted(best)]
+        ranks = np.unique(np.linspace(0, len(by_pitch) - 1, min(max_pitches, len(by_pitch))).round().astype(int))
+        chosen += [names[by_pitch[r]] for r in ranks]
+    return chosen
+
+
+def plot_spectrogram_grid(real: np.ndarray, generated: np.ndarray, labels: Sequence[str], path: str | Path,
+                          families: Sequence[str] | None = None, pitches: Sequence[int] | None = None,
+                          n_fft: int = 1024, hop_length: int = 256, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Real beside generated spectrograms: one row per family, one real|generated pair per pitch.
+
+    The images are ``log(1 + |STFT|^2)``, the representation the spectral loss compares, on
+    one colour scale for the whole figure so rows can be compared.
+
+    Args:
+        real, generated: (K, T) waveforms, in the same order as ``labels``.
+        labels: K titles (note names).
+        families: K family names (rows); None puts each note on its own row.
+        pitches: K MIDI pitches (for the titles).
+    Returns:
+        the path.
+    """
+    from .dsp import log_power
+
+    real, generated = np.asarray(real, dtype=np.float32), np.asarray(generated, dtype=np.float32)
+    if real.shape != generated.shape or len(real) != len(labels) or len(real) == 0:
+        raise ValueError(f"need K real and K generated notes with K labels, got {real.shape}, "
+                         f"{generated.shape}, {len(labels)}")
+    families = list(families) if families is not None else [str(i) for i in range(len(real))]
+    rows = list(dict.fromkeys(families))
+    cells: dict[str, list[int]] = {r: [i for i, f in enumerate(families) if f == r] for r in rows}
+    ncols = max(len(v) for v in cells.values())
+    spec_r = log_power(torch.from_numpy(real), n_fft, hop_length).numpy()
+    spec_g = log_power(torch.from_numpy(generated), n_fft, hop_length).numpy()
+    vmax = float(max(spec_r.max(), spec_g.max(), 1e-6))
+    seconds = real.shape[1] / sample_rate
+    extent = (0.0, seconds, 0.0, sample_rate / 2000)
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), 2 * ncols, figsize=(2.1 * 2 * ncols, 2.0 * len(rows)),
+                             squeeze=False, sharex=True, sharey=True)
+    image = None
+    for r, fam in enumerate(rows):
+        for c in range(ncols):
+            for k, (spec, kind) in enumerate(((spec_r, "real"), (spec_g, "generated"))):
+                ax = axes[r, 2 * c + k]
+                if c >= len(cells[fam]):
+                    ax.axis("off")
+                    continue
+                i = cells[fam][c]
+                image = ax.imshow(spec[i], origin="lower", aspect="auto", extent=extent, vmin=0, vmax=vmax,
+                                  cmap="magma", interpolation="nearest")
+                title = f"{kind}"
+                if pitches is not None:
+                    title += f" · pitch {int(pitches[i])}"
+                ax.set_title(title, fontsize=7)
+                if k == 0:
+                    ax.text(0.02, 0.97, labels[i], transform=ax.transAxes, fontsize=5.5, color="white",
+                            va="top")
+                if 2 * c + k == 0:
+                    ax.set_ylabel(f"{fam}\nkHz", fontsize=8)
+                if r == len(rows) - 1:
+                    ax.set_xlabel("s", fontsize=7)
+                ax.tick_params(labelsize=6)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6, label="log(1 + |STFT|²)")
+    fig.suptitle("Real beside generated notes across families (rows) and pitches", fontsize=10)
+    return _save(fig, path)
+
+
+def _phase_of(run) -> str | None:
+    tags, name = run.data.tags, (run.info.run_name or "")
+    for key in ("sing_ray.phase", "phase"):
+        if tags.get(key) in PHASES:
+            return tags[key]
+    for phase in PHASES:
+        if phase in name:
+            return phase
+    return None
+
+
+def load_training_histories(run_id: str, tracking_uri: str | None = None) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Metric histories of a training run's phases from MLflow.
+
+    The phases are the nested runs of ``run_id`` (found by their ``phase`` tag or their name);
+    a run without nested phase runs counts as one phase of its own name.
+
+    Returns:
+        ``{phase: {metric key: [(step, value), ...]}}`` in the order autoencoder, sequence, finetune.
+    """
+    import mlflow
+
+    from .tracking import configure_mlflow
+
+    configure_mlflow(tracking_uri)
+    client = mlflow.MlflowClient()
+    try:
+        parent = client.get_run(run_id)
+    except Exception as err:  # MLflow raises store-specific exception types
+        raise UserError(f"MLflow run {run_id}: cannot be read ({err})") from None
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{run_id}'", max_results=100)
+    runs = {p: r for r in children if (p := _phase_of(r))} or {
+        (_phase_of(parent) or parent.info.run_name or run_id): parent}
+    order = [p for p in PHASES if p in runs] + [p for p in runs if p not in PHASES]
+    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for phase in order:
+        run = runs[phase]
+        out[phase] = {}
+        for key in sorted(run.data.metrics):
+            history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: (m.step, m.timestamp))
+            out[phase][key] = [(int(m.step), float(m.value)) for m in history]
+    return out
+
+
+def plot_training_curves(run_id: str | Mapping, path: str | Path, tracking_uri: str | None = None) -> Path:
+    """Training curves of the three phases, one panel per phase, from MLflow metric histories.
+
+    Args:
+        run_id: the training pipeline's parent run, or histories as returned by
+            :func:`load_training_histories`.
+        path: the PNG to write.
+    Returns:
+        the path. Raises UserError when the run holds no metric with more than one point.
+    """
+    histories = load_training_histories(run_id, tracking_uri) if isinstance(run_id, str) else dict(run_id)
+    curves = {p: {k: v for k, v in h.items() if len(v) > 1} for p, h in histories.items()}
+    curves = {p: h for p, h in curves.items() if h}
+    if not curves:
+        raise UserError(f"training run {run_id if isinstance(run_id, str) else ''} has no metric history "
+                        "of more than one step to draw")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.3 * len(curves), 3.4), squeeze=False)
+    for ax, (phase, metrics) in zip(axes[0], curves.items()):
+        positive = True
+        for key, points in metrics.items():
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="o", markersize=2.5, linewidth=1.2, label=key)
+            positive &= min(values) > 0
+        if positive:
+            ax.set_yscale("log")
+        ax.set_title(phase)
+        ax.set_xlabel("step (epoch)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, frameon=False)
+    fig.suptitle("Training curves per phase (MLflow metric histories)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,124 @@
+"""The evaluation metrics on signals whose answers are known."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sing_ray import evaluate as ev
+from sing_ray.dsp import log_power
+from sing_ray.nsynth import NUM_FRAMES, SAMPLE_RATE
+
+
+def harmonic(pitch: float, seconds_held: float = 3.0, amp: float = 0.5, seed: int = 0) -> np.ndarray:
+    """A 4 s harmonic note at a (fractional) MIDI pitch: held, then decaying. Returns (T,) float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(NUM_FRAMES) / SAMPLE_RATE
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    wave = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.28)) / k
+               for k in range(1, 5) if f0 * k < SAMPLE_RATE / 2)
+    env = np.where(t < seconds_held, 1.0, np.exp(-(t - seconds_held) * 8))
+    return (amp * env * wave / 2.1).astype(np.float32)
+
+
+def test_note_against_itself_scores_perfectly():
+    notes = np.stack([harmonic(60), harmonic(45, seed=1)])
+    m = ev.note_metrics(notes, notes, [60, 45])
+    for key in ("wav_mse", "spectral_l1", "mrstft", "mrstft_sc", "mrstft_logmag"):
+        assert np.allclose(m[key], 0.0, atol=1e-7), key
+    assert ev.in_tune(m["cents"]).all() and np.all(np.abs(m["cents"]) <= 5)
+    assert np.allclose(m["emb_real"], m["emb_generated"])
+    assert m["emb_real"].shape == (2, ev.EMBEDDING_DIM)
+
+
+@pytest.mark.parametrize("detune, tuned", [(30, True), (-30, True), (70, False), (-70, False)])
+def test_detuned_copy_gives_its_cents(detune, tuned):
+    pitch = 57
+    cents = ev.cents_off(ev.estimate_f0(harmonic(pitch + detune / 100), pitch), pitch)
+    # pyin's bins are 5 cents wide: the median f0 lands within one bin of the truth.
+    assert cents == pytest.approx(detune, abs=5)
+    assert bool(ev.in_tune(np.array([cents]))[0]) is tuned
+
+
+def test_high_and_low_notes_track_within_a_few_cents():
+    # Upsampling before pyin keeps high notes exact; 2.6 kHz is 20 cents off at 16 kHz.
+    for pitch in (28, 100):
+        assert abs(ev.cents_off(ev.estimate_f0(harmonic(pitch), pitch), pitch)) <= 5
+
+
+def test_silence_against_a_note():
+    note = harmonic(64)
+    silence = np.zeros_like(note)
+    m = ev.note_metrics(silence[None], note[None], [64])
+    assert m["wav_mse"][0] == pytest.approx(float(np.mean(note.astype(np.float64) ** 2)), rel=1e-4)
+    expected_l1 = log_power(torch.from_numpy(note)).double().mean().item()
+    assert m["spectral_l1"][0] == pytest.approx(expected_l1, rel=1e-4)
+    # ||0 - S|| / ||S|| = 1 at every resolution.
+    assert m["mrstft_sc"][0] == pytest.approx(1.0, abs=1e-6)
+    assert np.isnan(m["f0"][0]) and not ev.in_tune(m["cents"])[0]
+    assert ev.in_tune(m["cents_real"])[0]
+    # Silence on both sides is a perfect match, not 0 / 0.
+    both = ev.multi_resolution_stft_distance(torch.zeros(1, NUM_FRAMES), torch.zeros(1, NUM_FRAMES))
+    assert both["mrstft"].item() == 0.0
+
+
+def test_frechet_distance_known_cases():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 6))
+    assert ev.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # Same covariance, means apart by d: the distance is |d|^2 exactly.
+    shift = np.array([1.0, -2.0, 0, 0, 0.5, 0])
+    assert ev.frechet_distance(a, a + shift) == pytest.approx(float(shift @ shift), rel=1e-6)
+    # Closed form in 1-D: (m1 - m2)^2 + (s1 - s2)^2.
+    assert ev.frechet_from_stats(np.array([0.0]), np.array([[4.0]]), np.array([1.0]), np.array([[1.0]])) \
+        == pytest.approx(1.0 + 1.0)
+    # Fewer notes than dimensions: still finite, and 0 for identical sets.
+    few = rng.normal(size=(5, 64))
+    assert ev.frechet_distance(few, few) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_frechet_over_embeddings_separates_silence_from_notes():
+    real = np.stack([harmonic(p, seed=p) for p in (48, 55, 60, 67)])
+    same = ev.frechet_distance(ev.note_embedding(real), ev.note_embedding(real))
+    # 1 dB quieter: every band mean moves by log(0.89^2) where the note has energy.
+    quieter = ev.frechet_distance(ev.note_embedding(real), ev.note_embedding(real * 10 ** (-1 / 20)))
+    silent = ev.frechet_distance(ev.note_embedding(real), ev.note_embedding(np.zeros_like(real)))
+    assert same < 1e-6 < quieter < 0.01 * silent
+
+
+def test_summaries_group_by_family_and_octave(tmp_path):
+    notes = {
+        "note_str": np.array(["a", "b", "c", "d"]),
+        "instrument_family_str": np.array(["flute", "flute", "guitar", "guitar"]),
+        "pitch": np.array([59, 60, 61, 72]),
+        "velocity": np.array([100, 100, 100, 100]),
+        "wav_mse": np.array([1.0, 2.0, 3.0, 4.0]),
+        "spectral_l1": np.array([0.1, 0.2, 0.3, 0.4]),
+        "mrstft": np.array([1.0, 1.0, 1.0, 1.0]),
+        "cents": np.array([10.0, np.nan, -60.0, 40.0]),
+        "cents_real": np.array([0.0, 0.0, 0.0, 0.0]),
+        "emb_real": np.random.default_rng(0).normal(size=(4, 3)),
+    }
+    notes["emb_generated"] = notes["emb_real"].copy()
+    s = ev.summarize(notes)
+    assert s["overall"]["num_notes"] == 4 and s["overall"]["wav_mse"] == pytest.approx(2.5)
+    assert s["overall"]["pitch_accuracy"] == pytest.approx(0.5)      # NaN counts as a miss
+    assert s["overall"]["untracked_share"] == pytest.approx(0.25)
+    assert s["overall"]["median_abs_cents"] == pytest.approx(40.0)
+    assert s["overall"]["fd_logmel"] == pytest.approx(0.0, abs=1e-9)
+    assert s["by_family"]["guitar"]["spectral_l1"] == pytest.approx(0.35)
+    assert set(s["by_octave"]) == {"3", "4", "5"} and s["by_octave"]["4"]["num_notes"] == 2
+    assert s["by_octave"]["3"]["fd_logmel"] is None                # one note: no Fréchet distance
+    report = {"model": "m.pt", "dataset": "ds", "split": "test", "num_notes": 4, "summary": s}
+    paths = ev.write_report(report, tmp_path, notes)
+    assert json.loads(paths["json"].read_text())["summary"]["by_octave"]["3"]["fd_logmel"] is None
+    text = paths["markdown"].read_text()
+    assert "| guitar | 2 |" in text and "NOT FAD-VGGish" in text
+    assert paths["notes"].read_text().splitlines()[0].startswith("note_str,")
+
+
+def test_keep_note_is_stable_and_near_the_fraction():
+    names = [f"guitar_acoustic_{i:03d}-060-100" for i in range(2000)]
+    kept = [n for n in names if ev.keep_note(n, 0.25, seed=3)]
+    assert kept == [n for n in names if ev.keep_note(n, 0.25, seed=3)]
+    assert 400 < len(kept) < 600
