@@ -1,0 +1,208 @@
+"""Ingest throughput: sing-ray's Ray Data ingest against a plain single-process loop.
+
+Both sides do the same work with the same helpers (``sing_ray.data.notes``):
+parse examples.json and check every entry, list audio/, read and check every
+WAV with soundfile, and write the same Parquet shards with pyarrow. The plain
+loop keeps the decoded audio in memory until the vocabulary is known, which is
+the fastest thing a single process can do; sing-ray spreads the reading and
+writing over Ray tasks. The bench checks that both wrote byte-identical shards.
+"""
+from __future__ import annotations
+
+import filecmp
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import nsynth
+from ..nsynth_io import write_examples_json, write_note_wav
+from .ingest import DEFAULT_ROWS_PER_SHARD, ingest, list_source, plan_shards
+from .notes import audio_relpath, build_note_table, read_and_check, rejects_table, write_table
+from .storage import resolve
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NUM_NOTES = 4000
+
+
+def make_synthetic_nsynth(folder: str | Path, num_notes: int, seed: int = 0) -> Path:
+    """Write an NSynth-layout folder of ``num_notes`` valid notes (harmonic tones).
+
+    Instruments cycle through NSynth's families and sources; each takes all 88
+    piano pitches at the five velocities, as NSynth's instruments do.
+
+    Args:
+        folder: where to write ``examples.json`` and ``audio/``.
+        num_notes: how many notes.
+        seed: for the tones' phases.
+
+    Returns:
+        the folder.
+    """
+    folder = Path(folder)
+    rng = np.random.default_rng(seed)
+    t = np.arange(nsynth.NUM_FRAMES, dtype=np.float64) / nsynth.SAMPLE_RATE
+    # Held for 3 s, then a release, like NSynth's notes (whose last second decays).
+    envelope = np.where(t < 3.0, 1.0, np.exp(-(t - 3.0) * 8.0))
+    examples = {}
+    pitches = range(21, 109)
+    per_instrument = len(pitches) * len(nsynth.VELOCITIES)
+    for index in range((num_notes + per_instrument - 1) // per_instrument):
+        family = nsynth.FAMILIES[index % len(nsynth.FAMILIES)]
+        source = nsynth.SOURCES[(index // len(nsynth.FAMILIES)) % len(nsynth.SOURCES)]
+        instrument = nsynth.instrument_name(family, source, index)
+        for pitch in pitches:
+            f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+            wave = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 2 * np.pi)) / k
+                       for k in (1, 2, 3) if f0 * k < nsynth.SAMPLE_RATE / 2)
+            wave = wave * envelope / 1.9
+            for velocity in nsynth.VELOCITIES:
+                if len(examples) == num_notes:
+                    break
+                meta = nsynth.example_metadata(instrument, pitch, velocity, note=len(examples),
+                                               instrument=index)
+                audio = (wave * (0.2 + 0.6 * velocity / 127) * 32767).astype(np.int16)
+                write_note_wav(folder / audio_relpath(meta["note_str"]), audio)
+                examples[meta["note_str"]] = meta
+    write_examples_json(folder, examples)
+    return folder
+
+
+def plain_ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
+                 split_seed: int = nsynth.DEFAULT_SPLIT_SEED) -> dict:
+    """The baseline: the whole ingest in one process, one note after the other.
+
+    Args:
+        source: NSynth-layout folder.
+        out: a new folder; gets the same ``notes/``, ``rejects.parquet`` as ``ingest``.
+        rows_per_shard: notes per Parquet file.
+        split_seed: seed of the split hash.
+
+    Returns:
+        ``{"listed", "accepted", "rejected"}``.
+    """
+    src, dst = resolve(source), resolve(out)
+    listing = list_source(src, split_seed)
+    dst.fs.create_dir(dst.join("notes"), recursive=True)
+    rejects = [(s, src.display(audio_relpath(s)), r) for s, r, _ in listing.rejects]
+    decoded = []
+    for path, _split, notes in plan_shards(listing.notes, rows_per_shard):
+        accepted, audio, bad = read_and_check(src, notes)
+        rejects += [(s, src.display(audio_relpath(s)), r) for s, r in bad]
+        decoded.append((path, accepted, audio))
+    vocab = nsynth.build_vocabulary(n.meta["instrument_str"] for _, notes, _ in decoded for n in notes)
+    index = {name: i for i, name in enumerate(vocab)}
+    accepted_total = 0
+    for path, notes, audio in decoded:
+        if notes:
+            table = build_note_table(notes, [index[n.meta["instrument_str"]] for n in notes], audio)
+            write_table(table, dst, path)
+            accepted_total += len(notes)
+    write_table(rejects_table(rejects), dst, "rejects.parquet", schema=rejects_table([]).schema)
+    return {"listed": listing.listed, "accepted": accepted_total, "rejected": len(rejects)}
+
+
+@dataclass
+class BenchResult:
+    """Figures of one benchmark run (notes/s over listed notes, wall clock)."""
+
+    num_notes: int
+    rows_per_shard: int
+    num_cpus: int
+    plain_seconds: float
+    ray_seconds: float
+    identical_shards: bool
+
+    @property
+    def plain_notes_per_second(self) -> float:
+        return self.num_notes / self.plain_seconds
+
+    @property
+    def ray_notes_per_second(self) -> float:
+        return self.num_notes / self.ray_seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.plain_seconds / self.ray_seconds
+
+    def format(self) -> str:
+        return "\n".join([
+            f"ingest benchmark: {self.num_notes} notes, {self.rows_per_shard} rows per shard, "
+            f"Ray with {self.num_cpus} CPU(s)",
+            f"  plain loop : {self.plain_seconds:7.2f} s  {self.plain_notes_per_second:8.1f} notes/s",
+            f"  sing-ray   : {self.ray_seconds:7.2f} s  {self.ray_notes_per_second:8.1f} notes/s",
+            f"  ratio      : {self.ratio:.2f}x  (sing-ray / plain loop)",
+            f"  shards identical: {'yes' if self.identical_shards else 'NO'}",
+        ])
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    names_a = sorted(p.relative_to(a).as_posix() for p in a.rglob("*.parquet"))
+    names_b = sorted(p.relative_to(b).as_posix() for p in b.rglob("*.parquet"))
+    return names_a == names_b and all(filecmp.cmp(a / n, b / n, shallow=False) for n in names_a)
+
+
+def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
+              rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, work_dir: str | None = None,
+              keep: bool = False) -> BenchResult:
+    """Ingest one folder with the plain loop, then with sing-ray, and compare.
+
+    Args:
+        source: an NSynth-layout folder; None makes a synthetic one of ``num_notes``.
+        num_notes: size of the synthetic folder (ignored with ``source``).
+        rows_per_shard: notes per Parquet file, the same for both.
+        work_dir: where outputs (and the synthetic source) go; a temporary folder if None.
+        keep: keep ``work_dir``'s outputs instead of deleting them.
+
+    Returns:
+        the :class:`BenchResult`. Ray must be initialised (or is started locally).
+    """
+    import ray
+
+    from ..runtime import init_ray
+
+    work = Path(work_dir or tempfile.mkdtemp(prefix="sing-ray-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        if source is None:
+            log.info("writing a synthetic NSynth folder of %d notes under %s", num_notes, work)
+            source = str(make_synthetic_nsynth(work / "source", num_notes))
+        listed = len(json.loads((Path(source) / "examples.json").read_text()))
+        init_ray()
+        num_cpus = int(ray.cluster_resources().get("CPU", 0))
+        for name in ("plain", "sing-ray"):
+            shutil.rmtree(work / name, ignore_errors=True)
+        # Both runs find the WAVs in the page cache: the synthetic folder was just
+        # written, and a real one is read once here so the first run is not penalised.
+        _warm_page_cache(Path(source))
+        start = time.perf_counter()
+        plain = plain_ingest(source, str(work / "plain"), rows_per_shard)
+        plain_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        summary = ingest(source, str(work / "sing-ray"), rows_per_shard=rows_per_shard, progress=False)
+        ray_seconds = time.perf_counter() - start
+        if (summary.accepted, summary.rejected) != (plain["accepted"], plain["rejected"]):
+            raise RuntimeError(f"the two ingests disagree: sing-ray {summary.accepted} accepted, "
+                               f"{summary.rejected} rejected; plain loop {plain}")
+        return BenchResult(listed, rows_per_shard, num_cpus, plain_seconds, ray_seconds,
+                           _same_files(work / "plain", work / "sing-ray"))
+    finally:
+        if not keep and work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+        elif not keep:
+            for name in ("plain", "sing-ray"):
+                shutil.rmtree(work / name, ignore_errors=True)
+
+
+def _warm_page_cache(folder: Path) -> None:
+    for entry in os.scandir(folder / "audio"):
+        with open(entry.path, "rb") as f:
+            while f.read(1 << 20):
+                pass

@@ -1,0 +1,127 @@
+"""Opening an ingested dataset: its manifest, vocabulary, and one split as a Ray Dataset."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pyarrow as pa
+
+from .. import nsynth
+from ..errors import UserError
+from .schema import METADATA_COLUMNS, NOTE_SCHEMA, SCHEMA_VERSION
+from .storage import Location, resolve
+
+log = logging.getLogger(__name__)
+
+WAV_COLUMN = "wav"   # float32 waveform in [-1, 1), (NUM_FRAMES,) per row
+
+
+def load_manifest(path: str) -> dict:
+    """Read a dataset's ``manifest.json`` after checking that the dataset is complete.
+
+    Args:
+        path: the dataset folder (local path or URI).
+
+    Returns:
+        the manifest (see docs/ingest.md). Raises UserError for a folder that is
+        not a finished sing-ray dataset or has another schema version.
+    """
+    where = resolve(path)
+    return _load_manifest(where)
+
+
+def _load_manifest(where: Location) -> dict:
+    if not where.is_dir():
+        raise UserError(f"{where.uri}: no such dataset folder")
+    if not where.exists("_SUCCESS"):
+        raise UserError(f"{where.uri}: not a finished sing-ray dataset (no _SUCCESS); "
+                        "run `sing-ray data ingest` into it again")
+    try:
+        manifest = json.loads(where.read_bytes("manifest.json"))
+    except (OSError, FileNotFoundError, json.JSONDecodeError) as err:
+        raise UserError(f"{where.display('manifest.json')}: unreadable ({err})") from None
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if version != SCHEMA_VERSION:
+        raise UserError(f"{where.uri}: schema version {version!r}, this sing-ray reads {SCHEMA_VERSION}; "
+                        "ingest the source again")
+    return manifest
+
+
+def load_vocabulary(path: str) -> list[str]:
+    """The instrument vocabulary: ``instrument`` id ``i`` is ``vocabulary[i]``."""
+    return list(load_manifest(path)["instruments"])
+
+
+def load_cardinalities(path: str) -> dict[str, int]:
+    """Sizes of the lookup tables a model needs (instrument, pitch, velocity, ...)."""
+    return dict(load_manifest(path)["cardinalities"])
+
+
+def decode_audio(audio: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The ``audio`` column (raw int16 PCM) as float32 waveforms in [-1, 1).
+
+    Args:
+        audio: n binary values of NUM_FRAMES * 2 bytes each.
+
+    Returns:
+        (n, NUM_FRAMES) float32: samples / 32768.
+    """
+    if isinstance(audio, pa.ChunkedArray):
+        audio = audio.combine_chunks()
+    n = len(audio)
+    if n == 0:
+        return np.zeros((0, nsynth.NUM_FRAMES), dtype=np.float32)
+    offsets = np.frombuffer(audio.buffers()[1], dtype=np.int32)[audio.offset:audio.offset + n + 1]
+    width = nsynth.NUM_FRAMES * 2
+    if not np.array_equal(np.diff(offsets), np.full(n, width)):
+        raise ValueError(f"audio values must all be {width} bytes (int16 x {nsynth.NUM_FRAMES})")
+    # All values are the same size and adjacent: view the data buffer directly.
+    data = np.frombuffer(audio.buffers()[2], dtype="<i2", count=n * nsynth.NUM_FRAMES,
+                         offset=int(offsets[0]))
+    return data.reshape(n, nsynth.NUM_FRAMES).astype(np.float32) * np.float32(1 / 32768)
+
+
+def _to_waveforms(batch: pa.Table) -> dict[str, np.ndarray]:
+    """Ray Data UDF: replace ``audio`` by ``wav`` (float32) and keep the metadata columns."""
+    out = {}
+    for name in METADATA_COLUMNS:
+        column = batch.column(name)
+        if name == "qualities":
+            flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            out[name] = flat.reshape(batch.num_rows, len(nsynth.QUALITIES)).astype(np.int8)
+        else:
+            out[name] = column.to_numpy()
+    out[WAV_COLUMN] = decode_audio(batch.column("audio"))
+    return out
+
+
+def make_note_dataset(path: str, split: str, *, override_num_blocks: int | None = None):
+    """One split of an ingested dataset as a Ray Dataset of float32 waveforms.
+
+    Args:
+        path: the dataset folder (local path or URI), as written by ``sing-ray data ingest``.
+        split: ``train``, ``valid`` or ``test``.
+        override_num_blocks: passed to ``ray.data.read_parquet`` (None: Ray decides).
+
+    Returns:
+        a ``ray.data.Dataset`` with the metadata columns of DESIGN.md (``note_str``,
+        ``instrument`` (dense id), ``pitch``, ``velocity``, ..., ``split``) and
+        ``wav``: (NUM_FRAMES,) float32 in [-1, 1) per row. The vocabulary and
+        cardinalities are in :func:`load_manifest` (or :func:`load_vocabulary`,
+        :func:`load_cardinalities`).
+    """
+    import ray.data
+
+    if split not in nsynth.SPLITS:
+        raise UserError(f"unknown split {split!r}; expected one of {', '.join(nsynth.SPLITS)}")
+    where = resolve(path)
+    manifest = _load_manifest(where)
+    # Shards never mix splits (see ingest), so a split is read by its files alone.
+    files = [where.join(s["path"]) for s in manifest["shards"] if s["split"] == split]
+    if not files:
+        log.warning("%s: the %s split holds no notes", where.uri, split)
+        ds = ray.data.from_arrow(NOTE_SCHEMA.empty_table())
+    else:
+        ds = ray.data.read_parquet(files, filesystem=where.fs, override_num_blocks=override_num_blocks)
+    return ds.map_batches(_to_waveforms, batch_format="pyarrow", zero_copy_batch=True)

@@ -1,0 +1,544 @@
+"""NSynth-layout folder -> validated Parquet dataset, with Ray Data.
+
+The work, in order:
+
+1. The driver reads ``examples.json`` (a malformed one, or a missing
+   ``audio/``, is a :class:`UserError` before anything is written), checks every
+   entry's metadata, gives it its split (the seeded hash of (instrument, pitch))
+   and lists ``audio/`` once, which tells missing WAVs and WAVs that no entry lists.
+2. The notes are planned into shards: per split, sorted by ``note_str``,
+   ``rows_per_shard`` at a time, so shard contents depend only on the input.
+3. A Ray Dataset with one row per shard goes through ``map_batches``: each task
+   decodes and checks its WAVs with soundfile, straight into one buffer that
+   becomes the shard's ``audio`` column, and writes ``notes/part-<split>-NNNNN.parquet``.
+   Audio never travels through the object store; only small per-shard reports
+   come back to the driver.
+4. Dense instrument ids come from the sorted vocabulary of the notes' instruments.
+   Should a WAV check remove every note of an instrument, the shards are
+   renumbered so that ids stay dense over the accepted notes.
+5. ``rejects.parquet``, ``manifest.json`` and last ``_SUCCESS`` are written.
+
+Locally everything is written into a hidden sibling folder that is renamed into
+place at the end, so a failure never leaves something that looks like a dataset.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+
+from .. import nsynth
+from ..errors import UserError, ValidationError
+from .notes import (Note, audio_relpath, build_note_table, check_metadata, decode_meta,
+                    encode_meta, read_and_check, rejects_table, write_table)
+from .schema import NOTE_SCHEMA, SCHEMA_VERSION
+from .storage import Location, resolve
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROWS_PER_SHARD = 512                                 # 64 MiB of audio per file
+MAX_ROWS_PER_SHARD = (2**31 - 1) // (nsynth.NUM_FRAMES * 2)  # Arrow binary: 2 GiB per column chunk
+UNKNOWN_SPLIT = "unknown"     # rejected notes whose metadata is too broken to place
+LOG_EVERY_SECONDS = 10.0
+NUM_UNLISTED_IN_MANIFEST = 20
+
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did. ``listed == accepted + rejected``, overall and per split.
+
+    Attributes:
+        source: the NSynth-layout folder read.
+        out: the dataset written.
+        listed: notes in examples.json.
+        accepted: notes written to ``notes/``.
+        rejected: notes written to ``rejects.parquet``.
+        unlisted_wavs: WAVs in ``audio/`` that examples.json does not list (not notes).
+        splits: per split (and ``unknown``), ``{"listed", "accepted", "rejected"}``.
+        num_instruments: size of the instrument vocabulary.
+        num_shards: Parquet files under ``notes/``.
+        seconds: wall time of the ingest.
+        reasons: the most frequent reject reasons' counts, keyed by reason with the
+            file name removed (``"44100 Hz, expected 16000": 3``).
+    """
+
+    source: str
+    out: str
+    listed: int
+    accepted: int
+    rejected: int
+    unlisted_wavs: int
+    splits: dict[str, dict[str, int]]
+    num_instruments: int
+    num_shards: int
+    seconds: float
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def notes_per_second(self) -> float:
+        return self.listed / self.seconds if self.seconds > 0 else float("inf")
+
+    def reconciles(self) -> bool:
+        """True when every listed note is accounted for, overall and in each split."""
+        per_split = all(c["listed"] == c["accepted"] + c["rejected"] for c in self.splits.values())
+        totals = all(sum(c[k] for c in self.splits.values()) == getattr(self, k)
+                     for k in ("listed", "accepted", "rejected"))
+        return per_split and totals and self.listed == self.accepted + self.rejected
+
+    def format(self) -> str:
+        """The summary a person reads at the end of ``sing-ray data ingest``."""
+        lines = [
+            f"ingested {self.source} -> {self.out}",
+            f"  {self.listed} listed = {self.accepted} accepted + {self.rejected} rejected"
+            f"{'' if self.reconciles() else '   (DOES NOT RECONCILE)'}",
+        ]
+        for split, c in self.splits.items():
+            lines.append(f"  {split:>8}: {c['listed']:>7} listed = {c['accepted']:>7} accepted"
+                         f" + {c['rejected']:>5} rejected")
+        lines.append(f"  {self.num_instruments} instruments, {self.num_shards} shard(s), "
+                     f"{self.seconds:.1f} s, {self.notes_per_second:.0f} notes/s")
+        if self.unlisted_wavs:
+            lines.append(f"  {self.unlisted_wavs} WAV(s) in audio/ not listed in examples.json "
+                         "(ignored; see manifest.json)")
+        for reason, count in self.reasons.items():
+            lines.append(f"  rejected {count} x: {reason}")
+        if self.rejected:
+            lines.append(f"  every reject, with its reason: {self.out.rstrip('/')}/rejects.parquet")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What examples.json and audio/ say, before any WAV is opened.
+
+    Attributes:
+        notes: notes with sane metadata and a WAV on disk, sorted by note_str.
+        rejects: (note_str, reason, split or None) of the other listed notes.
+        listed: number of entries in examples.json.
+        unlisted: WAV names in audio/ that no entry lists, sorted.
+        sha256: checksum of examples.json's bytes.
+    """
+
+    notes: list[Note]
+    rejects: list[tuple[str, str, str | None]]
+    listed: int
+    unlisted: list[str]
+    sha256: str
+
+
+def load_examples(source: Location) -> tuple[dict, str]:
+    """Read and parse ``examples.json``; raise one clear UserError when it is unusable.
+
+    Args:
+        source: the NSynth-layout folder.
+
+    Returns:
+        (the entries keyed by note_str, sha256 of the file's bytes).
+    """
+    where = source.display("examples.json")
+    if not source.is_dir():
+        raise UserError(f"{source.uri}: no such folder (expected an NSynth-layout folder "
+                        "with examples.json and audio/)")
+    if not source.exists("examples.json"):
+        raise UserError(f"{where}: not found (an NSynth-layout folder holds examples.json and audio/)")
+    raw = source.read_bytes("examples.json")
+    sha256 = hashlib.sha256(raw).hexdigest()
+    try:
+        examples = json.loads(raw)
+    except UnicodeDecodeError as err:
+        raise UserError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{where}: not valid JSON ({err.msg} at line {err.lineno}, "
+                        f"column {err.colno})") from None
+    if not isinstance(examples, dict):
+        kind = _JSON_TYPES.get(type(examples), type(examples).__name__)
+        raise UserError(f"{where}: the top level is {kind}, expected an object keyed by note_str")
+    if not examples:
+        raise UserError(f"{where}: lists no notes (the top-level object is empty)")
+    return examples, sha256
+
+
+def list_source(source: Location, split_seed: int = nsynth.DEFAULT_SPLIT_SEED) -> Listing:
+    """Check examples.json and audio/ and the metadata of every note (no WAV is opened).
+
+    Args:
+        source: the NSynth-layout folder.
+        split_seed: seed of the (instrument, pitch) hash that assigns splits.
+
+    Returns:
+        the :class:`Listing`. Raises UserError for a malformed examples.json or missing audio/.
+    """
+    examples, sha256 = load_examples(source)
+    if not source.is_dir("audio"):
+        raise UserError(f"{source.display('audio')}: missing (NSynth keeps each note's "
+                        "WAV in audio/<note_str>.wav)")
+    on_disk = set(source.list_names("audio"))
+    notes, rejects = [], []
+    for note_str in sorted(examples):
+        meta = examples[note_str]
+        reason = check_metadata(note_str, meta)
+        split = None
+        if reason is None:
+            split = nsynth.split_of(meta["instrument_str"], meta["pitch"], split_seed)
+            if f"{note_str}.wav" not in on_disk:
+                reason = f"{audio_relpath(note_str)}: file not found"
+        if reason is None:
+            notes.append(Note(note_str, meta, split))
+        else:
+            rejects.append((note_str, reason, split))
+    unlisted = sorted(name for name in on_disk
+                      if name.lower().endswith(".wav") and name[:-4] not in examples)
+    return Listing(notes, rejects, len(examples), unlisted, sha256)
+
+
+def plan_shards(notes: Iterable[Note], rows_per_shard: int) -> list[tuple[str, str, list[Note]]]:
+    """Group notes into shards: per split, sorted by note_str, ``rows_per_shard`` at a time.
+
+    Args:
+        notes: notes to write.
+        rows_per_shard: notes per Parquet file (the last of a split may hold fewer).
+
+    Returns:
+        (relative file path, split, notes) per shard, in a fixed order.
+    """
+    by_split: dict[str, list[Note]] = {s: [] for s in nsynth.SPLITS}
+    for note in notes:
+        by_split[note.split].append(note)
+    shards = []
+    for split in nsynth.SPLITS:
+        group = sorted(by_split[split], key=lambda n: n.note_str)
+        for k, start in enumerate(range(0, len(group), rows_per_shard)):
+            shards.append((f"notes/part-{split}-{k:05d}.parquet", split, group[start:start + rows_per_shard]))
+    return shards
+
+
+def _shard_row(path: str, split: str, notes: list[Note], vocab_index: dict[str, int]) -> dict:
+    """One input row of the Ray Dataset: everything a task needs to write one shard."""
+    return {
+        "path": path,
+        "split": split,
+        "note_strs": [n.note_str for n in notes],
+        "metas": [encode_meta(n.meta) for n in notes],
+        "instruments": [vocab_index[n.meta["instrument_str"]] for n in notes],
+    }
+
+
+def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool) -> pa.Table:
+    """Ray Data UDF: decode, check and write the shards of a batch (one row per shard).
+
+    Args:
+        batch: rows made by :func:`_shard_row`.
+        source: the NSynth-layout folder.
+        dest: the folder being written (the hidden staging folder when local).
+        strict: stop a shard at its first bad note and write nothing for it.
+
+    Returns:
+        one report row per shard: path, split, num_listed, num_rows, the accepted
+        instrument names, and the rejected note_strs with their reasons.
+    """
+    reports = []
+    for row in batch.to_pylist():
+        notes = [Note(s, decode_meta(m), row["split"]) for s, m in zip(row["note_strs"], row["metas"])]
+        ids = dict(zip(row["note_strs"], row["instruments"]))
+        accepted, audio, rejects = read_and_check(source, notes, strict=strict)
+        written = 0
+        if accepted and not (strict and rejects):
+            table = build_note_table(accepted, [ids[n.note_str] for n in accepted], audio)
+            write_table(table, dest, row["path"])
+            written = table.num_rows
+        reports.append({
+            "path": row["path"], "split": row["split"], "num_listed": len(notes), "num_rows": written,
+            "instrument_strs": sorted({n.meta["instrument_str"] for n in accepted}),
+            "reject_note_strs": [r[0] for r in rejects], "reject_reasons": [r[1] for r in rejects],
+        })
+    return pa.Table.from_pylist(reports, schema=_REPORT_SCHEMA)
+
+
+_REPORT_SCHEMA = pa.schema([
+    ("path", pa.string()), ("split", pa.string()), ("num_listed", pa.int64()), ("num_rows", pa.int64()),
+    ("instrument_strs", pa.list_(pa.string())),
+    ("reject_note_strs", pa.list_(pa.string())), ("reject_reasons", pa.list_(pa.string())),
+])
+
+
+def renumber_shards(batch: pa.Table, dest: Location, mapping: dict[int, int]) -> pa.Table:
+    """Ray Data UDF: rewrite shards with new dense instrument ids (``mapping``: old -> new)."""
+    import numpy as np
+
+    lookup = np.full(max(mapping) + 1, -1, dtype=np.int32)
+    for old, new in mapping.items():
+        lookup[old] = new
+    for path in batch.column("path").to_pylist():
+        table = pq.read_table(dest.join(path), filesystem=dest.fs, schema=NOTE_SCHEMA)
+        ids = lookup[table.column("instrument").to_numpy()]
+        table = table.set_column(NOTE_SCHEMA.get_field_index("instrument"), "instrument",
+                                 pa.array(ids, type=pa.int32()))
+        write_table(table, dest, path)
+    return pa.table({"path": batch.column("path")})
+
+
+def check_destination(out: Location, overwrite: bool) -> bool:
+    """Refuse to clobber what should not be. Returns True when ``out`` already exists.
+
+    An existing dataset is replaced only with ``overwrite``; a non-empty folder
+    that is not a sing-ray dataset is never replaced, so a mistyped ``--out``
+    cannot delete someone's files.
+    """
+    info = out.info()
+    if info.type == pafs.FileType.NotFound:
+        return False
+    if info.type != pafs.FileType.Directory:
+        raise UserError(f"{out.uri}: exists and is not a folder")
+    if not out.fs.get_file_info(pafs.FileSelector(out.path, recursive=False)):
+        return True
+    if not (out.exists("_SUCCESS") or out.exists("manifest.json")):
+        raise UserError(f"{out.uri}: a non-empty folder that is not a sing-ray dataset; "
+                        "refusing to write there (choose a new --out)")
+    if not overwrite:
+        raise UserError(f"{out.uri}: a dataset already exists there; pass --overwrite to replace it")
+    return True
+
+
+def _ray_data_context():
+    import ray.data
+    from ray.util.debug import log_once
+
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.enable_progress_bars
+    # Our own bar counts notes; Ray's would count shards, one bar per operator.
+    # Ray warns once per process that its bars are off: mark that as said.
+    log_once("ray_data_progress_manager_disabled")
+    ctx.enable_progress_bars = False
+    return ctx, saved
+
+
+class _Progress:
+    """A tqdm bar in notes (when wanted) and an INFO line with notes/s every few seconds."""
+
+    def __init__(self, total: int, enabled: bool, what: str = "ingest"):
+        self.total, self.done, self.what = total, 0, what
+        self.start = self.last_log = time.monotonic()
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="note", desc=what, dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        now = time.monotonic()
+        if now - self.last_log >= LOG_EVERY_SECONDS:
+            self.last_log = now
+            log.info("%s: %d/%d notes, %.0f notes/s", self.what, self.done, self.total,
+                     self.done / max(now - self.start, 1e-9))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_shards(shards, source: Location, staging: Location, vocab: list[str], strict: bool,
+                progress: _Progress) -> list[dict]:
+    import ray.data
+
+    index = {name: i for i, name in enumerate(vocab)}
+    rows = [_shard_row(path, split, notes, index) for path, split, notes in shards]
+    # One block per shard, and batch_size=None (a batch is a whole block), so one
+    # task writes one whole file and never shares it. from_items builds the blocks
+    # on the driver (from_arrow would run a remote task per block to describe it).
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        write_shards, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
+        fn_kwargs={"source": source, "dest": staging, "strict": strict})
+    reports = []
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+        for report in batch.to_pylist():
+            reports.append(report)
+            progress.update(report["num_listed"])
+            if strict and report["reject_note_strs"]:
+                note_str, reason = report["reject_note_strs"][0], report["reject_reasons"][0]
+                raise ValidationError(f"{note_str}: {reason} (--strict stops at the first bad note)")
+    return reports
+
+
+def ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, strict: bool = False,
+           overwrite: bool = False, progress: bool = True,
+           split_seed: int = nsynth.DEFAULT_SPLIT_SEED, num_cpus: int | None = None) -> IngestSummary:
+    """Validate an NSynth-layout folder and write it as a Parquet dataset (DESIGN.md layout).
+
+    Args:
+        source: folder (or URI) with ``examples.json`` and ``audio/<note_str>.wav``.
+        out: the dataset folder (or URI) to write.
+        rows_per_shard: notes per ``notes/part-*.parquet`` file.
+        strict: stop at the first bad note with :class:`ValidationError` (exit status 1)
+            instead of recording it in ``rejects.parquet``.
+        overwrite: replace an existing dataset at ``out``.
+        progress: show a progress bar (a periodic log line with notes/s is always on).
+        split_seed: seed of the split hash, recorded in the manifest.
+        num_cpus: CPUs of the local Ray started if none is running (None: all).
+
+    Returns:
+        the :class:`IngestSummary`. Raises UserError (exit 2) for bad input or an
+        existing ``out``, ValidationError (exit 1) for a bad note under ``strict``.
+    """
+    started = time.monotonic()
+    if not 1 <= rows_per_shard <= MAX_ROWS_PER_SHARD:
+        raise UserError(f"rows per shard must be between 1 and {MAX_ROWS_PER_SHARD}, got {rows_per_shard}")
+    src, dst = resolve(source), resolve(out)
+    if src.is_local and dst.is_local and (dst.path + "/").startswith(src.path + "/"):
+        raise UserError(f"{dst.uri}: the dataset must not be written inside its source {src.uri}")
+    listing = list_source(src, split_seed)
+    dst_exists = check_destination(dst, overwrite)
+    if strict and listing.rejects:
+        note_str, reason, _ = listing.rejects[0]
+        raise ValidationError(f"{note_str}: {reason} (--strict stops at the first bad note)")
+    if listing.unlisted:
+        log.warning("%d WAV(s) in %s are not listed in examples.json and are ignored, e.g. %s",
+                    len(listing.unlisted), src.display("audio"), ", ".join(listing.unlisted[:3]))
+    log.info("%s: %d notes listed, %d with sane metadata and a WAV; checking and writing them",
+             src.uri, listing.listed, len(listing.notes))
+
+    from ..runtime import init_ray
+
+    init_ray(num_cpus=num_cpus)
+    # Locally, build a hidden sibling and rename it into place; object stores
+    # have no folder rename, so there we write in place with _SUCCESS last.
+    staging = dst.sibling(f".{dst.path.rsplit('/', 1)[-1]}.ingest-{uuid.uuid4().hex[:8]}") \
+        if dst.is_local else dst
+    if not dst.is_local and dst_exists:
+        dst.fs.delete_dir_contents(dst.path)
+    ctx, saved = _ray_data_context()
+    bar = _Progress(listing.listed, progress)
+    bar.update(len(listing.rejects))
+    try:
+        staging.fs.create_dir(staging.join("notes"), recursive=True)
+        vocab = nsynth.build_vocabulary(n.meta["instrument_str"] for n in listing.notes)
+        shards = plan_shards(listing.notes, rows_per_shard)
+        reports = _run_shards(shards, src, staging, vocab, strict, bar) if shards else []
+        manifest, rejects = _finish(src, staging, listing, reports, vocab, rows_per_shard, split_seed)
+    except BaseException:
+        bar.close()
+        ctx.enable_progress_bars = saved
+        _remove(staging)
+        raise
+    bar.close()
+    ctx.enable_progress_bars = saved
+    if dst.is_local:
+        _publish(staging, dst, dst_exists)
+
+    counts = manifest["counts"]
+    summary = IngestSummary(
+        source=src.uri, out=dst.uri, listed=counts["listed"], accepted=counts["accepted"],
+        rejected=counts["rejected"], unlisted_wavs=counts["unlisted_wavs"],
+        splits=manifest["splits"], num_instruments=len(manifest["instruments"]),
+        num_shards=len(manifest["shards"]), seconds=time.monotonic() - started,
+        reasons=dict(Counter(_reason_kind(r[2]) for r in rejects).most_common(5)))
+    log.info("%s: %d accepted, %d rejected of %d listed in %.1f s (%.0f notes/s)", dst.uri,
+             summary.accepted, summary.rejected, summary.listed, summary.seconds, summary.notes_per_second)
+    return summary
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason without its file name, so that equal problems count together."""
+    head, sep, tail = reason.partition(": ")
+    return tail if sep and (head.startswith("audio/") or head == "examples.json") else reason
+
+
+def _finish(src: Location, staging: Location, listing: Listing, reports: list[dict],
+            vocab: list[str], rows_per_shard: int, split_seed: int) -> tuple[dict, list]:
+    """Reconcile the reports, renumber if needed, write rejects, manifest and _SUCCESS."""
+    split_of_note = {n.note_str: n.split for n in listing.notes}
+    rejects = [(s, src.display(audio_relpath(s)), r, split) for s, r, split in listing.rejects]
+    for report in reports:
+        rejects += [(s, src.display(audio_relpath(s)), r, split_of_note[s])
+                    for s, r in zip(report["reject_note_strs"], report["reject_reasons"])]
+    final_vocab = nsynth.build_vocabulary(i for r in reports for i in r["instrument_strs"])
+    shards = sorted((r for r in reports if r["num_rows"]), key=lambda r: r["path"])
+    if final_vocab != vocab:
+        # Every note of some instrument failed its WAV check: its id would leave a
+        # hole, so the ids of the accepted notes are made dense again.
+        log.warning("instrument(s) %s lost all their notes to WAV checks; renumbering instrument ids",
+                    ", ".join(sorted(set(vocab) - set(final_vocab))))
+        mapping = {vocab.index(name): i for i, name in enumerate(final_vocab)}
+        import ray.data
+
+        ray.data.from_items([{"path": r["path"]} for r in shards]).map_batches(
+            renumber_shards, batch_format="pyarrow", batch_size=1,
+            fn_kwargs={"dest": staging, "mapping": mapping}).materialize()
+
+    write_table(rejects_table([r[:3] for r in rejects]), staging, "rejects.parquet",
+                schema=rejects_table([]).schema)
+    splits = {s: {"listed": 0, "accepted": 0, "rejected": 0} for s in (*nsynth.SPLITS, UNKNOWN_SPLIT)}
+    for report in reports:
+        splits[report["split"]]["accepted"] += report["num_rows"]
+    for *_, split in rejects:
+        splits[split or UNKNOWN_SPLIT]["rejected"] += 1
+    for c in splits.values():
+        c["listed"] = c["accepted"] + c["rejected"]
+    if not splits[UNKNOWN_SPLIT]["listed"]:
+        del splits[UNKNOWN_SPLIT]
+    accepted = sum(r["num_rows"] for r in reports)
+    if accepted + len(rejects) != listing.listed:
+        raise RuntimeError(f"ingest lost notes: {listing.listed} listed but {accepted} accepted "
+                           f"+ {len(rejects)} rejected")
+    manifest = {
+        "format": "sing-ray notes",
+        "schema_version": SCHEMA_VERSION,
+        "source": src.uri,
+        "examples_sha256": listing.sha256,
+        "counts": {"listed": listing.listed, "accepted": accepted, "rejected": len(rejects),
+                   "unlisted_wavs": len(listing.unlisted)},
+        "rejects": len(rejects),
+        "splits": splits,
+        "split": {"seed": split_seed, "valid_fraction": nsynth.VALID_FRACTION,
+                  "test_fraction": nsynth.TEST_FRACTION, "key": "instrument_str, pitch"},
+        "instruments": final_vocab,
+        "cardinalities": {
+            "instrument": len(final_vocab),
+            "pitch": nsynth.PITCH_RANGE[1] + 1,
+            "velocity": len(nsynth.VELOCITIES),
+            "instrument_family": len(nsynth.FAMILIES),
+            "instrument_source": len(nsynth.SOURCES),
+            "qualities": len(nsynth.QUALITIES),
+        },
+        "audio": {"column": "audio", "encoding": "pcm_s16le", "sample_rate": nsynth.SAMPLE_RATE,
+                  "num_frames": nsynth.NUM_FRAMES},
+        "rows_per_shard": rows_per_shard,
+        "shards": [{"path": r["path"], "split": r["split"], "num_rows": r["num_rows"]} for r in shards],
+        "unlisted_wavs": listing.unlisted[:NUM_UNLISTED_IN_MANIFEST],
+    }
+    staging.write_bytes((json.dumps(manifest, indent=2) + "\n").encode(), "manifest.json")
+    staging.write_bytes(b"", "_SUCCESS")
+    return manifest, rejects
+
+
+def _publish(staging: Location, dst: Location, dst_exists: bool) -> None:
+    """Rename the finished staging folder to ``dst``, replacing what was there."""
+    if not dst_exists:
+        staging.fs.move(staging.path, dst.path)
+        return
+    old = dst.sibling(f".{dst.path.rsplit('/', 1)[-1]}.old-{uuid.uuid4().hex[:8]}")
+    dst.fs.move(dst.path, old.path)
+    dst.fs.move(staging.path, dst.path)
+    old.fs.delete_dir(old.path)
+
+
+def _remove(where: Location) -> None:
+    try:
+        if where.exists():
+            where.fs.delete_dir(where.path)
+    except OSError as err:  # never hide the error that brought us here
+        log.warning("could not remove %s: %s", where.uri, err)

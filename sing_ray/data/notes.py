@@ -1,0 +1,204 @@
+"""Checking, decoding and writing notes: the per-note work of an ingest, without Ray.
+
+Ray tasks (``sing_ray.data.ingest``) and the benchmark's plain loop
+(``sing_ray.data.bench``) both call these functions, so they do the same work
+and differ only in how it is spread over processes.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import soundfile as sf
+
+from .. import nsynth
+from .schema import NOTE_SCHEMA, PARQUET_OPTIONS, REJECT_SCHEMA
+from .storage import Location
+
+EXPECTED_FORMAT = "WAV"
+EXPECTED_SUBTYPE = "PCM_16"
+
+
+def audio_relpath(note_str: str) -> str:
+    """Where NSynth keeps a note's audio, relative to the source folder."""
+    return f"audio/{note_str}.wav"
+
+
+@dataclass(frozen=True)
+class Note:
+    """One listed note whose metadata passed :func:`nsynth.validate_metadata`.
+
+    Attributes:
+        note_str: NSynth's name, also the WAV's base name.
+        meta: its examples.json entry.
+        split: ``train``, ``valid`` or ``test`` (from the seeded hash of (instrument, pitch)).
+    """
+
+    note_str: str
+    meta: Mapping
+    split: str
+
+
+def check_metadata(note_str: str, meta) -> str | None:
+    """Reason an examples.json entry is unusable, or None. The reason names examples.json."""
+    if not isinstance(note_str, str) or not note_str:
+        return f"examples.json: key {note_str!r} is not a note name"
+    reason = nsynth.validate_metadata(note_str, meta)
+    return None if reason is None else f"examples.json: {reason}"
+
+
+def check_audio_header(f: sf.SoundFile | sf._SoundFileInfo, relpath: str) -> str | None:
+    """Reason an opened WAV does not hold one NSynth note, or None.
+
+    Args:
+        f: an open ``soundfile.SoundFile`` (or ``soundfile.info`` result).
+        relpath: ``audio/<note_str>.wav``, to start the reason with.
+
+    Returns:
+        e.g. ``"audio/x.wav: 44100 Hz, expected 16000"``, or None when the header is right.
+    """
+    if f.format != EXPECTED_FORMAT:
+        return f"{relpath}: {f.format} file, expected WAV"
+    if f.channels != 1:
+        return f"{relpath}: {f.channels} channels, expected mono"
+    if f.samplerate != nsynth.SAMPLE_RATE:
+        return f"{relpath}: {f.samplerate} Hz, expected {nsynth.SAMPLE_RATE}"
+    if f.subtype != EXPECTED_SUBTYPE:
+        return f"{relpath}: {f.subtype} samples, expected 16-bit PCM (PCM_16)"
+    if f.frames != nsynth.NUM_FRAMES:
+        return f"{relpath}: {f.frames} frames, expected {nsynth.NUM_FRAMES}"
+    return None
+
+
+def read_note_into(source: Location, note_str: str, out: np.ndarray) -> str | None:
+    """Decode and check one note's WAV into ``out``.
+
+    Args:
+        source: the NSynth-layout folder.
+        note_str: the note; its audio is ``audio/<note_str>.wav``.
+        out: (NUM_FRAMES,) int16, C-contiguous; receives the samples. Reading in
+            place lets a whole shard share one buffer that Arrow then wraps without a copy.
+
+    Returns:
+        None when the note is good, else the reason it is not.
+    """
+    rel = audio_relpath(note_str)
+    try:
+        with sf.SoundFile(source.open_audio(rel)) as f:
+            reason = check_audio_header(f, rel)
+            if reason is not None:
+                return reason
+            got = f.read(frames=nsynth.NUM_FRAMES, dtype="int16", out=out)
+    except FileNotFoundError:
+        return f"{rel}: file not found"
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        if not source.exists(rel):
+            return f"{rel}: file not found"
+        return f"{rel}: unreadable ({err})"
+    if len(got) != nsynth.NUM_FRAMES:
+        return f"{rel}: truncated, {len(got)} of {nsynth.NUM_FRAMES} frames readable"
+    return None
+
+
+def empty_audio(num_notes: int) -> np.ndarray:
+    """A (num_notes, NUM_FRAMES) little-endian int16 buffer for :func:`read_note_into`."""
+    return np.empty((num_notes, nsynth.NUM_FRAMES), dtype="<i2")
+
+
+def build_note_table(notes: Sequence[Note], instrument_ids: Sequence[int],
+                     audio: np.ndarray) -> pa.Table:
+    """The Arrow table of accepted notes, in :data:`NOTE_SCHEMA`.
+
+    Args:
+        notes: the notes, in row order.
+        instrument_ids: dense instrument id of each note.
+        audio: (len(notes), NUM_FRAMES) int16, C-contiguous; becomes the ``audio``
+            column without a copy (each value is one row's 128,000 bytes).
+
+    Returns:
+        the table.
+    """
+    n = len(notes)
+    audio = np.ascontiguousarray(audio, dtype="<i2")
+    if audio.shape != (n, nsynth.NUM_FRAMES):
+        raise ValueError(f"audio is {audio.shape}, expected ({n}, {nsynth.NUM_FRAMES})")
+    width = nsynth.NUM_FRAMES * 2
+    if n * width >= 2**31:
+        # Arrow's binary type has 32-bit offsets: a shard holds at most 16,777 notes.
+        raise ValueError(f"{n} notes exceed one Parquet shard's 2 GiB of audio; use fewer rows per shard")
+    offsets = np.arange(n + 1, dtype=np.int32) * width
+    audio_col = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(audio)])
+    metas = [note.meta for note in notes]
+    columns = {
+        "note_str": [note.note_str for note in notes],
+        "instrument": list(instrument_ids),
+        "instrument_str": [m["instrument_str"] for m in metas],
+        "instrument_family": [m["instrument_family"] for m in metas],
+        "instrument_family_str": [m["instrument_family_str"] for m in metas],
+        "instrument_source": [m["instrument_source"] for m in metas],
+        "instrument_source_str": [m["instrument_source_str"] for m in metas],
+        "pitch": [m["pitch"] for m in metas],
+        "velocity": [m["velocity"] for m in metas],
+        "qualities": [m["qualities"] for m in metas],
+        "sample_rate": [m["sample_rate"] for m in metas],
+        "split": [note.split for note in notes],
+    }
+    arrays = [pa.array(columns[f.name], type=f.type) for f in NOTE_SCHEMA if f.name != "audio"]
+    return pa.Table.from_arrays(arrays + [audio_col], schema=NOTE_SCHEMA)
+
+
+def write_table(table: pa.Table, where: Location, relpath: str, schema: pa.Schema = NOTE_SCHEMA) -> None:
+    """Write one Parquet file with the dataset's fixed options (deterministic bytes)."""
+    options = PARQUET_OPTIONS if schema is NOTE_SCHEMA else {"compression": "snappy"}
+    pq.write_table(table.cast(schema), where.join(relpath), filesystem=where.fs, **options)
+
+
+def rejects_table(rejects: Sequence[tuple[str, str, str]]) -> pa.Table:
+    """``rejects.parquet``'s table from (note_str, path, reason) triples, sorted by note_str."""
+    rows = sorted(rejects)
+    return pa.Table.from_arrays(
+        [pa.array([r[i] for r in rows], type=pa.string()) for i in range(3)], schema=REJECT_SCHEMA)
+
+
+def read_and_check(source: Location, notes: Sequence[Note], strict: bool = False
+                   ) -> tuple[list[Note], np.ndarray, list[tuple[str, str]]]:
+    """Decode and check the WAVs of some notes into one buffer.
+
+    Args:
+        source: the NSynth-layout folder.
+        notes: notes whose metadata is sane.
+        strict: stop at the first bad note (its reason is the last reject).
+
+    Returns:
+        (accepted notes, their audio (A, NUM_FRAMES) int16, rejects as (note_str, reason)).
+    """
+    audio = empty_audio(len(notes))
+    keep = np.zeros(len(notes), dtype=bool)
+    rejects: list[tuple[str, str]] = []
+    for i, note in enumerate(notes):
+        reason = read_note_into(source, note.note_str, audio[i])
+        if reason is None:
+            keep[i] = True
+        else:
+            rejects.append((note.note_str, reason))
+            if strict:
+                break
+    if rejects:
+        # Rare: compact the good rows (one copy) so the buffer stays contiguous.
+        audio = audio[keep]
+    accepted = [note for note, k in zip(notes, keep) if k]
+    return accepted, audio, rejects
+
+
+def decode_meta(text: str):
+    """Inverse of :func:`encode_meta`."""
+    return json.loads(text)
+
+
+def encode_meta(meta) -> str:
+    """One examples.json entry as JSON text: how metadata of any shape crosses into Arrow."""
+    return json.dumps(meta, sort_keys=True)
