@@ -1,0 +1,36 @@
+"""Evaluate a model on a dataset split, as a Ray job.
+
+    ray job submit --working-dir . -- python -m pipelines.evaluate --model models:/sing/1 --dataset /data/nsynth.ds
+
+The flags are those of ``sing-ray evaluate``. Under ``ray job submit`` the job joins
+the cluster (RAY_ADDRESS); elsewhere it starts a local Ray. The dataset must be
+reachable from every node; the model travels through Ray's object store.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from sing_ray.commands import evaluate as command
+from sing_ray.config import ConfigError
+from sing_ray.errors import UserError
+from sing_ray.runtime import setup_logging
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, start or join Ray, evaluate, print where the report went; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.evaluate")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    command.configure(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return command.run(args)
+    except (UserError, ConfigError) as err:
+        print(f"pipelines.evaluate: error: {err}", file=sys.stderr)
+        return getattr(err, "exit_code", 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
