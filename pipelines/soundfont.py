@@ -2,9 +2,10 @@
 
     ray job submit --working-dir . -- python -m pipelines.soundfont --out /data/fluidr3 --workers 8
 
-The flags are those of ``sing-ray data soundfont``. The folder is written by
-the driver (on the head node under ``ray job submit``); the SoundFont must lie
-at the same path on every node that runs a worker.
+The flags are those of ``sing-ray data soundfont``. Every input is checked
+first; then, if any note is left to render, Ray is joined (``RAY_ADDRESS``, set
+by ``ray job submit``) or started locally. The workers run on the driver's
+node and write the folder there; the SoundFont must be at ``--sf2`` on it.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sing_ray.runtime import setup_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, start or join Ray, render; returns the exit status."""
+    """Parse, render (joining or starting Ray when there is work); returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.soundfont")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     command.configure(parser)

@@ -54,8 +54,8 @@ DEFAULT_GAIN = 0.9
 # outside every zone of the preset (FluidR3's Contrabass from C4 up renders
 # exact zeros), or what sounds is below one 16-bit step (-90 dBFS) and would
 # quantize to near-silence anyway. Audible FluidR3 notes at velocity 25 sit
-# around -60 dBFS; only a few extreme pitches of Timpani and Xylophone fall
-# below the floor.
+# around -60 dBFS; only a few extreme pitches of Xylophone and Vibraphone
+# fall below the floor.
 SILENCE_DBFS = -90.0
 
 # FluidSynth renders in blocks of 64 frames; a note-on takes effect at the next one.
@@ -752,9 +752,6 @@ def _render_ray(sf2, out, gain, silence_dbfs, todo, on_chunk, num_workers, chunk
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from .runtime import init_ray
-
-    init_ray(num_cpus=num_workers)
     # Workers write the WAVs themselves (audio never crosses the object store),
     # so they run on the driver's node, where `out` is.
     node_id = ray.get_runtime_context().get_node_id()
@@ -884,6 +881,12 @@ def build_soundfont_dataset(out: str | os.PathLike, sf2: str | os.PathLike | Non
             build.num_rendered += 1
         bar.update(len(results))
 
+    if todo and num_workers:
+        # Started (or joined) only now, after every check and only when there is
+        # work; outside the timing, since a pipeline pays for it once.
+        from .runtime import init_ray
+
+        init_ray(num_cpus=int(num_workers))
     start = time.perf_counter()
     try:
         if todo and num_workers:

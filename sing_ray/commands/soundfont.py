@@ -49,22 +49,12 @@ def run(args: argparse.Namespace) -> int:
     programs = soundfont.parse_programs(args.programs)
     pitches = soundfont.parse_pitches(args.pitches)
     velocities = soundfont.parse_velocities(args.velocities)
-    started_ray = False
-    if args.workers > 0:
-        # Checked before Ray starts, so that bad input fails in a second.
-        soundfont.check_soundfont(soundfont.resolve_sf2(args.sf2), programs)
-        from ..runtime import init_ray
-
-        started_ray = init_ray(num_cpus=args.workers)
-    try:
-        build = soundfont.build_soundfont_dataset(
-            args.out, sf2=args.sf2, programs=programs, pitches=pitches, velocities=velocities,
-            num_workers=args.workers, gain=args.gain, progress=not args.no_progress)
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
+    # The library checks every input before it starts (or joins) Ray, and
+    # starts it only when some note is left to render: a re-run over a
+    # finished folder takes a second, and bad input fails at once.
+    build = soundfont.build_soundfont_dataset(
+        args.out, sf2=args.sf2, programs=programs, pitches=pitches, velocities=velocities,
+        num_workers=args.workers, gain=args.gain, progress=not args.no_progress)
     print(f"wrote {build.num_written} notes to {build.out}: {build.examples_json} and "
           f"{build.out / 'audio'}/ ({build.num_rendered} rendered, {build.num_existing} already "
           f"there, {build.num_silent} silent skipped, {build.num_clipped} clipped)")
