@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.bench import DEFAULT_NUM_NOTES
+from ..data.bench import DEFAULT_NUM_NOTES, DEFAULT_REPEATS
 from ..data.ingest import DEFAULT_ROWS_PER_SHARD
 
 
@@ -21,6 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="notes of the synthetic folder")
     parser.add_argument("--rows-per-shard", type=int, default=DEFAULT_ROWS_PER_SHARD, metavar="N",
                         help="notes per Parquet file, for both")
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, metavar="N",
+                        help="timed ingests per side, alternating; the figures are medians")
     parser.add_argument("--work-dir", default=None, metavar="DIR",
                         help="where the outputs (and the synthetic folder) go (default: a temporary "
                              "folder, removed at the end)")
@@ -36,10 +38,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.source is None and args.num_notes < 1:
         raise UserError(f"--num-notes must be positive, got {args.num_notes}")
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be positive, got {args.repeats}")
     started_ray = init_ray(num_cpus=args.num_cpus)
     try:
         result = run_bench(source=args.source, num_notes=args.num_notes,
-                           rows_per_shard=args.rows_per_shard, work_dir=args.work_dir)
+                           rows_per_shard=args.rows_per_shard, work_dir=args.work_dir,
+                           repeats=args.repeats)
     finally:
         if started_ray:
             import ray

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from .storage import resolve
 log = logging.getLogger(__name__)
 
 DEFAULT_NUM_NOTES = 4000
+DEFAULT_REPEATS = 3
 
 
 def make_synthetic_nsynth(folder: str | Path, num_notes: int, seed: int = 0) -> Path:
@@ -105,20 +107,34 @@ def plain_ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_S
             table = build_note_table(notes, [index[n.meta["instrument_str"]] for n in notes], audio)
             write_table(table, dst, path)
             accepted_total += len(notes)
-    write_table(rejects_table(rejects), dst, "rejects.parquet", schema=rejects_table([]).schema)
+    write_table(rejects_table(rejects), dst, "rejects.parquet")
     return {"listed": listing.listed, "accepted": accepted_total, "rejected": len(rejects)}
 
 
 @dataclass
 class BenchResult:
-    """Figures of one benchmark run (notes/s over listed notes, wall clock)."""
+    """Figures of one benchmark run (wall clock; notes/s over listed notes).
+
+    Attributes:
+        plain_runs, ray_runs: seconds of each timed ingest, in the order run
+            (the two sides alternate). The figures are their medians, which a
+            busy shared machine disturbs less than a single run.
+    """
 
     num_notes: int
     rows_per_shard: int
     num_cpus: int
-    plain_seconds: float
-    ray_seconds: float
+    plain_runs: list[float]
+    ray_runs: list[float]
     identical_shards: bool
+
+    @property
+    def plain_seconds(self) -> float:
+        return statistics.median(self.plain_runs)
+
+    @property
+    def ray_seconds(self) -> float:
+        return statistics.median(self.ray_runs)
 
     @property
     def plain_notes_per_second(self) -> float:
@@ -133,14 +149,21 @@ class BenchResult:
         return self.plain_seconds / self.ray_seconds
 
     def format(self) -> str:
+        runs = len(self.plain_runs)
         return "\n".join([
             f"ingest benchmark: {self.num_notes} notes, {self.rows_per_shard} rows per shard, "
-            f"Ray with {self.num_cpus} CPU(s)",
-            f"  plain loop : {self.plain_seconds:7.2f} s  {self.plain_notes_per_second:8.1f} notes/s",
-            f"  sing-ray   : {self.ray_seconds:7.2f} s  {self.ray_notes_per_second:8.1f} notes/s",
-            f"  ratio      : {self.ratio:.2f}x  (sing-ray / plain loop)",
+            f"Ray with {self.num_cpus} CPU(s), median of {runs} run(s) each",
+            f"  plain loop : {self.plain_seconds:7.2f} s  {self.plain_notes_per_second:8.1f} notes/s"
+            f"   (runs: {_seconds(self.plain_runs)})",
+            f"  sing-ray   : {self.ray_seconds:7.2f} s  {self.ray_notes_per_second:8.1f} notes/s"
+            f"   (runs: {_seconds(self.ray_runs)})",
+            f"  ratio      : {self.ratio:.2f}x  (sing-ray notes/s / plain loop notes/s)",
             f"  shards identical: {'yes' if self.identical_shards else 'NO'}",
         ])
+
+
+def _seconds(runs: list[float]) -> str:
+    return ", ".join(f"{x:.2f}" for x in runs) + " s"
 
 
 def _same_files(a: Path, b: Path) -> bool:
@@ -151,15 +174,16 @@ def _same_files(a: Path, b: Path) -> bool:
 
 def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
               rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, work_dir: str | None = None,
-              keep: bool = False) -> BenchResult:
-    """Ingest one folder with the plain loop, then with sing-ray, and compare.
+              repeats: int = DEFAULT_REPEATS, keep: bool = False) -> BenchResult:
+    """Ingest one folder with the plain loop and with sing-ray, alternately, and compare.
 
     Args:
         source: an NSynth-layout folder; None makes a synthetic one of ``num_notes``.
         num_notes: size of the synthetic folder (ignored with ``source``).
         rows_per_shard: notes per Parquet file, the same for both.
         work_dir: where outputs (and the synthetic source) go; a temporary folder if None.
-        keep: keep ``work_dir``'s outputs instead of deleting them.
+        repeats: timed ingests per side; the figures are medians.
+        keep: keep the outputs of the last runs instead of deleting them.
 
     Returns:
         the :class:`BenchResult`. Ray must be initialised (or is started locally).
@@ -168,6 +192,8 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
 
     from ..runtime import init_ray
 
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     work = Path(work_dir or tempfile.mkdtemp(prefix="sing-ray-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -177,21 +203,30 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
         listed = len(json.loads((Path(source) / "examples.json").read_text()))
         init_ray()
         num_cpus = int(ray.cluster_resources().get("CPU", 0))
-        for name in ("plain", "sing-ray"):
-            shutil.rmtree(work / name, ignore_errors=True)
         # Both runs find the WAVs in the page cache: the synthetic folder was just
         # written, and a real one is read once here so the first run is not penalised.
         _warm_page_cache(Path(source))
-        start = time.perf_counter()
-        plain = plain_ingest(source, str(work / "plain"), rows_per_shard)
-        plain_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        summary = ingest(source, str(work / "sing-ray"), rows_per_shard=rows_per_shard, progress=False)
-        ray_seconds = time.perf_counter() - start
+        # Both sides first ingest a tiny folder, untimed: the first call of each code
+        # path pays one-off costs (imports in Ray's worker processes, pyarrow's lazy
+        # initialisation in this one) that a long-running job or cluster pays once.
+        _warm_up(work / "warm-up", num_cpus)
+        plain_runs, ray_runs = [], []
+        for run in range(repeats):
+            for name in ("plain", "sing-ray"):
+                shutil.rmtree(work / name, ignore_errors=True)
+            start = time.perf_counter()
+            plain = plain_ingest(source, str(work / "plain"), rows_per_shard)
+            plain_runs.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            summary = ingest(source, str(work / "sing-ray"), rows_per_shard=rows_per_shard,
+                             progress=False)
+            ray_runs.append(time.perf_counter() - start)
+            log.info("run %d/%d: plain loop %.2f s, sing-ray %.2f s", run + 1, repeats,
+                     plain_runs[-1], ray_runs[-1])
         if (summary.accepted, summary.rejected) != (plain["accepted"], plain["rejected"]):
             raise RuntimeError(f"the two ingests disagree: sing-ray {summary.accepted} accepted, "
                                f"{summary.rejected} rejected; plain loop {plain}")
-        return BenchResult(listed, rows_per_shard, num_cpus, plain_seconds, ray_seconds,
+        return BenchResult(listed, rows_per_shard, num_cpus, plain_runs, ray_runs,
                            _same_files(work / "plain", work / "sing-ray"))
     finally:
         if not keep and work_dir is None:
@@ -199,6 +234,15 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
         elif not keep:
             for name in ("plain", "sing-ray"):
                 shutil.rmtree(work / name, ignore_errors=True)
+
+
+def _warm_up(folder: Path, num_cpus: int) -> None:
+    # Enough shards that every Ray worker process runs one.
+    num_notes = max(2, 2 * num_cpus)
+    make_synthetic_nsynth(folder / "source", num_notes)
+    plain_ingest(str(folder / "source"), str(folder / "plain"), rows_per_shard=1)
+    ingest(str(folder / "source"), str(folder / "sing-ray"), rows_per_shard=1, progress=False)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _warm_page_cache(folder: Path) -> None:

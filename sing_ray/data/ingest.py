@@ -29,6 +29,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -282,10 +283,9 @@ def renumber_shards(batch: pa.Table, dest: Location, mapping: dict[int, int]) ->
         lookup[old] = new
     for path in batch.column("path").to_pylist():
         table = pq.read_table(dest.join(path), filesystem=dest.fs, schema=NOTE_SCHEMA)
-        ids = lookup[table.column("instrument").to_numpy()]
-        table = table.set_column(NOTE_SCHEMA.get_field_index("instrument"), "instrument",
-                                 pa.array(ids, type=pa.int32()))
-        write_table(table, dest, path)
+        ids = pa.array(lookup[table.column("instrument").to_numpy()], type=pa.int32())
+        columns = [ids if name == "instrument" else table.column(name) for name in NOTE_SCHEMA.names]
+        write_table(pa.Table.from_arrays(columns, schema=NOTE_SCHEMA), dest, path)
     return pa.table({"path": batch.column("path")})
 
 
@@ -311,17 +311,27 @@ def check_destination(out: Location, overwrite: bool) -> bool:
     return True
 
 
-def _ray_data_context():
+@contextmanager
+def _ray_data_settings():
+    """Ray Data settings for the ingest's executions, restored afterwards."""
     import ray.data
     from ray.util.debug import log_once
 
     ctx = ray.data.DataContext.get_current()
-    saved = ctx.enable_progress_bars
+    saved = (ctx.enable_progress_bars, ctx.op_resource_reservation_enabled)
     # Our own bar counts notes; Ray's would count shards, one bar per operator.
     # Ray warns once per process that its bars are off: mark that as said.
     log_once("ray_data_progress_manager_disabled")
     ctx.enable_progress_bars = False
-    return ctx, saved
+    # With per-operator reservations on, Ray Data gave the write operator the
+    # budget of one task at a time on a 2-CPU node (its debug log says
+    # "backpressured:tasks(ResourceBudget)"), leaving a core idle. The ingest
+    # runs a single operator that does all the work: reservations buy nothing here.
+    ctx.op_resource_reservation_enabled = False
+    try:
+        yield ctx
+    finally:
+        ctx.enable_progress_bars, ctx.op_resource_reservation_enabled = saved
 
 
 class _Progress:
@@ -420,22 +430,24 @@ def ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, 
         if dst.is_local else dst
     if not dst.is_local and dst_exists:
         dst.fs.delete_dir_contents(dst.path)
-    ctx, saved = _ray_data_context()
     bar = _Progress(listing.listed, progress)
     bar.update(len(listing.rejects))
     try:
-        staging.fs.create_dir(staging.join("notes"), recursive=True)
-        vocab = nsynth.build_vocabulary(n.meta["instrument_str"] for n in listing.notes)
-        shards = plan_shards(listing.notes, rows_per_shard)
-        reports = _run_shards(shards, src, staging, vocab, strict, bar) if shards else []
-        manifest, rejects = _finish(src, staging, listing, reports, vocab, rows_per_shard, split_seed)
+        with _ray_data_settings():
+            staging.fs.create_dir(staging.join("notes"), recursive=True)
+            vocab = nsynth.build_vocabulary(n.meta["instrument_str"] for n in listing.notes)
+            shards = plan_shards(listing.notes, rows_per_shard)
+            listed_at = time.monotonic()
+            reports = _run_shards(shards, src, staging, vocab, strict, bar) if shards else []
+            written_at = time.monotonic()
+            manifest, rejects = _finish(src, staging, listing, reports, vocab, rows_per_shard, split_seed)
+        log.debug("timings: listing %.2f s, %d shard(s) %.2f s, finishing %.2f s",
+                  listed_at - started, len(shards), written_at - listed_at, time.monotonic() - written_at)
     except BaseException:
-        bar.close()
-        ctx.enable_progress_bars = saved
         _remove(staging)
         raise
-    bar.close()
-    ctx.enable_progress_bars = saved
+    finally:
+        bar.close()
     if dst.is_local:
         _publish(staging, dst, dst_exists)
 
@@ -479,8 +491,7 @@ def _finish(src: Location, staging: Location, listing: Listing, reports: list[di
             renumber_shards, batch_format="pyarrow", batch_size=1,
             fn_kwargs={"dest": staging, "mapping": mapping}).materialize()
 
-    write_table(rejects_table([r[:3] for r in rejects]), staging, "rejects.parquet",
-                schema=rejects_table([]).schema)
+    write_table(rejects_table([r[:3] for r in rejects]), staging, "rejects.parquet")
     splits = {s: {"listed": 0, "accepted": 0, "rejected": 0} for s in (*nsynth.SPLITS, UNKNOWN_SPLIT)}
     for report in reports:
         splits[report["split"]]["accepted"] += report["num_rows"]

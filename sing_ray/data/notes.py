@@ -151,10 +151,17 @@ def build_note_table(notes: Sequence[Note], instrument_ids: Sequence[int],
     return pa.Table.from_arrays(arrays + [audio_col], schema=NOTE_SCHEMA)
 
 
-def write_table(table: pa.Table, where: Location, relpath: str, schema: pa.Schema = NOTE_SCHEMA) -> None:
-    """Write one Parquet file with the dataset's fixed options (deterministic bytes)."""
-    options = PARQUET_OPTIONS if schema is NOTE_SCHEMA else {"compression": "snappy"}
-    pq.write_table(table.cast(schema), where.join(relpath), filesystem=where.fs, **options)
+def write_table(table: pa.Table, where: Location, relpath: str) -> None:
+    """Write one Parquet file under ``where`` with fixed options, so equal tables give equal bytes.
+
+    Args:
+        table: a shard (in :data:`NOTE_SCHEMA`, written with :data:`PARQUET_OPTIONS`)
+            or any small table such as the rejects.
+        where: the dataset folder.
+        relpath: the file's path inside it.
+    """
+    options = PARQUET_OPTIONS if table.schema.equals(NOTE_SCHEMA) else {"compression": "snappy"}
+    pq.write_table(table, where.join(relpath), filesystem=where.fs, **options)
 
 
 def rejects_table(rejects: Sequence[tuple[str, str, str]]) -> pa.Table:
