@@ -45,7 +45,7 @@ SF2_PACKAGE = "fluid-soundfont-gm"
 
 # FluidSynth's output is float; its synth.gain scales every voice. With one
 # voice at a time, gain 1.0 put the loudest FluidR3_GM note (Overdriven Guitar,
-# velocity 127, all 128 pitches of every program measured) at 0.975 of full
+# velocity 127, every second pitch of all 128 programs measured) at 0.975 of full
 # scale; 0.9 leaves about 1 dB of headroom. One gain for every note keeps the
 # loudness differences between velocities, which the model has to learn.
 DEFAULT_GAIN = 0.9
@@ -438,8 +438,7 @@ def resolve_sf2(path: str | os.PathLike | None = None) -> Path:
     return sf2.resolve()
 
 
-_FLUID_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING,
-                     3: logging.DEBUG, 4: logging.DEBUG}
+_FLUID_LOG_LEVELS = range(5)       # FLUID_PANIC, FLUID_ERR, FLUID_WARN, FLUID_INFO, FLUID_DBG
 _fluid_messages: list[str] = []
 _fluid_log_callback = None
 
