@@ -10,7 +10,7 @@ import torch
 
 from .checkpoint import load_model
 from .errors import UserError
-from .models import SING
+from .models import SING, DecoderGemmWeights
 from .nsynth import PITCH_RANGE, VELOCITIES, velocity_index
 
 
@@ -18,12 +18,15 @@ class Generator:
     """A SING model with its instrument vocabulary.
 
     Args:
-        model: a trained :class:`SING`.
+        model: a trained :class:`SING` (its weights are treated as frozen).
         instruments: the vocabulary, ``instruments[i]`` the name of dense id ``i``.
+        device, dtype: where and in what precision the products run (bfloat16 via autocast).
+        fast: use :meth:`SING.synthesize` (the same waveform as ``forward``, less work,
+            decoder weights prepared once per dtype) instead of ``forward``.
     """
 
     def __init__(self, model: SING, instruments: Sequence[str], device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, fast: bool = True):
         if not isinstance(model, SING):
             raise UserError(f"a {type(model).__name__} checkpoint cannot generate notes: need a SING "
                             "(finetune phase) checkpoint")
@@ -32,16 +35,27 @@ class Generator:
         self.model = model.to(device=device).eval()
         self.instruments = list(instruments)
         self.index = {name: i for i, name in enumerate(self.instruments)}
-        self.device, self.dtype = torch.device(device), dtype
+        self.device, self.dtype, self.fast = torch.device(device), dtype, fast
+        self._weights: DecoderGemmWeights | None = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32) -> "Generator":
+    def from_checkpoint(cls, path: str | Path | bytes, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32, fast: bool = True) -> "Generator":
+        """Load a SING checkpoint (a path or its bytes) with its ``extra.instruments`` vocabulary."""
         model, ckpt = load_model(path, map_location=device)
         instruments = ckpt.get("extra", {}).get("instruments")
         if not instruments:
-            raise UserError(f"{path}: checkpoint has no instrument vocabulary (extra.instruments)")
-        return cls(model, instruments, device, dtype)
+            where = "checkpoint bytes" if isinstance(path, (bytes, bytearray)) else path
+            raise UserError(f"{where}: checkpoint has no instrument vocabulary (extra.instruments)")
+        return cls(model, instruments, device, dtype, fast)
+
+    def decoder_weights(self) -> DecoderGemmWeights:
+        """The decoder's GEMM weights in this generator's dtype, prepared on first use."""
+        if self._weights is None:
+            cast = None if self.dtype == torch.float32 else self.dtype
+            with torch.inference_mode():
+                self._weights = self.model.decoder.gemm_weights(cast)
+        return self._weights
 
     def instrument_id(self, name: str | int) -> int:
         """Dense id of an instrument name (or a valid id); UserError naming close matches."""
@@ -73,7 +87,8 @@ class Generator:
         """Generate one note per row.
 
         Args:
-            instruments: names or dense ids (ignored where ``mix`` is given).
+            instruments: names or dense ids (ignored where ``mix`` is given); a row may
+                also be a ``{instrument: weight}`` mapping, that row's own timbre mix.
             pitches: MIDI pitches 0-127; velocities: NSynth velocities (25, 50, 75, 100, 127).
             mix: ``{instrument: weight}`` to use a mixed timbre for every row.
         Returns:
@@ -91,10 +106,23 @@ class Generator:
         if mix:
             emb = self.mix_embedding(mix).expand(n, -1)
             instrument = torch.zeros(n, dtype=torch.long, device=self.device)
+        elif any(isinstance(i, Mapping) for i in instruments):
+            # Rows of plain instruments and rows of mixes in one batch: every row gets its
+            # embedding explicitly (a plain row's is its table row, so nothing changes for it).
+            table = self.model.sequence.instrument
+            if table is None:
+                raise UserError("this model has no instrument table (instrument_dim=0): nothing to mix")
+            emb = torch.stack([self.mix_embedding(i) if isinstance(i, Mapping)
+                               else table.weight[self.instrument_id(i)] for i in instruments])
+            instrument = torch.zeros(n, dtype=torch.long, device=self.device)
         else:
             emb = None
             instrument = torch.tensor([self.instrument_id(i) for i in instruments], device=self.device)
         use_autocast = self.dtype != torch.float32
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=use_autocast):
-            wav = self.model(instrument, pitch, velocity, instrument_embedding=emb)
+            if self.fast:
+                wav = self.model.synthesize(instrument, pitch, velocity, instrument_embedding=emb,
+                                            weights=self.decoder_weights())
+            else:
+                wav = self.model(instrument, pitch, velocity, instrument_embedding=emb)
         return wav.float().cpu().numpy()

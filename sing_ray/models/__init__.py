@@ -3,11 +3,11 @@
 Pure torch. Constructors take plain keyword arguments (the config's field
 names) and remember them in ``self.kwargs`` so checkpoints can rebuild them.
 """
-from .autoencoder import Autoencoder, ConvolutionalDecoder, ConvolutionalEncoder
+from .autoencoder import Autoencoder, ConvolutionalDecoder, ConvolutionalEncoder, DecoderGemmWeights
 from .sequence import SequenceGenerator
 from .sing import SING, MODEL_CLASSES, build_autoencoder, build_sequence_generator, build_sing, num_parameters
 
 __all__ = [
-    "Autoencoder", "ConvolutionalDecoder", "ConvolutionalEncoder", "SequenceGenerator", "SING",
-    "MODEL_CLASSES", "build_autoencoder", "build_sequence_generator", "build_sing", "num_parameters",
+    "Autoencoder", "ConvolutionalDecoder", "ConvolutionalEncoder", "DecoderGemmWeights", "SequenceGenerator",
+    "SING", "MODEL_CLASSES", "build_autoencoder", "build_sequence_generator", "build_sing", "num_parameters",
 ]

@@ -7,6 +7,8 @@ encoder mirrors it. Length arithmetic (frames <-> samples) lives on the decoder.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,6 +40,24 @@ class WindowedConvTranspose1d(nn.ConvTranspose1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv_transpose1d(x, self.weight * self.window, self.bias, self.stride)
+
+
+class DecoderGemmWeights(NamedTuple):
+    """The decoder's weights laid out for :meth:`ConvolutionalDecoder.synthesize` (frames-last GEMMs).
+
+    Attributes:
+        context: (channels, dimension * context_size) the first conv, rows flattened as (channel, tap).
+        context_bias: (channels,).
+        rewrite: ``((channels, channels) weight, (channels,) bias)`` per 1x1 conv.
+        synthesis: (channels, kernel_size) the transposed conv's kernel, window applied.
+        synthesis_bias: (1,).
+    """
+
+    context: torch.Tensor
+    context_bias: torch.Tensor
+    rewrite: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    synthesis: torch.Tensor
+    synthesis_bias: torch.Tensor
 
 
 def _rewrite(channels: int, layers: int) -> list[nn.Module]:
@@ -84,6 +104,103 @@ class ConvolutionalDecoder(nn.Module):
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         """Args: embedding (B, D, L). Returns: (B, wav_length(L))."""
         return self.synthesis(self.body(embedding)).squeeze(1)
+
+    def gemm_weights(self, dtype: torch.dtype | None = None) -> DecoderGemmWeights:
+        """The weights as :meth:`synthesize` wants them, optionally cast (e.g. to bfloat16).
+
+        Computed from the live parameters (differentiable unless ``dtype`` casts); an
+        inference caller computes them once and reuses them, so the window product
+        and the cast are not paid on every batch.
+        """
+        convs = [m for m in self.body if isinstance(m, nn.Conv1d)]
+        context, rewrites = convs[0], convs[1:]
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            return t if dtype is None else t.to(dtype).contiguous()
+
+        return DecoderGemmWeights(
+            context=cast(context.weight.reshape(context.out_channels, -1)),
+            context_bias=cast(context.bias),
+            rewrite=tuple((cast(m.weight.squeeze(-1)), cast(m.bias)) for m in rewrites),
+            synthesis=cast((self.synthesis.weight * self.synthesis.window).squeeze(1)),
+            synthesis_bias=cast(self.synthesis.bias))
+
+    def needed_frames(self, start: int, stop: int, num_frames: int) -> tuple[int, int]:
+        """The frames ``[first, last]`` whose synthesis windows reach samples ``[start, stop)``.
+
+        Frame ``j`` writes samples ``[j * stride, j * stride + kernel_size)``.
+        """
+        first = max(0, (start - self.kernel_size) // self.stride + 1)
+        last = min(num_frames - 1, (stop - 1) // self.stride)
+        return first, last
+
+    def synthesize(self, frames: torch.Tensor, start: int = 0, stop: int | None = None,
+                   num_frames: int | None = None, weights: DecoderGemmWeights | None = None) -> torch.Tensor:
+        """Samples ``[start, stop)`` of what :meth:`forward` gives, as frames-last GEMMs.
+
+        The same function as ``forward(frames.transpose(1, 2))[:, start:stop]``, computed
+        differently because inference on a CPU is GEMM-bound: every conv becomes one
+        matrix product over all (batch, frame) rows without layout changes, the
+        transposed conv becomes a GEMM followed by an overlap-add of its 1024-sample
+        outputs, and frames whose windows only reach samples outside ``[start, stop)``
+        (SING's padding) are never computed. Differentiable, so training can use it.
+
+        Args:
+            frames: (B, L, D) frames in time-major order (the LSTM's natural layout); a
+                prefix of the note's frames is enough when it reaches every frame needed.
+            start, stop: the sample range wanted (default: all of ``wav_length(num_frames)``).
+            num_frames: frames of the whole note (default ``L``); beyond it the context conv
+                sees zeros, as the "same"-padded conv of :meth:`forward` does.
+            weights: from :meth:`gemm_weights` (default: computed now from the parameters).
+        Returns:
+            (B, stop - start) waveform, in the dtype of the products (float32 unless
+            weights or autocast say otherwise).
+        """
+        w = self.gemm_weights() if weights is None else weights
+        batch, length, dimension = frames.shape
+        num_frames = length if num_frames is None else num_frames
+        total = self.wav_length(num_frames)
+        stop = total if stop is None else stop
+        if not 0 <= start < stop <= total:
+            raise ValueError(f"samples {start}..{stop} outside the {total} that {num_frames} frames make")
+        first, last = self.needed_frames(start, stop, num_frames)
+        half = self.kwargs["context_size"] // 2
+        lo, hi = first - half, last + half + 1
+        if min(hi, num_frames) > length:
+            raise ValueError(f"frames up to {min(hi, num_frames) - 1} needed, only {length} given")
+        x = frames[:, max(lo, 0):min(hi, num_frames)]
+        # The context conv is "same" padded: zeros before frame 0 and after the note's end.
+        x = F.pad(x.to(w.context.dtype), (0, 0, max(-lo, 0), max(hi - num_frames, 0)))
+        count = last - first + 1
+        # (B, count, D, context) windows, flattened (channel, tap) like the conv's weight.
+        cols = x.unfold(1, 2 * half + 1, 1).reshape(batch * count, -1)
+        # In-place ReLUs: a linear layer's backward does not need its output, so this is
+        # autograd-safe and saves a (B * frames, channels) copy per layer.
+        h = F.relu(F.linear(cols, w.context, w.context_bias), inplace=True)
+        for weight, bias in w.rewrite:
+            h = F.relu(F.linear(h, weight, bias), inplace=True)
+        # Each frame's contribution to the waveform: (B, count, kernel_size), summed in
+        # float32 whatever the GEMM's dtype, so bfloat16 rounding is not compounded.
+        pieces = torch.matmul(h, w.synthesis).float().view(batch, count, -1)
+        wav = self._overlap_add(pieces) + w.synthesis_bias.float()
+        offset = first * self.stride
+        return wav[:, start - offset:stop - offset]
+
+    def _overlap_add(self, pieces: torch.Tensor) -> torch.Tensor:
+        """(B, n, kernel_size) windows every ``stride`` samples -> (B, (n - 1) * stride + kernel_size)."""
+        batch, count, kernel = pieces.shape
+        if kernel % self.stride == 0:
+            # kernel = r * stride: the output is r shifted copies of the frames' stride-long slices.
+            r = kernel // self.stride
+            parts = pieces.view(batch, count, r, self.stride)
+            out = pieces.new_zeros(batch, count + r - 1, self.stride)
+            for j in range(r):
+                out[:, j:j + count] += parts[:, :, j]
+            return out.view(batch, -1)
+        length = (count - 1) * self.stride + kernel
+        folded = F.fold(pieces.transpose(1, 2), output_size=(1, length), kernel_size=(1, kernel),
+                        stride=(1, self.stride))
+        return folded.view(batch, length)
 
 
 class ConvolutionalEncoder(nn.Module):
