@@ -21,6 +21,7 @@ from .nsynth import FAMILIES, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
+DYNAMIC_RANGE_DB = 80.0         # spectrogram colour range below the figure's loudest bin
 # t-SNE needs clearly more points than its perplexity to say anything; below this, PCA.
 MIN_TSNE_POINTS = 20
 
@@ -81,7 +82,9 @@ def project_2d(x: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.n
                 raise UserError("t-SNE needs scikit-learn, which is not installed; use PCA") from None
         else:
             perplexity = float(min(30.0, (len(x) - 1) / 3))
-            coords = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+            # Exact t-SNE is quicker than Barnes-Hut (and its thread pool) below a few hundred points.
+            coords = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                          method="exact" if len(x) <= 500 else "barnes_hut").fit_transform(
                 np.asarray(x, dtype=np.float64))
             return coords, "t-SNE"
     return pca_2d(x), "PCA"
@@ -162,8 +165,10 @@ def plot_spectrogram_grid(real: np.ndarray, generated: np.ndarray, labels: Seque
                           n_fft: int = 1024, hop_length: int = 256, sample_rate: int = SAMPLE_RATE) -> Path:
     """Real beside generated spectrograms: one row per family, one real|generated pair per pitch.
 
-    The images are ``log(1 + |STFT|^2)``, the representation the spectral loss compares, on
-    one colour scale for the whole figure so rows can be compared.
+    The images are power in dB (``10 log10 |STFT|^2``) over the figure's top 80 dB, on one
+    colour scale for the whole figure so rows can be compared. (The spectral loss's
+    ``log(1 + |STFT|^2)`` hides everything below about 0 dB, so quiet partials and release
+    tails, where models differ most, would not show.)
 
     Args:
         real, generated: (K, T) waveforms, in the same order as ``labels``.
@@ -173,7 +178,7 @@ def plot_spectrogram_grid(real: np.ndarray, generated: np.ndarray, labels: Seque
     Returns:
         the path.
     """
-    from .dsp import log_power
+    from .dsp import stft_magnitude
 
     real, generated = np.asarray(real, dtype=np.float32), np.asarray(generated, dtype=np.float32)
     if real.shape != generated.shape or len(real) != len(labels) or len(real) == 0:
@@ -183,9 +188,13 @@ def plot_spectrogram_grid(real: np.ndarray, generated: np.ndarray, labels: Seque
     rows = list(dict.fromkeys(families))
     cells: dict[str, list[int]] = {r: [i for i, f in enumerate(families) if f == r] for r in rows}
     ncols = max(len(v) for v in cells.values())
-    spec_r = log_power(torch.from_numpy(real), n_fft, hop_length).numpy()
-    spec_g = log_power(torch.from_numpy(generated), n_fft, hop_length).numpy()
-    vmax = float(max(spec_r.max(), spec_g.max(), 1e-6))
+    def db(wav: np.ndarray) -> np.ndarray:
+        power = stft_magnitude(torch.from_numpy(wav), n_fft, hop_length).double().square().numpy()
+        return 10 * np.log10(power + 1e-10)
+
+    spec_r, spec_g = db(real), db(generated)
+    vmax = float(max(spec_r.max(), spec_g.max()))
+    vmin = vmax - DYNAMIC_RANGE_DB
     seconds = real.shape[1] / sample_rate
     extent = (0.0, seconds, 0.0, sample_rate / 2000)
     plt = _pyplot()
@@ -200,7 +209,7 @@ def plot_spectrogram_grid(real: np.ndarray, generated: np.ndarray, labels: Seque
                     ax.axis("off")
                     continue
                 i = cells[fam][c]
-                image = ax.imshow(spec[i], origin="lower", aspect="auto", extent=extent, vmin=0, vmax=vmax,
+                image = ax.imshow(spec[i], origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax,
                                   cmap="magma", interpolation="nearest")
                 title = f"{kind}"
                 if pitches is not None:
@@ -215,7 +224,7 @@ def plot_spectrogram_grid(real: np.ndarray, generated: np.ndarray, labels: Seque
                     ax.set_xlabel("s", fontsize=7)
                 ax.tick_params(labelsize=6)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="log(1 + |STFT|²)")
+        fig.colorbar(image, ax=axes, shrink=0.6, label="power (dB)")
     fig.suptitle("Real beside generated notes across families (rows) and pitches", fontsize=10)
     return _save(fig, path)
 
