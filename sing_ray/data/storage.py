@@ -10,6 +10,7 @@ import io
 import os
 import posixpath
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.fs as pafs
 
@@ -90,4 +91,17 @@ def resolve(uri_or_path: str | os.PathLike) -> Location:
         path = os.path.abspath(os.path.expanduser(text))
         return Location(pafs.LocalFileSystem(), path.replace(os.sep, "/"), path)
     fs, path = pafs.FileSystem.from_uri(text)
-    return Location(fs, path.rstrip("/"), text.rstrip("/"))
+    return Location(fs, path.rstrip("/"), _without_secrets(text).rstrip("/"))
+
+
+def _without_secrets(uri: str) -> str:
+    """The URI without user info and query (``s3://key:secret@b/x?endpoint_override=...`` -> ``s3://b/x``).
+
+    A URI may carry credentials and endpoint options for pyarrow; what goes into
+    messages and manifests must not.
+    """
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

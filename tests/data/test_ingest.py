@@ -321,3 +321,65 @@ def test_pipeline_entry_point(nsynth_folder, tmp_path, ray_local, capsys):
     assert "16 listed = 16 accepted + 0 rejected" in out and str(tmp_path / "ds") in out
     code = main(["--source", str(nsynth_folder), "--out", str(tmp_path / "ds"), "--no-progress"])
     assert code == 2 and "--overwrite" in capsys.readouterr().err
+
+
+@pytest.fixture
+def s3_endpoint(tmp_path):
+    """A moto S3 server on 127.0.0.1 (stopped by signalling its own process group)."""
+    import os
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import pyarrow.fs as pafs
+
+    server = Path(sys.executable).parent / "moto_server"
+    if not server.exists() and shutil.which("moto_server") is None:
+        pytest.skip("moto_server (the dev extra's moto[server]) is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([str(server) if server.exists() else "moto_server", "-H", "127.0.0.1",
+                             "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    query = f"endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
+    fs = None
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fs, _ = pafs.FileSystem.from_uri(f"s3://testing:testing@bucket?{query}"
+                                                 "&allow_bucket_creation=true")
+                fs.create_dir("bucket")
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        yield fs, (lambda path: f"s3://testing:testing@bucket/{path}?{query}")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def test_ingest_and_read_through_an_object_store_uri(nsynth_folder, s3_endpoint, ray_local):
+    import pyarrow.fs as pafs
+
+    from sing_ray.data import load_manifest, make_note_dataset
+
+    fs, uri = s3_endpoint
+    pafs.copy_files(str(nsynth_folder), "bucket/nsynth", source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=fs)
+    summary = ingest(uri("nsynth"), uri("ds"), rows_per_shard=5, progress=False)
+    assert (summary.listed, summary.accepted, summary.rejected) == (16, 16, 0)
+    assert fs.get_file_info("bucket/ds/_SUCCESS").type == pafs.FileType.File
+    manifest = load_manifest(uri("ds"))
+    assert manifest["source"] == "s3://bucket/nsynth"  # no credentials, no endpoint
+    rows = make_note_dataset(uri("ds"), "train").take_all()
+    assert len(rows) == manifest["splits"]["train"]["accepted"] > 0
+    assert rows[0]["wav"].shape == (nsynth.NUM_FRAMES,)
+    with pytest.raises(UserError, match="already exists there"):
+        ingest(uri("nsynth"), uri("ds"), progress=False)
