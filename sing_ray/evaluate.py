@@ -652,7 +652,7 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
     manifest = load_manifest(dataset)
     if info["model_class"] == "SING":
         check_vocabulary(info["instruments"], manifest.get("instruments", []))
-    out = Path(out) if out is not None else Path("evaluation") / f"{Path(str(model)).stem or 'model'}-{split}"
+    out = Path(out) if out is not None else Path("evaluation") / f"{_slug(model)}-{split}"
     log.info("evaluating %s (%s) on %s [%s]%s", model, info["model_class"], dataset, split,
              f", at most {max_notes} notes" if max_notes else "")
     notes, split_size = score_split(
@@ -668,8 +668,8 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
                         "mrstft": MRSTFT_DESCRIPTION, "pitch_tolerance_cents": PITCH_TOLERANCE_CENTS},
     }
     paths: dict[str, Path] = {}
-    training_run = training_run or (find_training_run(str(model), tracking_uri) if log_to_mlflow else None)
     if figures:
+        training_run = training_run or find_training_run(str(model), tracking_uri)
         paths.update(draw_figures(checkpoint, info, notes, dataset, split, out, tracking_uri, training_run))
         report["figures"] = [str(p) for p in paths.values()]
     report["seconds"] = time.monotonic() - started
@@ -682,6 +682,14 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
     log.info("%s [%s], %d notes: spectral L1 %.4f, wav MSE %.5f; report in %s", model, split,
              overall["num_notes"], overall["spectral_l1"], overall["wav_mse"], paths["markdown"])
     return EvaluationResult(report=report, notes=notes, paths=paths, run_id=run_id)
+
+
+def _slug(model: str | Path) -> str:
+    """A folder name for a model: the file stem of a path, the URI with separators replaced."""
+    text = str(model)
+    if ":/" not in text:
+        return Path(text).stem or "model"
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in text).strip("_") or "model"
 
 
 def draw_figures(checkpoint: bytes, info: Mapping, notes: Mapping[str, np.ndarray], dataset: str, split: str,
@@ -725,13 +733,14 @@ def find_training_run(model: str, tracking_uri: str | None = None) -> str | None
 
     Returns None for a plain checkpoint path, or when MLflow does not know the run.
     """
+    import mlflow
+
+    from .tracking import configure_mlflow
+
     if model.startswith("runs:/"):
+        configure_mlflow(tracking_uri)
         run_id = model[len("runs:/"):].split("/", 1)[0]
     elif model.startswith("models:/"):
-        import mlflow
-
-        from .tracking import configure_mlflow
-
         configure_mlflow(tracking_uri)
         name_version = model[len("models:/"):].split("/")
         if len(name_version) < 2:
@@ -752,8 +761,6 @@ def find_training_run(model: str, tracking_uri: str | None = None) -> str | None
         return None
     if not run_id:
         return None
-    import mlflow
-
     try:
         run = mlflow.MlflowClient().get_run(run_id)
     except Exception as err:
