@@ -1,0 +1,68 @@
+"""``sing-ray render``: render an instrument x pitch x velocity grid to a sample library."""
+from __future__ import annotations
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the subcommand's arguments."""
+    from ..render import DEFAULT_PITCHES, DTYPES, FORMATS
+
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.description = (
+        "Generate every note of a grid with MODEL on a Ray Data actor pool and write a sample library: "
+        "OUT/<instrument>/<instrument>-<pitch>-<velocity>.wav, OUT/manifest.parquet and one SFZ file per "
+        "instrument. OUT is a folder or an object-store URI (s3://...). A re-run renders only the notes "
+        "missing. See docs/render.md.")
+    parser.add_argument("--model", required=True, metavar="MODEL",
+                        help="a checkpoint file or an MLflow model URI (models:/sing/3, runs:/<id>/sing)")
+    parser.add_argument("--out", required=True, metavar="URI", help="library folder or URI (s3://bucket/prefix)")
+    parser.add_argument("--instruments", default=None, metavar="all|NAME,...",
+                        help="instruments to render (default: all, or none when --mix is given)")
+    parser.add_argument("--pitches", default=DEFAULT_PITCHES, metavar="LO:HI[:STEP]",
+                        help="MIDI pitches, bounds included; also N,N,... lists")
+    parser.add_argument("--velocities", default="all", metavar="all|V,...",
+                        help="NSynth velocities among 25,50,75,100,127")
+    parser.add_argument("--mix", action="append", default=[], metavar="[NAME=]INST:W,INST:W",
+                        help="render a timbre mix of instrument embeddings as a new instrument "
+                             "(repeatable; named <families>_mix_synthetic_<NNN> unless NAME= is given)")
+    parser.add_argument("--format", default="wav", choices=sorted(FORMATS), help="audio file format")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="notes per model call")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="actors holding the model (default: one per GPU with --gpu, else one per node)")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per actor")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES,
+                        help="precision of the model's products (bfloat16: AMX/AVX512-BF16 CPUs, GPUs)")
+    parser.add_argument("--tracking-uri", default=None, metavar="URI",
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    parser.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                        help="CPUs of the local Ray started when not under `ray job submit` (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the inputs, render, print the summary; returns 0."""
+    import ray
+
+    from ..errors import UserError
+    from ..render import plan_render, render_library
+    from ..runtime import init_ray
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    # Every input is checked (model, names, grid, output) before Ray starts or any note renders.
+    plan = plan_render(args.model, args.out, instruments=args.instruments, pitches=args.pitches,
+                       velocities=args.velocities, fmt=args.format, mixes=args.mix,
+                       tracking_uri=args.tracking_uri)
+    started = init_ray(num_cpus=args.num_cpus)
+    try:
+        summary = render_library(plan, batch_size=args.batch_size, workers=args.workers, use_gpu=args.gpu,
+                                 dtype=args.dtype)
+    finally:
+        if started:
+            ray.shutdown()
+    print(summary.describe())
+    for path in summary.sfz:
+        print(f"sfz: {path}")
+    return 0

@@ -1,0 +1,144 @@
+"""Rendering a library on a local Ray: files, manifest, SFZ, progress, re-runs and interruptions."""
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from pipelines import render as render_pipeline
+from sing_ray import cli, nsynth
+from sing_ray.errors import UserError
+from sing_ray.render import MANIFEST_SCHEMA, Output, TMP_MARK, mix_name, parse_mix, plan_render, render_library
+from sing_ray.sfz import parse_sfz
+
+from .conftest import make_checkpoint
+
+MIX = "guitar_acoustic_000:0.7,flute_synthetic_001:0.3"
+ARGS = ["--instruments", "guitar_acoustic_000,flute_synthetic_001", "--pitches", "60:64:2", "--velocities", "25,127",
+        "--mix", MIX, "--batch-size", "4", "--workers", "1"]
+
+
+def _notes(out: Path, ext: str = "wav") -> dict[str, int]:
+    """Note files of the library (relative path -> mtime_ns)."""
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.glob(f"*/*.{ext}")}
+
+
+def _check_manifest_matches_files(out: Path) -> list[dict]:
+    table = pq.read_table(out / "manifest.parquet")
+    assert table.schema.names == MANIFEST_SCHEMA.names
+    rows = table.to_pylist()
+    files = set(_notes(out)) | set(_notes(out, "flac"))
+    assert {r["path"] for r in rows} == files
+    for r in rows:
+        data = (out / r["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == r["sha256"]
+    return rows
+
+
+def test_render_rerun_and_interruption(ray_local, tiny_sing, tmp_path, caplog, capsys):
+    out = tmp_path / "lib"
+    caplog.set_level(logging.INFO, logger="sing_ray")
+    assert cli.main(["render", "--model", str(tiny_sing), "--out", str(out), *ARGS]) == 0
+    mixed = mix_name(parse_mix(MIX))
+    notes = _notes(out)
+    assert len(notes) == 3 * 3 * 2
+    for rel in notes:
+        info = sf.info(str(out / rel))
+        assert (info.frames, info.samplerate, info.channels, info.subtype) == (64000, 16000, 1, "PCM_16")
+    rows = _check_manifest_matches_files(out)
+    assert {r["instrument"] for r in rows} == {"guitar_acoustic_000", "flute_synthetic_001", mixed}
+    row = next(r for r in rows if r["instrument"] == mixed)
+    assert row["mix"] == MIX and row["model"] == str(tiny_sing.resolve())
+    assert row["note_str"] == f"{mixed}-{row['pitch']:03d}-{row['velocity']:03d}"
+    assert row["path"] == f"{mixed}/{row['note_str']}.wav" and row["seconds"] == 4.0
+    audio, _ = sf.read(str(out / row["path"]))
+    assert row["peak"] == pytest.approx(np.abs(audio).max(), abs=1e-4)
+    assert row["rms"] == pytest.approx(np.sqrt(np.mean(audio ** 2)), rel=1e-3)
+    for name in ("guitar_acoustic_000", "flute_synthetic_001", mixed):
+        regions = parse_sfz((out / f"{name}.sfz").read_text())
+        assert len(regions) == 6 and all((out / r["sample"]).is_file() for r in regions)
+    assert not [p for p in out.rglob("*") if TMP_MARK in p.name]
+    logged = caplog.text
+    assert "rendered 18/18 notes (100%)" in logged and "s of audio per second" in logged
+    assert "rendered 18 of 18 notes (0 already there)" in capsys.readouterr().out
+
+    # A re-run renders nothing and touches no note.
+    assert cli.main(["render", "--model", str(tiny_sing), "--out", str(out), *ARGS]) == 0
+    assert "rendered 0 of 18 notes (18 already there)" in capsys.readouterr().out
+    assert _notes(out) == notes
+
+    # An interrupted run: one note never written, one written but not yet in the manifest,
+    # a temporary file left behind. The re-run renders only the missing note.
+    table = pq.read_table(out / "manifest.parquet")
+    lost, orphan = sorted(notes)[0], sorted(notes)[1]
+    (out / lost).unlink()
+    keep = [r for r in table.to_pylist() if r["path"] != orphan]
+    pq.write_table(table.from_pylist(keep, schema=table.schema), out / "manifest.parquet")
+    (out / Path(lost).parent / f".x.wav{TMP_MARK}123").write_bytes(b"half a note")
+    plan = plan_render(tiny_sing, out, instruments="guitar_acoustic_000,flute_synthetic_001", pitches="60:64:2",
+                       velocities="25,127", mixes=[MIX])
+    assert plan.todo == [nsynth.parse_note_str(Path(lost).stem)]
+    summary = render_library(plan, batch_size=4, workers=1)
+    assert (summary.rendered, summary.skipped, summary.notes) == (1, 17, 18)
+    after = _notes(out)
+    assert {k: v for k, v in after.items() if k != lost} == {k: v for k, v in notes.items() if k != lost}
+    assert not [p for p in out.rglob("*") if TMP_MARK in p.name]
+    _check_manifest_matches_files(out)
+
+    # Another format through the pipeline entry point: new files beside the WAVs, one manifest for both.
+    assert render_pipeline.main(["--model", str(tiny_sing), "--out", str(out), *ARGS, "--format", "flac"]) == 0
+    flacs = _notes(out, "flac")
+    assert len(flacs) == 18 and sf.info(str(out / sorted(flacs)[0])).format == "FLAC"
+    assert len(_check_manifest_matches_files(out)) == 36
+    regions = parse_sfz((out / "guitar_acoustic_000.sfz").read_text())
+    assert all(r["sample"].endswith(".flac") for r in regions)
+
+
+def test_other_model_into_the_same_library_is_refused(ray_local, tiny_sing, tmp_path):
+    out = tmp_path / "lib"
+    render_library(plan_render(tiny_sing, out, instruments="guitar_acoustic_000", pitches="60", velocities="100"),
+                   workers=1)
+    other = make_checkpoint(tmp_path / "other.pt", seed=1)
+    with pytest.raises(UserError, match="another model"):
+        plan_render(other, out, instruments="guitar_acoustic_000", pitches="61", velocities="100")
+
+
+def test_cli_reports_bad_input_before_any_work(tiny_sing, tmp_path, capsys):
+    out = tmp_path / "lib"
+    code = cli.main(["render", "--model", str(tiny_sing), "--out", str(out), "--instruments", "flute_synthetc_001"])
+    assert code == 2
+    assert "unknown instrument 'flute_synthetc_001'; close matches: flute_synthetic_001" in capsys.readouterr().err
+    assert cli.main(["render", "--model", str(tmp_path / "nope.pt"), "--out", str(out)]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    assert not out.exists()
+
+
+class _InterruptedMove:
+    """A local file system whose rename is interrupted (Ctrl-C between write and rename)."""
+
+    type_name = "local"
+
+    def __init__(self):
+        self.local = pafs.LocalFileSystem()
+
+    def __getattr__(self, name):
+        return getattr(self.local, name)
+
+    def move(self, src, dst):
+        raise KeyboardInterrupt
+
+
+def test_a_note_appears_only_complete(tmp_path):
+    ok = Output(pafs.LocalFileSystem(), str(tmp_path), str(tmp_path))
+    ok.write("a.wav", b"complete")
+    assert (tmp_path / "a.wav").read_bytes() == b"complete"
+    broken = Output(_InterruptedMove(), str(tmp_path), str(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        broken.write("b.wav", b"never published")
+    assert sorted(os.listdir(tmp_path)) == ["a.wav"]
+    assert not broken.atomic_put and Output(pafs.S3FileSystem(anonymous=True), "b", "s3://b").atomic_put

@@ -1,0 +1,146 @@
+"""The Ray Serve application on 127.0.0.1: concurrent clients, bad requests among them, overload -> 503."""
+import io
+import json
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+import soundfile as sf
+
+from sing_ray.serve import build_app, parse_note_request, RequestError
+
+from .conftest import INSTRUMENTS, make_checkpoint
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def serve_url(ray_local, tiny_sing, tmp_path_factory):
+    """Serve's HTTP proxy on 127.0.0.1 and a free port; two apps: the normal one and a tight one."""
+    from ray import serve
+
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        serve.run(build_app(str(tiny_sing), num_cpus=1, max_batch_size=8, batch_wait_timeout_s=0.02),
+                  name="sing", route_prefix="/")
+        # One request at a time, one waiting, a slower model: a burst must overflow.
+        small = make_checkpoint(tmp_path_factory.mktemp("small") / "small.pt", preset="small")
+        serve.run(build_app(str(small), num_cpus=1, max_batch_size=1, max_ongoing_requests=1,
+                            max_queued_requests=1), name="tight", route_prefix="/tight")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+
+
+GOOD = [
+    {"instrument": "guitar_acoustic_000", "pitch": 60, "velocity": 100},
+    {"instrument": "flute_synthetic_001", "pitch": 21, "velocity": 25, "format": "wav"},
+    {"instrument": "keyboard_electronic_002", "pitch": 108, "velocity": 127},
+    {"mix": {"guitar_acoustic_000": 0.7, "flute_synthetic_001": 0.3}, "pitch": 64, "velocity": 75},
+    {"mix": "guitar_acoustic_000:1,keyboard_electronic_002:1", "instrument": "ignored_when_mixing", "pitch": 48,
+     "velocity": 50},
+]
+BAD = [
+    ('{"instrument": "guitar_acoustic_00", "pitch": 60, "velocity": 100}', 422,
+     "instrument: unknown instrument 'guitar_acoustic_00'; close matches: guitar_acoustic_000"),
+    ('{"instrument": "guitar_acoustic_000", "pitch": 130, "velocity": 100}', 422, "pitch: 130 outside 0-127"),
+    ('{"instrument": "guitar_acoustic_000", "pitch": 60, "velocity": 64}', 422, "velocity: 64 is not one of"),
+    ('{"instrument": "guitar_acoustic_000", "pitch": 60.5, "velocity": 100}', 422, "pitch: expected an integer"),
+    ('{"instrument": "guitar_acoustic_000", "pitch": 60', 400, "body: malformed JSON"),
+    ('[1, 2]', 400, "body: expected a JSON object"),
+    ('{"instrument": "guitar_acoustic_000", "pitch": 60, "velocity": 100, "format": "mp3"}', 422, "format:"),
+    ('{"instrument": "guitar_acoustic_000", "pitch": 60, "velocity": 100, "pich": 3}', 422, "pich: unknown field"),
+    ('{"pitch": 60, "velocity": 100}', 422, "instrument: required"),
+    ('{"mix": "guitar_acoustic_000:1,oboe:1", "pitch": 60, "velocity": 100}', 422, "mix: unknown instrument 'oboe'"),
+]
+
+
+def _check_wav(response, fmt="wav"):
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == f"audio/{fmt}"
+    info = sf.info(io.BytesIO(response.content))
+    assert (info.frames, info.samplerate, info.channels) == (64000, 16000, 1)
+    assert info.format == fmt.upper()
+
+
+def test_routes_and_concurrent_clients(serve_url):
+    health = requests.get(f"{serve_url}/healthz", timeout=30)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    listing = requests.get(f"{serve_url}/instruments", timeout=30).json()
+    assert listing["instruments"] == INSTRUMENTS and listing["velocities"] == [25, 50, 75, 100, 127]
+    assert requests.get(f"{serve_url}/synthesize", timeout=30).status_code == 405
+    assert requests.get(f"{serve_url}/nowhere", timeout=30).status_code == 404
+
+    jobs = [("good", json.dumps(GOOD[i % len(GOOD)]), None) for i in range(20)] + \
+           [("bad", body, (status, message)) for body, status, message in BAD]
+    jobs = [jobs[i] for i in sorted(range(len(jobs)), key=lambda i: (i * 7) % len(jobs))]   # interleaved
+    start = threading.Barrier(12)
+
+    def call(job):
+        kind, body, expect = job
+        try:
+            start.wait(timeout=5)
+        except threading.BrokenBarrierError:
+            pass
+        return job, requests.post(f"{serve_url}/synthesize", data=body, timeout=120)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(call, jobs))
+    for (kind, body, expect), response in results:
+        if kind == "good":
+            _check_wav(response)
+            assert response.headers["x-note"].endswith(
+                f"-{json.loads(body)['pitch']:03d}-{json.loads(body)['velocity']:03d}")
+        else:
+            status, message = expect
+            assert response.status_code == status, (body, response.text)
+            assert message in response.json()["error"], (body, response.text)
+    # Concurrent requests were batched into shared model calls.
+    stats = requests.get(f"{serve_url}/healthz", timeout=30).json()
+    assert stats["notes"] >= 20 and stats["largest_batch"] > 1 and stats["batches"] < stats["notes"]
+
+    flac = requests.post(f"{serve_url}/synthesize", json={**GOOD[0], "format": "flac"}, timeout=60)
+    _check_wav(flac, "flac")
+
+
+def test_overload_answers_503_and_the_rest_still_succeeds(serve_url):
+    url = f"{serve_url}/tight/synthesize"
+    _check_wav(requests.post(url, json=GOOD[0], timeout=120))     # the app works at its own prefix
+    burst = 16
+    start = threading.Barrier(burst)
+
+    def call(i):
+        start.wait(timeout=10)
+        return requests.post(url, json=GOOD[i % 3], timeout=120)
+
+    with ThreadPoolExecutor(max_workers=burst) as pool:
+        responses = list(pool.map(call, range(burst)))
+    codes = [r.status_code for r in responses]
+    assert codes.count(503) >= 1, codes
+    assert codes.count(200) >= 1 and set(codes) <= {200, 503}, codes
+    for r in responses:
+        if r.status_code == 200:
+            _check_wav(r)
+
+
+def test_request_validation_without_a_server():
+    note = parse_note_request(b'{"instrument": "flute_synthetic_001", "pitch": 61, "velocity": 25}', INSTRUMENTS)
+    assert (note.instrument, note.pitch, note.velocity, note.fmt) == ("flute_synthetic_001", 61, 25, "wav")
+    assert note.note_str == "flute_synthetic_001-061-025"
+    mixed = parse_note_request(json.dumps({"mix": "guitar_acoustic_000:3,flute_synthetic_001:1", "pitch": 60,
+                                           "velocity": 127, "format": "flac"}), INSTRUMENTS)
+    assert mixed.instrument == {"guitar_acoustic_000": 0.75, "flute_synthetic_001": 0.25}
+    assert mixed.name.startswith("guitar_flute_mix_synthetic_") and mixed.fmt == "flac"
+    for body, status, message in BAD:
+        with pytest.raises(RequestError, match=message.replace("(", r"\(")) as err:
+            parse_note_request(body, INSTRUMENTS)
+        assert err.value.status == status
+    with pytest.raises(RequestError, match="velocity: expected an integer"):
+        parse_note_request('{"instrument": "flute_synthetic_001", "pitch": 60, "velocity": true}', INSTRUMENTS)
