@@ -669,7 +669,7 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
     }
     paths: dict[str, Path] = {}
     if figures:
-        training_run = training_run or find_training_run(str(model), tracking_uri)
+        training_run = training_run or find_training_run(str(model), tracking_uri, search_paths=log_to_mlflow)
         paths.update(draw_figures(checkpoint, info, notes, dataset, split, out, tracking_uri, training_run))
         report["figures"] = [str(p) for p in paths.values()]
     report["seconds"] = time.monotonic() - started
@@ -728,37 +728,45 @@ def draw_figures(checkpoint: bytes, info: Mapping, notes: Mapping[str, np.ndarra
     return paths
 
 
-def find_training_run(model: str, tracking_uri: str | None = None) -> str | None:
-    """The MLflow run that trained ``model`` (its parent run if nested), from a models:/ or runs:/ URI.
+def find_training_run(model: str, tracking_uri: str | None = None, search_paths: bool = True) -> str | None:
+    """The MLflow parent run of the training that produced ``model``, or None.
 
-    Returns None for a plain checkpoint path, or when MLflow does not know the run.
+    A ``runs:/`` or ``models:/`` URI names its run (the training pipeline logs the model in
+    its parent run; a phase run leads to its parent). A checkpoint file under a training run's
+    folder (``<run dir>/models/<phase>.pt``) is matched by the run's ``sing_ray.run_dir`` tag
+    when ``search_paths`` is true.
     """
     import mlflow
 
     from .tracking import configure_mlflow
 
+    run_id = None
     if model.startswith("runs:/"):
         configure_mlflow(tracking_uri)
         run_id = model[len("runs:/"):].split("/", 1)[0]
     elif model.startswith("models:/"):
         configure_mlflow(tracking_uri)
         name_version = model[len("models:/"):].split("/")
-        if len(name_version) < 2:
-            return None
         client = mlflow.MlflowClient()
-        name, ref = name_version[0], name_version[1]
         try:
-            if ref.isdigit():
-                run_id = client.get_model_version(name, ref).run_id
-            elif ref.startswith("@"):
-                run_id = client.get_model_version_by_alias(name, ref[1:]).run_id
-            else:
-                return None
+            if len(name_version) >= 2 and name_version[1].isdigit():
+                run_id = client.get_model_version(name_version[0], name_version[1]).run_id
+            elif "@" in name_version[0]:
+                name, alias = name_version[0].split("@", 1)
+                run_id = client.get_model_version_by_alias(name, alias).run_id
         except Exception as err:  # MLflow raises its own exception types per store
             log.warning("cannot find the training run of %s: %s", model, err)
             return None
-    else:
-        return None
+    elif search_paths:
+        run_dir = Path(model).resolve().parent.parent
+        configure_mlflow(tracking_uri)
+        try:
+            found = mlflow.search_runs(search_all_experiments=True, output_format="list", max_results=1,
+                                       filter_string=f"tags.`sing_ray.run_dir` = '{run_dir}'")
+        except Exception as err:
+            log.debug("no training run found for %s: %s", model, err)
+            return None
+        return found[0].info.run_id if found else None
     if not run_id:
         return None
     try:
@@ -766,7 +774,9 @@ def find_training_run(model: str, tracking_uri: str | None = None) -> str | None
     except Exception as err:
         log.warning("cannot read run %s: %s", run_id, err)
         return None
-    return run.data.tags.get("mlflow.parentRunId") or run_id
+    if run.data.tags.get("sing_ray.phase"):
+        return run.data.tags.get("mlflow.parentRunId") or run_id
+    return run_id
 
 
 def log_evaluation(report: Mapping[str, Any], paths: Mapping[str, Path], tracking_uri: str | None = None,
