@@ -1,0 +1,101 @@
+"""Phase 2's input: the trained encoder's embedding of every training note, computed once.
+
+The sequence phase fits the LSTM to the encoder's output for 50 epochs (in the
+paper); running the encoder on every note in every epoch would cost as much as
+the LSTM itself. So the embeddings are computed once, by Ray Data batch
+inference with an actor pool (each actor loads the encoder once and keeps it),
+and written as Parquet beside the run's checkpoints::
+
+    <run dir>/embeddings/train/*.parquet   instrument, pitch, velocity, note_str, embedding (D, F) float32
+    <run dir>/embeddings/train/_SUCCESS    written last: a re-run of the pipeline reuses a finished folder
+
+The valid and test splits are not precomputed: scoring them needs the
+waveforms anyway (Table 1's metrics compare audio), and the sequence loop
+encodes them on the fly for its embedding MSE.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "_SUCCESS"
+COLUMNS = ("note_str", "instrument", "pitch", "velocity")
+
+
+class EncoderEmbedder:
+    """Ray Data actor: loads the autoencoder checkpoint once, embeds batches of notes.
+
+    Args:
+        checkpoint: path of the phase-1 checkpoint (an :class:`~sing_ray.models.Autoencoder`).
+        use_gpu: run on the actor's GPU.
+        threads: torch intra-op threads (the CPUs Ray gave the actor).
+    """
+
+    def __init__(self, checkpoint: str, use_gpu: bool = False, threads: int = 1):
+        from ..checkpoint import load_model
+
+        torch.set_num_threads(max(1, threads))
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.model, _ = load_model(checkpoint, map_location=self.device)
+
+    @torch.inference_mode()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Args: a numpy batch with ``wav`` (B, T). Returns: the symbols and ``embedding`` (B, D, F)."""
+        wav = torch.from_numpy(np.ascontiguousarray(batch["wav"], dtype=np.float32)).to(self.device)
+        embedding = self.model.encode(wav).float().cpu().numpy()
+        out = {name: batch[name] for name in COLUMNS}
+        out["embedding"] = embedding
+        return out
+
+
+def precompute_embeddings(notes, checkpoint: str | Path, out: str | Path, *, num_actors: int = 1,
+                          batch_size: int = 16, use_gpu: bool = False, threads: int = 1) -> Path:
+    """Embed every note of ``notes`` with the encoder of ``checkpoint`` and write Parquet to ``out``.
+
+    Args:
+        notes: a Ray Dataset of notes (``make_note_dataset(..., "train")``).
+        checkpoint: the autoencoder checkpoint (phase 1's final model).
+        out: the folder to write; reused as is when it holds ``_SUCCESS``.
+        num_actors: size of the actor pool, one encoder copy per actor.
+        batch_size: notes per encoder call.
+        use_gpu: one GPU per actor.
+        threads: CPUs (and torch threads) per actor.
+    Returns:
+        ``out`` as a Path.
+    """
+    import ray.data
+
+    out = Path(out)
+    if (out / SUCCESS).exists():
+        log.info("embeddings: reusing %s", out)
+        return out
+    if out.exists():
+        shutil.rmtree(out)  # an unfinished earlier attempt
+    started = time.monotonic()
+    embedded = notes.select_columns([*COLUMNS, "wav"]).map_batches(
+        EncoderEmbedder, fn_constructor_kwargs={"checkpoint": str(checkpoint), "use_gpu": use_gpu,
+                                                "threads": threads},
+        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=num_actors),
+        num_cpus=threads, num_gpus=1 if use_gpu else 0)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    embedded.write_parquet(str(tmp))
+    tmp.rename(out)
+    (out / SUCCESS).write_bytes(b"")
+    log.info("embeddings: %s written in %.1f s", out, time.monotonic() - started)
+    return out
+
+
+def make_embedding_dataset(path: str | Path):
+    """The precomputed embeddings as a Ray Dataset (columns of :func:`precompute_embeddings`)."""
+    import ray.data
+
+    return ray.data.read_parquet(str(path), file_extensions=["parquet"])

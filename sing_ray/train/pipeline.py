@@ -1,0 +1,580 @@
+"""The training pipeline's driver: three phases on Ray Train, tracked in MLflow, resumable.
+
+:func:`run_pipeline` is the library entry point (the CLI, ``pipelines/train.py``, the
+quick start and the Table 1 reproduction call it). What it does:
+
+1. Checks everything it can before any worker starts: the config, the dataset
+   (a finished dataset with a train split, notes of the model's length), the
+   cluster's resources (on a local Ray), and, when resuming, that the run's
+   model config and dataset have not changed.
+2. Opens (or finds again) one MLflow parent run per pipeline run, logs the whole
+   resolved config as its params, and one nested run per phase, named
+   ``autoencoder`` / ``sequence`` / ``finetune``.
+3. Runs each phase as a ``TorchTrainer`` (DDP; gloo on CPU) with
+   ``RunConfig(name=<phase>, storage_path=<run dir>)`` and
+   ``FailureConfig(max_failures)``. Before the sequence phase, the trained
+   encoder embeds the train split once (:mod:`sing_ray.train.embeddings`).
+4. Copies each phase's final model to ``<run dir>/models/<phase>.pt``, marks the
+   phase finished (tags on the parent run), and after ``finetune`` logs the SING
+   model and registers it as ``models:/sing/N``.
+
+Re-running with the same ``run.run_name`` (or the parent run's id) skips finished
+phases and resumes an interrupted one from its last checkpoint: Ray Train V2
+restores a run whose ``(storage_path, name)`` already holds a checkpoint
+manager snapshot, and ``ray.train.get_checkpoint()`` then returns its latest
+checkpoint.
+
+Run folder::
+
+    <run.storage_path>/<run name>/
+      autoencoder/  sequence/  finetune/   Ray Train storage: checkpoint_*/ (model.pt, optimizer.pt), snapshot
+      embeddings/train/                    phase 2's input (Parquet), _SUCCESS when complete
+      models/<phase>.pt                    each finished phase's model (self-describing checkpoint)
+      faults/                              markers of injected faults (tests, drills)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..config import PHASES, Config, ConfigError, flatten
+from ..errors import UserError
+from .faults import faults_from_env
+
+log = logging.getLogger(__name__)
+
+STAGE_TAG = "sing_ray.stage"
+STAGE = "train"
+PHASE_TAG = "sing_ray.phase"
+CHECKPOINTS_TO_KEEP = 2         # Ray Train storage; every epoch's model is in MLflow anyway
+MATERIALIZE_BYTES = 1 << 30     # splits smaller than this are decoded once per phase (see _datasets)
+NOTES_PER_EMBED_ACTOR = 256
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class NonFiniteLossError(UserError):
+    """A phase stopped on a NaN or infinite loss. Its last good checkpoint is kept. Exit status 1."""
+
+    exit_code = 1
+
+
+class PhaseFailedError(UserError):
+    """A phase failed beyond ``run.max_failures`` worker restarts. Exit status 1."""
+
+    exit_code = 1
+
+
+@dataclass
+class PhaseResult:
+    """One phase of a pipeline run.
+
+    Attributes:
+        phase: ``autoencoder``, ``sequence`` or ``finetune``.
+        run_id: the phase's nested MLflow run.
+        checkpoint: the phase's final model (a self-describing checkpoint file).
+        epochs: epochs trained in total.
+        metrics: the latest value of every metric of the phase's MLflow run: ``train_loss``,
+            ``valid_wav_mse``, ``valid_spectral_l1`` (last epoch), ``test_wav_mse``,
+            ``test_spectral_l1``, ``train_wav_mse``, ``train_spectral_l1`` (Table 1's columns,
+            scored at the end of the phase), ``notes_per_second``...
+        skipped: True when the phase had finished in an earlier invocation.
+        resumed_from_epoch: the epoch it resumed after in this invocation (0: from scratch).
+    """
+
+    phase: str
+    run_id: str
+    checkpoint: Path
+    epochs: int
+    metrics: dict[str, float]
+    skipped: bool = False
+    resumed_from_epoch: int = 0
+
+
+@dataclass
+class PipelineResult:
+    """What :func:`run_pipeline` produced.
+
+    Attributes:
+        run_id, run_name: the MLflow parent run.
+        experiment_id, tracking_uri: where it lives.
+        run_dir: the run's folder (Ray Train storage, embeddings, final models).
+        phases: the phases run (or found finished), in order.
+        model_uri: ``models:/sing/N`` when the SING model was registered, else None.
+    """
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    tracking_uri: str
+    run_dir: Path
+    phases: dict[str, PhaseResult] = field(default_factory=dict)
+    model_uri: str | None = None
+
+    @property
+    def checkpoints(self) -> dict[str, Path]:
+        """``{phase: final model checkpoint}``."""
+        return {name: p.checkpoint for name, p in self.phases.items()}
+
+    @property
+    def checkpoint(self) -> Path:
+        """The last phase's final model (the SING checkpoint after ``finetune``)."""
+        return list(self.phases.values())[-1].checkpoint
+
+    @property
+    def ui_command(self) -> str:
+        """How to open the MLflow UI on this run's store."""
+        return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+
+
+# ---------------------------------------------------------------------------
+# Checks before any worker starts
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    cfg: Config
+    dataset: str
+    manifest: dict
+    phases: tuple[str, ...]
+    faults: list[dict]
+
+    @property
+    def instruments(self) -> list[str]:
+        return list(self.manifest["instruments"])
+
+    def count(self, split: str) -> int:
+        return int(self.manifest.get("splits", {}).get(split, {}).get("accepted", 0))
+
+
+def check_inputs(cfg: Config, dataset: str, phases: Sequence[str] = PHASES) -> _Plan:
+    """Everything that can be checked without Ray: config, phases, dataset, faults.
+
+    Raises:
+        ConfigError or UserError (exit status 2) with a message naming the problem.
+    """
+    from ..data.dataset import load_manifest
+    from ..data.storage import resolve
+
+    cfg = cfg.validate()
+    phases = tuple(phases)
+    if not phases or phases != PHASES[:len(phases)]:
+        raise ConfigError(f"phases must be a prefix of {', '.join(PHASES)} (each needs the one before); "
+                          f"got {', '.join(phases) or 'none'}")
+    if "://" in cfg.run.storage_path:
+        raise ConfigError(f"run.storage_path {cfg.run.storage_path!r}: training runs need a local or shared "
+                          "file-system path (mounted on every node); object-store URIs are not supported")
+    manifest = load_manifest(dataset)
+    uri = resolve(dataset).uri
+    train = int(manifest.get("splits", {}).get("train", {}).get("accepted", 0))
+    if train == 0:
+        raise UserError(f"{uri}: the dataset has no notes in its train split; nothing to train on")
+    for split in ("valid", "test"):
+        if not int(manifest.get("splits", {}).get(split, {}).get("accepted", 0)):
+            log.warning("%s: the %s split is empty; its metrics will be missing", uri, split)
+    length = int(manifest.get("audio", {}).get("num_frames", cfg.model.wav_length))
+    if length != cfg.model.wav_length:
+        raise ConfigError(f"model.wav_length ({cfg.model.wav_length}) does not fit the dataset's notes of "
+                          f"{length} samples")
+    if not manifest.get("instruments"):
+        raise UserError(f"{uri}: the manifest lists no instruments")
+    return _Plan(cfg, uri, manifest, phases, faults_from_env())
+
+
+def check_resources(cfg: Config) -> None:
+    """On a local Ray, fail now if the workers can never be placed (Ray Train would wait forever).
+
+    On a cluster (``RAY_ADDRESS`` set) the autoscaler may add the nodes later, so nothing is checked.
+    """
+    import ray
+
+    if os.environ.get("RAY_ADDRESS"):
+        return
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0), total.get("GPU", 0)
+    if cpus < cfg.run.num_workers:
+        raise ConfigError(f"run.num_workers = {cfg.run.num_workers} needs {cfg.run.num_workers} CPUs; "
+                          f"this Ray has {cpus:g}")
+    if cfg.run.use_gpu and gpus < cfg.run.num_workers:
+        raise ConfigError(f"--gpu with {cfg.run.num_workers} worker(s) needs {cfg.run.num_workers} GPUs; "
+                          f"this Ray has {gpus:g}")
+
+
+# ---------------------------------------------------------------------------
+# MLflow runs
+# ---------------------------------------------------------------------------
+
+
+def _client(uri: str):
+    import mlflow
+
+    return mlflow.MlflowClient(uri)
+
+
+def _experiment_id(client, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    return client.create_experiment(name)
+
+
+def _find_parent(client, experiment_id: str, name: str):
+    """The pipeline's parent run called ``name`` (or with id ``name``), or None."""
+    if _RUN_ID.match(name):
+        try:
+            run = client.get_run(name)
+            if run.data.tags.get(STAGE_TAG) == STAGE:
+                return run
+        except Exception:  # MLflow raises store-specific types for an unknown id
+            pass
+    runs = client.search_runs([experiment_id], filter_string=(
+        f"tags.mlflow.runName = '{name}' and tags.`{STAGE_TAG}` = '{STAGE}'"),
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def _check_resumable(run, plan: _Plan) -> None:
+    """A resumed run must train the same model on the same dataset; other changes are recorded."""
+    params = run.data.params
+    tags = run.data.tags
+    if tags.get("sing_ray.dataset") not in (None, plan.dataset):
+        raise ConfigError(f"run {run.info.run_name!r} trained on {tags['sing_ray.dataset']}, not {plan.dataset}; "
+                          "choose another --run-name for a new run")
+    current = {k: str(v) for k, v in flatten(plan.cfg).items()}
+    model_diff = [f"{k}: {params[k]} -> {current[k]}" for k in sorted(current)
+                  if k.startswith("model.") and k in params and params[k] != current[k]]
+    if model_diff:
+        raise ConfigError(f"run {run.info.run_name!r} was started with another model ({'; '.join(model_diff)}); "
+                          "its checkpoints cannot be resumed with this config. Choose another --run-name")
+    train_diff = [f"{k}: {params[k]} -> {current[k]}" for k in sorted(current)
+                  if k.startswith("train.") and k in params and params[k] != current[k]]
+    if train_diff:
+        log.warning("run %s resumes with changed training settings: %s", run.info.run_name, "; ".join(train_diff))
+
+
+def _dataset_params(plan: _Plan) -> dict[str, Any]:
+    return {"dataset": plan.dataset, "dataset.num_instruments": len(plan.instruments),
+            **{f"dataset.num_{s}": plan.count(s) for s in ("train", "valid", "test")}}
+
+
+def _open_parent(client, plan: _Plan, experiment_id: str, run_name: str, run_dir: Path,
+                 parent_of: str | None):
+    """Find the run to resume, or create it. Returns (run, run_dir, resumed)."""
+    from mlflow.entities import Param, RunStatus
+
+    run = _find_parent(client, experiment_id, run_name)
+    if run is not None:
+        _check_resumable(run, plan)
+        run_dir = Path(run.data.tags.get("sing_ray.run_dir", run_dir))
+        client.update_run(run.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        log.info("resuming pipeline run %s (%s) in %s", run.info.run_name, run.info.run_id, run_dir)
+        return run, run_dir, True
+    tags = {STAGE_TAG: STAGE, "sing_ray.dataset": plan.dataset, "sing_ray.preset": plan.cfg.preset,
+            "sing_ray.run_dir": str(run_dir)}
+    if parent_of:
+        tags["mlflow.parentRunId"] = parent_of
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    params = {**flatten(plan.cfg), **_dataset_params(plan)}
+    items = [Param(k, str(v)) for k, v in params.items()]
+    for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+        client.log_batch(run.info.run_id, params=items[i:i + 100])
+    log.info("pipeline run %s (%s) in %s", run_name, run.info.run_id, run_dir)
+    return run, run_dir, False
+
+
+def _phase_run(client, parent, phase: str, cfg: Config):
+    """The nested run of ``phase`` under ``parent``: found again, or created with the phase's params."""
+    from mlflow.entities import Param, RunStatus
+
+    runs = client.search_runs([parent.info.experiment_id], filter_string=(
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`{PHASE_TAG}` = '{phase}'"), max_results=1)
+    if runs:
+        client.update_run(runs[0].info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        return runs[0]
+    run = client.create_run(parent.info.experiment_id, run_name=phase, tags={
+        "mlflow.parentRunId": parent.info.run_id, PHASE_TAG: phase, STAGE_TAG: STAGE})
+    p = cfg.train.phase(phase)
+    params = {"phase": phase, "epochs": p.epochs, "lr": p.lr, "batch_size": p.batch_size,
+              "loss": "mse (embeddings)" if phase == "sequence" else cfg.train.loss,
+              "num_workers": cfg.run.num_workers, "use_gpu": cfg.run.use_gpu}
+    if phase == "sequence":
+        params["truncated_steps"] = cfg.train.truncated_steps
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run
+
+
+def _latest_metrics(client, run_id: str) -> dict[str, float]:
+    return dict(client.get_run(run_id).data.metrics)
+
+
+# ---------------------------------------------------------------------------
+# One phase on Ray Train
+# ---------------------------------------------------------------------------
+
+
+def make_loop_config(plan: _Plan, phase: str, run_id: str, tracking_uri: str, run_dir: Path,
+                     init: dict[str, str | None]) -> dict:
+    """The plain dict every worker of ``phase`` receives (see :mod:`sing_ray.train.loops`)."""
+    cfg = plan.cfg
+    return {
+        "config": asdict(cfg),
+        "phase": phase,
+        "run_id": run_id,
+        "tracking_uri": tracking_uri,
+        "dataset": plan.dataset,
+        "instruments": plan.instruments,
+        "init": init,
+        "run_dir": str(run_dir),
+        "snapshot_path": str(run_dir / phase / "checkpoint_manager_snapshot.json"),
+        "status_path": str(_status_path(run_dir, phase)),
+        "faults": plan.faults,
+        "num_train_notes": plan.count("train"),
+        "batch_size": cfg.train.phase(phase).batch_size // cfg.run.num_workers,
+        "threads": 1,
+        "log_every_s": 10.0,
+    }
+
+
+def _status_path(run_dir: Path, phase: str) -> Path:
+    return run_dir / "status" / f"{phase}.json"
+
+
+def _datasets(plan: _Plan, phase: str, run_dir: Path) -> dict:
+    """The Ray Datasets of a phase: ``train`` (split), ``train_eval`` (split), ``valid``, ``test`` (whole).
+
+    A split whose float32 waveforms fit in ``MATERIALIZE_BYTES`` is read and decoded
+    once into Ray's object store: every epoch iterates it again (and every worker
+    iterates ``valid`` whole), and re-running the Parquet read and decode tasks each
+    time costs more than the training step on small data. Larger splits stream.
+    """
+    from ..data.dataset import make_note_dataset
+    from .embeddings import make_embedding_dataset
+
+    columns = ["note_str", "instrument", "pitch", "velocity", "wav"]
+    bytes_per_note = plan.cfg.model.wav_length * 4
+    notes = {}
+    for split in ("train", "valid", "test"):
+        if plan.count(split):
+            ds = make_note_dataset(plan.dataset, split).select_columns(columns)
+            notes[split] = ds.materialize() if plan.count(split) * bytes_per_note <= MATERIALIZE_BYTES else ds
+    if phase == "sequence":
+        train = make_embedding_dataset(run_dir / "embeddings" / "train")
+        if plan.count("train") * plan.cfg.num_frames * plan.cfg.model.dimension * 4 <= MATERIALIZE_BYTES:
+            train = train.materialize()
+    else:
+        train = notes["train"]
+    datasets = {"train": train.randomize_block_order(), "train_eval": notes["train"]}
+    datasets.update({s: notes[s] for s in ("valid", "test") if s in notes})
+    return datasets
+
+
+def _fit_phase(plan: _Plan, phase: str, phase_run, tracking_uri: str, run_dir: Path,
+               init: dict[str, str | None]):
+    """Run one phase's TorchTrainer to the end. Returns (final model path, epochs, resumed_from_epoch)."""
+    import ray.data
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from .loops import TRAIN_LOOPS, copy_model_file
+
+    cfg = plan.cfg
+    status_path = _status_path(run_dir, phase)
+    status_path.unlink(missing_ok=True)
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.enable_progress_bars
+    # The loops log epoch, step, loss and notes/s themselves; Ray Data's bars per
+    # epoch and split would bury those lines.
+    ctx.enable_progress_bars = False
+    try:
+        trainer = TorchTrainer(
+            TRAIN_LOOPS[phase],
+            train_loop_config=make_loop_config(plan, phase, phase_run.info.run_id, tracking_uri, run_dir, init),
+            scaling_config=ray.train.ScalingConfig(num_workers=cfg.run.num_workers, use_gpu=cfg.run.use_gpu),
+            run_config=ray.train.RunConfig(
+                name=phase, storage_path=str(run_dir),
+                failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP)),
+            datasets=_datasets(plan, phase, run_dir),
+            dataset_config=ray.train.DataConfig(datasets_to_split=["train", "train_eval"]),
+        )
+        started = time.monotonic()
+        try:
+            result = trainer.fit()
+        except ray.train.TrainingFailedError as err:
+            raise PhaseFailedError(
+                f"phase {phase} failed (after up to run.max_failures = {cfg.run.max_failures} worker restarts): "
+                f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}. "
+                f"Re-run the same command with --run-name {run_dir.name} to resume from its last checkpoint; "
+                f"worker logs are under /tmp/ray/session_latest/logs") from err
+    finally:
+        ctx.enable_progress_bars = saved
+    metrics = result.metrics or {}
+    if status_path.exists():
+        status = json.loads(status_path.read_text())
+        last = "none (it diverged in its first epoch)"
+        if result.checkpoint is not None:
+            last = f"{result.checkpoint.path} (epoch {metrics.get('epoch', '?')})"
+        raise NonFiniteLossError(
+            f"phase {phase}: the training loss became non-finite at epoch {status.get('diverged_epoch')} "
+            f"step {status.get('diverged_step')}; training stopped. The last good checkpoint is {last}. "
+            f"Lower train.{phase}.lr (--set train.{phase}.lr=...) and re-run with --run-name {run_dir.name} "
+            "to resume from it")
+    if metrics.get("status") != "finished" or result.checkpoint is None:
+        raise RuntimeError(f"phase {phase}: Ray Train ended without the loop's final report ({metrics})")
+    with result.checkpoint.as_directory() as folder:
+        path = copy_model_file(folder, run_dir / "models" / f"{phase}.pt")
+    log.info("%s: finished in %.0f s; model %s", phase, time.monotonic() - started, path)
+    return path, int(metrics.get("epoch", 0)), int(metrics.get("resumed_from_epoch", 0))
+
+
+# ---------------------------------------------------------------------------
+# The pipeline
+# ---------------------------------------------------------------------------
+
+
+def _tracking(cfg: Config) -> tuple[str, str | None, str]:
+    """(tracking URI, run to nest under, experiment name), honouring a caller's active MLflow run."""
+    import mlflow
+
+    from ..tracking import resolve_tracking_uri
+
+    active = mlflow.active_run()
+    if active is not None and cfg.run.tracking_uri is None:
+        experiment = mlflow.MlflowClient().get_experiment(active.info.experiment_id).name
+        return mlflow.get_tracking_uri(), active.info.run_id, experiment
+    return resolve_tracking_uri(cfg.run.tracking_uri), None, cfg.run.experiment
+
+
+def _register(client, tracking_uri: str, parent_id: str, checkpoint: Path) -> str:
+    """Log the SING checkpoint as a pyfunc model in the parent run and register it. Returns models:/sing/N."""
+    import mlflow
+
+    from ..tracking import REGISTERED_MODEL, log_sing_model
+
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=parent_id, nested=mlflow.active_run() is not None):
+        info = log_sing_model(checkpoint)
+    version = getattr(info, "registered_model_version", None)
+    if version is None:
+        versions = client.search_model_versions(f"name='{REGISTERED_MODEL}' and run_id='{parent_id}'")
+        version = max(int(v.version) for v in versions)
+    return f"models:/{REGISTERED_MODEL}/{version}"
+
+
+def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
+                 register: bool = True) -> PipelineResult:
+    """Train SING's phases on Ray Train, tracked in MLflow; resume the run if it exists.
+
+    Args:
+        cfg: the resolved config (``load_config``). ``cfg.run`` says where: ``run_name``
+            (None: a new name; an existing name or parent run id resumes that run),
+            ``tracking_uri`` (None: ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db``; or the
+            caller's active MLflow run, under which the pipeline's run is nested),
+            ``experiment``, ``storage_path``, ``num_workers``, ``use_gpu``, ``max_failures``.
+        dataset: an ingested dataset folder or URI (``sing-ray data ingest``).
+        phases: a prefix of ``("autoencoder", "sequence", "finetune")``; ``("autoencoder",)``
+            trains the autoencoder alone (Table 1's autoencoder rows).
+        register: log and register the SING model after ``finetune`` (``models:/sing/N``).
+    Returns:
+        the :class:`PipelineResult`.
+    Raises:
+        ConfigError / UserError (exit 2) before any worker starts for a config or input
+        that cannot run; NonFiniteLossError, PhaseFailedError (exit 1) when a phase fails.
+    """
+    from mlflow.entities import RunStatus, RunTag
+
+    from ..runtime import init_ray
+
+    plan = check_inputs(cfg, dataset, phases)
+    init_ray()
+    check_resources(plan.cfg)
+    tracking_uri, nest_under, experiment = _tracking(plan.cfg)
+    client = _client(tracking_uri)
+    experiment_id = _experiment_id(client, experiment)
+    run_name = plan.cfg.run.run_name or f"{plan.cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    storage = Path(plan.cfg.run.storage_path).expanduser().resolve()
+    parent, run_dir, resumed = _open_parent(client, plan, experiment_id, run_name, storage / run_name, nest_under)
+    run_name = parent.info.run_name
+    plan = replace(plan, cfg=replace(plan.cfg, run=replace(plan.cfg.run, run_name=run_name)))
+    result = PipelineResult(run_id=parent.info.run_id, run_name=run_name, experiment_id=experiment_id,
+                            tracking_uri=tracking_uri, run_dir=run_dir)
+    failed = RunStatus.to_string(RunStatus.FAILED)
+    phase_run = None
+    try:
+        init: dict[str, str | None] = {"autoencoder": None, "sequence": None}
+        for phase in plan.phases:
+            tags = client.get_run(parent.info.run_id).data.tags
+            phase_run = _phase_run(client, parent, phase, plan.cfg)
+            final = run_dir / "models" / f"{phase}.pt"
+            if tags.get(f"sing_ray.phase.{phase}") == "finished" and final.exists():
+                log.info("%s: finished in an earlier invocation; skipping (%s)", phase, final)
+                client.set_terminated(phase_run.info.run_id)
+                metrics = _latest_metrics(client, phase_run.info.run_id)
+                result.phases[phase] = PhaseResult(phase, phase_run.info.run_id, final,
+                                                   int(tags.get(f"sing_ray.epochs.{phase}", 0)), metrics,
+                                                   skipped=True)
+            else:
+                if phase == "sequence":
+                    _embed(plan, run_dir, init["autoencoder"])
+                log.info("%s: training on %d worker(s)%s", phase, plan.cfg.run.num_workers,
+                         " with GPUs" if plan.cfg.run.use_gpu else "")
+                path, epochs, resumed_from = _fit_phase(plan, phase, phase_run, tracking_uri, run_dir, init)
+                metrics = _latest_metrics(client, phase_run.info.run_id)
+                client.log_batch(parent.info.run_id, metrics=_parent_metrics(phase, metrics), tags=[
+                    RunTag(f"sing_ray.phase.{phase}", "finished"), RunTag(f"sing_ray.checkpoint.{phase}", str(path)),
+                    RunTag(f"sing_ray.epochs.{phase}", str(epochs))])
+                client.set_terminated(phase_run.info.run_id)
+                result.phases[phase] = PhaseResult(phase, phase_run.info.run_id, path, epochs, metrics,
+                                                   resumed_from_epoch=resumed_from)
+            phase_run = None
+            init[phase] = str(result.phases[phase].checkpoint)
+        if register and "finetune" in result.phases:
+            tags = client.get_run(parent.info.run_id).data.tags
+            result.model_uri = tags.get("sing_ray.registered_model")
+            if not result.model_uri:
+                result.model_uri = _register(client, tracking_uri, parent.info.run_id, result.checkpoint)
+                client.set_tag(parent.info.run_id, "sing_ray.registered_model", result.model_uri)
+                log.info("registered %s", result.model_uri)
+    except BaseException:
+        if phase_run is not None:
+            client.set_terminated(phase_run.info.run_id, status=failed)
+        client.set_terminated(parent.info.run_id, status=failed)
+        raise
+    client.set_terminated(parent.info.run_id)
+    return result
+
+
+def _parent_metrics(phase: str, metrics: dict[str, float]):
+    """The phase's end-of-phase scores, copied to the parent run as ``<phase>.<metric>``."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    keys = [k for k in metrics if k.startswith(("test_", "train_", "valid_"))]
+    return [Metric(f"{phase}.{k}", float(metrics[k]), now, 0) for k in keys]
+
+
+def _embed(plan: _Plan, run_dir: Path, autoencoder: str | None) -> Path:
+    """Phase 2's input: embed the train split with phase 1's encoder (reused when complete)."""
+    from ..data.dataset import make_note_dataset
+    from .embeddings import precompute_embeddings
+
+    if autoencoder is None:
+        raise RuntimeError("the sequence phase needs the autoencoder phase's model")
+    cfg = plan.cfg
+    # One encoder per NOTES_PER_EMBED_ACTOR notes, at most one per training worker: on
+    # a small split, starting more actors costs more than the encoding they share.
+    actors = max(1, min(cfg.run.num_workers, math.ceil(plan.count("train") / NOTES_PER_EMBED_ACTOR)))
+    return precompute_embeddings(
+        make_note_dataset(plan.dataset, "train"), autoencoder, run_dir / "embeddings" / "train",
+        num_actors=actors, batch_size=max(1, cfg.train.sequence.batch_size // cfg.run.num_workers),
+        use_gpu=cfg.run.use_gpu)

@@ -1,0 +1,134 @@
+"""The plain step functions, fault parsing and the benchmark's counters: pure torch, no Ray."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sing_ray.config import ConfigError, load_config
+from sing_ray.losses import build_loss
+from sing_ray.models import SequenceGenerator, build_autoencoder, build_sing
+from sing_ray.train import bench
+from sing_ray.train.faults import Fault, parse_faults
+from sing_ray.train.steps import (MetricSums, NonFiniteLoss, autoencoder_step, finetune_step, sequence_step,
+                                  velocity_indices)
+
+
+def _notes(n: int = 2, length: int = 64000) -> torch.Tensor:
+    t = torch.arange(length) / 16000
+    f0 = torch.tensor([220.0, 330.0, 440.0, 550.0][:n])[:, None]
+    return 0.5 * torch.sin(2 * math.pi * f0 * t)
+
+
+def test_velocity_indices_map_nsynth_velocities():
+    assert velocity_indices(torch.tensor([25, 50, 75, 100, 127])).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="64"):
+        velocity_indices(torch.tensor([64]))
+
+
+def test_autoencoder_step_overfits_two_notes():
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    model = build_autoencoder(cfg.model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = build_loss("spectral")
+    wav = _notes()
+    losses = [float(autoencoder_step(model, optimizer, wav, loss_fn)) for _ in range(12)]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+class _CountingAdam(torch.optim.Adam):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_steps = 0
+
+    def step(self, closure=None):
+        self.num_steps += 1
+        return super().step(closure)
+
+
+def test_sequence_step_truncates_backprop_and_steps_per_chunk():
+    torch.manual_seed(0)
+    model = SequenceGenerator(num_instruments=2, dimension=4, hidden_size=8, num_layers=1, num_frames=70)
+    seen_hidden = []
+    forward = model.forward
+
+    def spy(*args, hidden=None, **kwargs):
+        seen_hidden.append(hidden)
+        return forward(*args, hidden=hidden, **kwargs)
+
+    model.forward = spy
+    optimizer = _CountingAdam(model.parameters(), lr=1e-2)
+    symbols = (torch.tensor([0, 1]), torch.tensor([60, 64]), torch.tensor([0, 4]))
+    target = torch.randn(2, 4, 70) * 0.1
+    first = float(sequence_step(model, optimizer, *symbols, target, truncated_steps=32))
+    # 70 frames in chunks of 32: 32 + 32 + 6, one optimizer step each.
+    assert optimizer.num_steps == 3
+    assert seen_hidden[0] is None
+    for hidden in seen_hidden[1:]:
+        # The state enters the next chunk cut from the graph: no gradient flows back through it.
+        assert all(h.grad_fn is None and not h.requires_grad for h in hidden)
+    for _ in range(30):
+        last = float(sequence_step(model, optimizer, *symbols, target, truncated_steps=32))
+    assert last < 0.5 * first
+
+
+def test_finetune_step_loss_falls():
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    model = build_sing(cfg.model, num_instruments=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    symbols = (torch.tensor([0, 1]), torch.tensor([57, 64]), torch.tensor([1, 3]))
+    losses = [float(finetune_step(model, optimizer, *symbols, _notes(), F.mse_loss)) for _ in range(10)]
+    assert losses[-1] < losses[0]
+
+
+def test_guard_stops_before_any_update():
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    model = build_autoencoder(cfg.model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(NonFiniteLoss):
+        autoencoder_step(model, optimizer, _notes(), lambda out, ref: F.mse_loss(out, ref) * float("nan"))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_metric_sums_weight_by_note():
+    sums = MetricSums()
+    ref = _notes(3)
+    sums.add(ref, ref, 1024, 256)
+    sums.add(ref[:1] * 0, ref[:1], 1024, 256)
+    means = MetricSums.means(sums.as_tensor(), "valid")
+    assert set(means) == {"valid_wav_mse", "valid_spectral_l1"}
+    # One bad note in four: the mean is a quarter of that note's error, not half.
+    expected = float(ref[0].square().mean()) / 4
+    assert means["valid_wav_mse"] == pytest.approx(expected, rel=1e-5)
+    assert MetricSums.means(MetricSums().as_tensor(), "test") == {}
+
+
+def test_fault_specs_parse_and_target_ranks():
+    kill, nan = parse_faults("kill:autoencoder:2:1, nan:sequence:3:4:0")
+    assert kill == Fault("kill", "autoencoder", 2, 1, None)
+    assert kill.applies("autoencoder", 2, 1, rank=1, world_size=2)
+    assert not kill.applies("autoencoder", 2, 1, rank=0, world_size=2)
+    assert nan.applies("sequence", 3, 4, rank=0, world_size=2) and not nan.applies("sequence", 3, 4, 1, 2)
+    assert parse_faults("") == []
+    for bad in ("kill:autoencoder:0:1", "boom:autoencoder:1:1", "nan:decoder:1:1", "nan:sequence:1"):
+        with pytest.raises(ConfigError, match="SING_RAY_INJECT_FAULTS"):
+            parse_faults(bad)
+
+
+def test_bench_counts_flops_and_times_the_plain_loop():
+    cfg = load_config("tiny")
+    flops = bench.count_step_flops(cfg, "autoencoder", batch_size=2)
+    # The encoder's analysis conv alone: 2 notes x 265 frames x 128 channels x 1024 taps x 2 FLOP.
+    assert flops > 2 * 265 * 128 * 1024 * 2
+    rows = bench.synthetic_rows(cfg, "sequence", 4)
+    assert rows["embedding"].shape == (4, cfg.model.dimension, cfg.num_frames)
+    seconds, notes = bench.plain_loop(cfg, "sequence", rows, batch_size=2, warmup=1, device="cpu", threads=1)
+    assert notes == 2 and seconds > 0
+    assert bench.measure_gemm_peak(n=256, repeats=1) > 0
