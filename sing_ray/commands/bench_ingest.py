@@ -32,15 +32,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print its figures."""
-    from ..data.bench import run_bench
+    from ..data.bench import run_bench, start_ray
     from ..errors import UserError
-    from ..runtime import init_ray
 
     if args.source is None and args.num_notes < 1:
         raise UserError(f"--num-notes must be positive, got {args.num_notes}")
     if args.repeats < 1:
         raise UserError(f"--repeats must be positive, got {args.repeats}")
-    started_ray = init_ray(num_cpus=args.num_cpus)
+    started_ray = start_ray(num_cpus=args.num_cpus)
     try:
         result = run_bench(source=args.source, num_notes=args.num_notes,
                            rows_per_shard=args.rows_per_shard, work_dir=args.work_dir,

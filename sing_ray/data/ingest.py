@@ -152,9 +152,15 @@ def load_examples(source: Location) -> tuple[dict, str]:
     if not source.is_dir():
         raise UserError(f"{source.uri}: no such folder (expected an NSynth-layout folder "
                         "with examples.json and audio/)")
-    if not source.exists("examples.json"):
+    kind = source.info("examples.json").type
+    if kind == pafs.FileType.NotFound:
         raise UserError(f"{where}: not found (an NSynth-layout folder holds examples.json and audio/)")
-    raw = source.read_bytes("examples.json")
+    if kind != pafs.FileType.File:
+        raise UserError(f"{where}: not a file")
+    try:
+        raw = source.read_bytes("examples.json")
+    except OSError as err:
+        raise UserError(f"{where}: unreadable ({err})") from None
     sha256 = hashlib.sha256(raw).hexdigest()
     try:
         examples = json.loads(raw)

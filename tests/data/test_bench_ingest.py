@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from sing_ray.cli import main as cli_main
-from sing_ray.data.bench import make_synthetic_nsynth, plain_ingest, run_bench
-from sing_ray.data.ingest import list_source
+from sing_ray.data.bench import _same_files, make_synthetic_nsynth, plain_ingest, run_bench
+from sing_ray.data.ingest import ingest, list_source
 from sing_ray.data.storage import resolve
 
 
@@ -28,12 +29,21 @@ def test_plain_loop_matches_sing_ray_byte_for_byte(tmp_path, ray_local):
     assert "ratio" in result.format() and "median of 2 run(s)" in result.format()
 
 
-def test_plain_loop_rejects_like_ingest(tmp_path):
-    make_synthetic_nsynth(tmp_path / "src", 12)
-    victim = sorted((tmp_path / "src" / "audio").iterdir())[0]
-    victim.write_bytes(b"not audio")
-    counts = plain_ingest(str(tmp_path / "src"), str(tmp_path / "out"), rows_per_shard=5)
-    assert counts == {"listed": 12, "accepted": 11, "rejected": 1}
+def test_plain_loop_rejects_and_renumbers_like_ingest(tmp_path, ray_local):
+    from conftest import make_nsynth
+
+    source = tmp_path / "src"
+    make_nsynth(source, instruments=("bass_synthetic_009", "guitar_acoustic_000"), pitches=(60, 61),
+                velocities=(25, 127))
+    # Every note of the first instrument fails its WAV check: both must renumber ids.
+    for wav in (source / "audio").glob("bass_synthetic_009-*.wav"):
+        wav.write_bytes(b"not audio")
+    counts = plain_ingest(str(source), str(tmp_path / "plain"), rows_per_shard=3)
+    assert counts == {"listed": 8, "accepted": 4, "rejected": 4}
+    ingest(str(source), str(tmp_path / "ray"), rows_per_shard=3, progress=False)
+    assert _same_files(tmp_path / "plain", tmp_path / "ray")
+    ids = pq.read_table(tmp_path / "plain" / "notes").column("instrument").to_pylist()
+    assert set(ids) == {0}
 
 
 def test_bench_command(tmp_path, ray_local, capsys):
