@@ -1,0 +1,147 @@
+"""The cluster path end to end: ``ray job submit`` of the quick start against a real Ray head with
+token authentication and a real MLflow tracking server, both on 127.0.0.1.
+
+One test drives the whole story, because each step needs the previous one's
+state: a submission without the token is refused; the quick start is submitted,
+stopped with ``ray job stop`` mid-training, resubmitted, and resumes; then
+MLflow's client and the library on disk are checked.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+import soundfile as sf
+
+from .servers import VENV_BIN, mlflow_server, ray_head, token_env
+
+REPO = Path(__file__).resolve().parents[2]
+PHASES = ("autoencoder", "sequence", "finetune")
+pytestmark = pytest.mark.slow
+
+
+def _ray(args, env, timeout=120, check=True):
+    out = subprocess.run([str(VENV_BIN / "ray"), *args], env=env, capture_output=True, text=True,
+                         timeout=timeout, cwd=REPO)
+    if check and out.returncode != 0:
+        raise AssertionError(f"ray {' '.join(args)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def _job_status(dash, headers, job_id):
+    return requests.get(f"{dash}/api/jobs/{job_id}", headers=headers, timeout=10).json()["status"]
+
+
+def _job_logs(dash, headers, job_id):
+    return requests.get(f"{dash}/api/jobs/{job_id}/logs", headers=headers, timeout=10).json().get("logs", "")
+
+
+def _wait(predicate, timeout, what, every=2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _phase_runs(client, experiment_id, parent_id):
+    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    return {r.data.tags.get("mlflow.runName"): r for r in runs}
+
+
+def test_quickstart_job_is_refused_without_token_stops_resumes_and_tracks(tmp_path):
+    workdir = tmp_path / "quickstart"
+    with mlflow_server(tmp_path / "mlflow") as tracking_uri, ray_head(tmp_path / "ray") as (dash, token):
+        env = token_env(token)
+        headers = {"Authorization": f"Bearer {token.read_text().strip()}"}
+
+        # Without the token the head refuses: the HTTP API and the CLI alike.
+        assert requests.get(f"{dash}/api/jobs/", timeout=10).status_code == 401
+        no_token = token_env(None)
+        no_token["HOME"] = str(tmp_path / "home-without-token")
+        refused = _ray(["job", "submit", "--address", dash, "--no-wait", "--", "python", "-c", "1"],
+                       no_token, check=False)
+        assert refused.returncode != 0
+        assert "authentication" in (refused.stdout + refused.stderr).lower()
+        jobs = requests.get(f"{dash}/api/jobs/", headers=headers, timeout=10).json()
+        assert jobs == [], "a refused submission must not have created a job"
+
+        runtime_env = json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": tracking_uri}})
+        entry = ["--", "python", "-m", "pipelines.quickstart", "--scale", "smallest", "--workdir",
+                 str(workdir), "--workers", "2", "--no-progress", "--set", "train.autoencoder.epochs=3"]
+
+        def submit(job_id):
+            _ray(["job", "submit", "--address", dash, "--working-dir", str(REPO), "--runtime-env-json",
+                  runtime_env, "--submission-id", job_id, "--no-wait", *entry], env, timeout=300)
+
+        # First submission: stop it once the autoencoder has checkpointed an epoch.
+        submit("quickstart-1")
+        mlflow.set_tracking_uri(tracking_uri)
+        client = mlflow.MlflowClient(tracking_uri)
+
+        def autoencoder_epoch_logged():
+            status = _job_status(dash, headers, "quickstart-1")
+            assert status in ("PENDING", "RUNNING"), f"job ended early ({status}):\n{_job_logs(dash, headers, 'quickstart-1')[-4000:]}"
+            exp = client.get_experiment_by_name("sing-ray")
+            if exp is None:
+                return None
+            parents = client.search_runs([exp.experiment_id], "tags.mlflow.runName = 'quickstart'")
+            if not parents:
+                return None
+            phase = _phase_runs(client, exp.experiment_id, parents[0].info.run_id).get("autoencoder")
+            if phase is None:
+                return None
+            arts = [a.path for a in client.list_artifacts(phase.info.run_id, "checkpoints")]
+            return arts if arts else None
+
+        _wait(autoencoder_epoch_logged, 900, "the autoencoder's first checkpoint in MLflow")
+        _ray(["job", "stop", "--address", dash, "quickstart-1"], env, timeout=180)
+        _wait(lambda: _job_status(dash, headers, "quickstart-1") == "STOPPED", 120, "the job to stop")
+
+        # Resubmitted, the same command resumes and finishes.
+        submit("quickstart-2")
+        final = _wait(lambda: (s := _job_status(dash, headers, "quickstart-2")) in ("SUCCEEDED", "FAILED", "STOPPED") and s,
+                      1200, "the resubmitted job to finish", every=5)
+        logs = _job_logs(dash, headers, "quickstart-2")
+        assert final == "SUCCEEDED", logs[-6000:]
+        assert "sample library:" in logs and "open the MLflow UI" in logs
+
+        # MLflow: one parent run, a nested run per phase with per-epoch metrics and checkpoints.
+        exp = client.get_experiment_by_name("sing-ray")
+        parents = client.search_runs([exp.experiment_id], "tags.mlflow.runName = 'quickstart'")
+        assert len(parents) == 1, "the resubmission must resume the run, not start another"
+        parent = parents[0]
+        assert parent.data.params["model.channels"] == "128"  # the whole resolved config as params
+        phases = _phase_runs(client, exp.experiment_id, parent.info.run_id)
+        assert set(PHASES) <= set(phases)
+        for name in PHASES:
+            run = phases[name]
+            assert run.info.status == "FINISHED", name
+            history = client.get_metric_history(run.info.run_id, "train_loss")
+            assert history and all(m.value == m.value for m in history), name
+            assert client.get_metric_history(run.info.run_id, "valid_spectral_l1"), name
+            assert client.list_artifacts(run.info.run_id, "checkpoints"), name
+        # The autoencoder's three epochs are each logged once: the resumed run continued
+        # after the epoch it had checkpointed instead of starting over.
+        epochs = [m.step for m in client.get_metric_history(phases["autoencoder"].info.run_id, "train_loss")]
+        assert sorted(set(epochs)) == sorted(epochs) and len(epochs) == 3, epochs
+        versions = client.search_model_versions("name='sing'")
+        assert versions, "the final model must be registered"
+
+        # The library: manifest rows and files agree, every WAV is a whole note.
+        library = workdir / "library"
+        manifest = pd.read_parquet(library / "manifest.parquet")
+        files = sorted(p.relative_to(library).as_posix() for p in library.rglob("*.wav"))
+        assert sorted(manifest["path"]) == files and len(files) == 2 * 2 * 1
+        for rel in files:
+            info = sf.info(library / rel)
+            assert (info.samplerate, info.frames, info.channels) == (16000, 64000, 1)
+        assert len(list(library.glob("*.sfz"))) == 2
