@@ -47,6 +47,7 @@ from .storage import Location, resolve
 log = logging.getLogger(__name__)
 
 DEFAULT_ROWS_PER_SHARD = 512                                 # 64 MiB of audio per file
+TARGET_NOTES_PER_TASK = 4096                                 # about a second of work per write task
 MAX_ROWS_PER_SHARD = (2**31 - 1) // (nsynth.NUM_FRAMES * 2)  # Arrow binary: 2 GiB per column chunk
 UNKNOWN_SPLIT = "unknown"     # rejected notes whose metadata is too broken to place
 LOG_EVERY_SECONDS = 10.0
@@ -231,25 +232,47 @@ def plan_shards(notes: Iterable[Note], rows_per_shard: int) -> list[tuple[str, s
     return shards
 
 
-def _shard_row(path: str, split: str, notes: list[Note], vocab_index: dict[str, int]) -> dict:
-    """One input row of the Ray Dataset: everything a task needs to write one shard."""
+def group_shards(shards: list, num_tasks: int) -> list[list]:
+    """Spread shards over ``num_tasks`` groups of nearly equal note counts.
+
+    Longest first, each to the least loaded group; a group keeps plan order.
+
+    Args:
+        shards: (path, split, notes) as :func:`plan_shards` returns them.
+        num_tasks: how many groups (at most one per shard).
+
+    Returns:
+        the non-empty groups.
+    """
+    num_tasks = max(1, min(num_tasks, len(shards)))
+    loads = [0] * num_tasks
+    members: list[list[int]] = [[] for _ in range(num_tasks)]
+    for i in sorted(range(len(shards)), key=lambda i: (-len(shards[i][2]), i)):
+        k = loads.index(min(loads))
+        loads[k] += len(shards[i][2])
+        members[k].append(i)
+    return [[shards[i] for i in sorted(group)] for group in members if group]
+
+
+def _task_row(group: list, vocab_index: dict[str, int]) -> dict:
+    """One input row of the Ray Dataset: everything one task needs to write its shards."""
     return {
-        "path": path,
-        "split": split,
-        "note_strs": [n.note_str for n in notes],
-        "metas": [encode_meta(n.meta) for n in notes],
-        "instruments": [vocab_index[n.meta["instrument_str"]] for n in notes],
+        "paths": [path for path, _, _ in group],
+        "splits": [split for _, split, _ in group],
+        "note_strs": [[n.note_str for n in notes] for _, _, notes in group],
+        "metas": [[encode_meta(n.meta) for n in notes] for _, _, notes in group],
+        "instruments": [[vocab_index[n.meta["instrument_str"]] for n in notes] for _, _, notes in group],
     }
 
 
 def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool) -> pa.Table:
-    """Ray Data UDF: decode, check and write the shards of a batch (one row per shard).
+    """Ray Data UDF: decode, check and write the shards of a batch (one row per task).
 
     Args:
-        batch: rows made by :func:`_shard_row`.
+        batch: rows made by :func:`_task_row`, each listing whole shards.
         source: the NSynth-layout folder.
         dest: the folder being written (the hidden staging folder when local).
-        strict: stop a shard at its first bad note and write nothing for it.
+        strict: stop at the first bad note; its shard is not written.
 
     Returns:
         one report row per shard: path, split, num_listed, num_rows, the accepted
@@ -257,19 +280,23 @@ def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool
     """
     reports = []
     for row in batch.to_pylist():
-        notes = [Note(s, decode_meta(m), row["split"]) for s, m in zip(row["note_strs"], row["metas"])]
-        ids = dict(zip(row["note_strs"], row["instruments"]))
-        accepted, audio, rejects = read_and_check(source, notes, strict=strict)
-        written = 0
-        if accepted and not (strict and rejects):
-            table = build_note_table(accepted, [ids[n.note_str] for n in accepted], audio)
-            write_table(table, dest, row["path"])
-            written = table.num_rows
-        reports.append({
-            "path": row["path"], "split": row["split"], "num_listed": len(notes), "num_rows": written,
-            "instrument_strs": sorted({n.meta["instrument_str"] for n in accepted}),
-            "reject_note_strs": [r[0] for r in rejects], "reject_reasons": [r[1] for r in rejects],
-        })
+        for path, split, note_strs, metas, instruments in zip(
+                row["paths"], row["splits"], row["note_strs"], row["metas"], row["instruments"]):
+            notes = [Note(s, decode_meta(m), split) for s, m in zip(note_strs, metas)]
+            ids = dict(zip(note_strs, instruments))
+            accepted, audio, rejects = read_and_check(source, notes, strict=strict)
+            written = 0
+            if accepted and not (strict and rejects):
+                table = build_note_table(accepted, [ids[n.note_str] for n in accepted], audio)
+                write_table(table, dest, path)
+                written = table.num_rows
+            reports.append({
+                "path": path, "split": split, "num_listed": len(notes), "num_rows": written,
+                "instrument_strs": sorted({n.meta["instrument_str"] for n in accepted}),
+                "reject_note_strs": [r[0] for r in rejects], "reject_reasons": [r[1] for r in rejects],
+            })
+            if strict and rejects:
+                return pa.Table.from_pylist(reports, schema=_REPORT_SCHEMA)
     return pa.Table.from_pylist(reports, schema=_REPORT_SCHEMA)
 
 
@@ -367,15 +394,31 @@ class _Progress:
             self.bar.close()
 
 
+def _num_tasks(num_notes: int) -> int:
+    """How many write tasks: enough for every CPU twice over, and at most
+    TARGET_NOTES_PER_TASK notes each.
+
+    Ray Data notices a finished task up to 0.1 s late (its executor polls), and
+    a shard of 512 notes takes about that long to write: one task per shard
+    left the CPUs idle a third of the time. Tasks of a few thousand notes make
+    that delay small, while two tasks per CPU keep the CPUs evenly loaded.
+    """
+    import ray
+
+    num_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return max(2 * num_cpus, -(-num_notes // TARGET_NOTES_PER_TASK))
+
+
 def _run_shards(shards, source: Location, staging: Location, vocab: list[str], strict: bool,
                 progress: _Progress) -> list[dict]:
     import ray.data
 
     index = {name: i for i, name in enumerate(vocab)}
-    rows = [_shard_row(path, split, notes, index) for path, split, notes in shards]
-    # One block per shard, and batch_size=None (a batch is a whole block), so one
-    # task writes one whole file and never shares it. from_items builds the blocks
-    # on the driver (from_arrow would run a remote task per block to describe it).
+    groups = group_shards(shards, _num_tasks(sum(len(notes) for _, _, notes in shards)))
+    rows = [_task_row(group, index) for group in groups]
+    # One block per task, and batch_size=None (a batch is a whole block), so each
+    # task writes whole files that no other task touches. from_items builds the
+    # blocks on the driver (from_arrow would run a remote task per block to describe it).
     ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         write_shards, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
         fn_kwargs={"source": source, "dest": staging, "strict": strict})

@@ -66,6 +66,14 @@ class Location:
 
     def list_names(self, *parts: str) -> list[str]:
         """Base names of the plain files directly in a sub-folder (sorted)."""
+        if self.is_local:
+            # os.scandir reads the types from the directory itself: several times
+            # faster than pyarrow's FileInfo per file on NSynth's 289,205 WAVs.
+            try:
+                with os.scandir(self.join(*parts)) as entries:
+                    return sorted(e.name for e in entries if e.is_file())
+            except FileNotFoundError:
+                return []
         selector = pafs.FileSelector(self.join(*parts), allow_not_found=True, recursive=False)
         return sorted(posixpath.basename(i.path) for i in self.fs.get_file_info(selector)
                       if i.type == pafs.FileType.File)

@@ -383,3 +383,18 @@ def test_ingest_and_read_through_an_object_store_uri(nsynth_folder, s3_endpoint,
     assert rows[0]["wav"].shape == (nsynth.NUM_FRAMES,)
     with pytest.raises(UserError, match="already exists there"):
         ingest(uri("nsynth"), uri("ds"), progress=False)
+
+
+def test_group_shards_balances_notes_and_keeps_every_shard_once():
+    from sing_ray.data.ingest import group_shards
+
+    shards = [(f"notes/part-train-{i:05d}.parquet", "train", list(range(n)))
+              for i, n in enumerate([512] * 7 + [118, 425, 385])]
+    groups = group_shards(shards, 4)
+    assert len(groups) == 4
+    flat = [s[0] for g in groups for s in g]
+    assert sorted(flat) == sorted(s[0] for s in shards) and len(flat) == len(shards)
+    loads = [sum(len(s[2]) for s in g) for g in groups]
+    assert max(loads) - min(loads) <= 512
+    assert all([s[0] for s in g] == sorted(s[0] for s in g) for g in groups)
+    assert len(group_shards(shards[:3], 8)) == 3  # never more groups than shards
