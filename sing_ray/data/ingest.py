@@ -398,10 +398,11 @@ def _num_tasks(num_notes: int) -> int:
     """How many write tasks: enough for every CPU twice over, and at most
     TARGET_NOTES_PER_TASK notes each.
 
-    Ray Data notices a finished task up to 0.1 s late (its executor polls), and
-    a shard of 512 notes takes about that long to write: one task per shard
-    left the CPUs idle a third of the time. Tasks of a few thousand notes make
-    that delay small, while two tasks per CPU keep the CPUs evenly loaded.
+    Ray Data's executor notices a finished task up to 0.1 s late (it waits on
+    running tasks with that timeout), while a shard of 512 notes takes 0.1 to
+    0.2 s to check and write: with one task per shard, a CPU could idle for a
+    good part of each task. Tasks of a few thousand notes make that delay small,
+    while two tasks per CPU keep the CPUs evenly loaded to the end.
     """
     import ray
 
