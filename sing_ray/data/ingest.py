@@ -8,11 +8,12 @@ The work, in order:
    and lists ``audio/`` once, which tells missing WAVs and WAVs that no entry lists.
 2. The notes are planned into shards: per split, sorted by ``note_str``,
    ``rows_per_shard`` at a time, so shard contents depend only on the input.
-3. A Ray Dataset with one row per shard goes through ``map_batches``: each task
-   decodes and checks its WAVs with soundfile, straight into one buffer that
-   becomes the shard's ``audio`` column, and writes ``notes/part-<split>-NNNNN.parquet``.
-   Audio never travels through the object store; only small per-shard reports
-   come back to the driver.
+3. The shards are grouped into tasks of nearly equal note counts, and a Ray
+   Dataset with one row per task goes through ``map_batches``: each task decodes
+   and checks its WAVs with soundfile, straight into one buffer per shard that
+   becomes the shard's ``audio`` column, and writes whole
+   ``notes/part-<split>-NNNNN.parquet`` files. Audio never travels through the
+   object store; only small per-shard reports come back to the driver.
 4. Dense instrument ids come from the sorted vocabulary of the notes' instruments.
    Should a WAV check remove every note of an instrument, the shards are
    renumbered so that ids stay dense over the accepted notes.
