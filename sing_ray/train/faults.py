@@ -8,12 +8,13 @@ it and hands the faults to its workers) to a comma-separated list of
   first step of epoch 2 of the autoencoder phase. Nothing in Python sees it
   coming: it is a real process death, which Ray Train handles by restarting the
   worker group from the latest checkpoint (``FailureConfig(max_failures)``).
-- ``nan:sequence:2:3``: the loss of step 3 of epoch 2 becomes NaN on every rank,
-  which stops the phase with :class:`~sing_ray.train.pipeline.NonFiniteLossError`.
+- ``nan:sequence:2:3``: the loss of step 3 of epoch 2 becomes NaN on rank 0; the
+  guard's all-reduce stops every rank at that step, and the phase ends with
+  :class:`~sing_ray.train.pipeline.NonFiniteLossError`.
 
 Epochs and steps count from 1. RANK defaults to the last worker for ``kill``
-(so that rank 0, which logs to MLflow, is not the one killed) and to every
-rank for ``nan``. Each fault fires once per pipeline run: a marker file under
+(so that rank 0, which logs to MLflow, is not the one killed) and to rank 0 for
+``nan``. Each fault fires once per pipeline run: a marker file under
 ``<run dir>/faults/`` records that it fired, so the restarted workers, and a
 re-run of the same pipeline run, go through.
 
@@ -61,7 +62,7 @@ class Fault:
             return False
         if self.rank is not None:
             return rank == self.rank
-        return rank == world_size - 1 if self.action == "kill" else True
+        return rank == (world_size - 1 if self.action == "kill" else 0)
 
 
 def parse_faults(text: str | None) -> list[Fault]:
@@ -124,9 +125,8 @@ class FaultInjector:
         """Whether this step's loss must be made NaN (fires once)."""
         for fault in self.faults:
             if fault.action == "nan" and fault.applies(self.phase, epoch, step, self.rank, self.world_size):
-                # Every rank poisons the same step; only the first to claim the marker
-                # logs, but all must agree, so the marker is checked, not required.
-                if self._claim(fault) or (self.marker_dir / fault.marker_name).exists():
+                # One rank is enough: the guard's all-reduce stops them all at this step.
+                if self._claim(fault):
                     log.warning("fault injection: NaN loss at %s epoch %d step %d (rank %d)",
                                 self.phase, epoch, step, self.rank)
                     return True

@@ -1,0 +1,321 @@
+"""Training-step throughput: Ray Train on one worker against a plain PyTorch loop.
+
+For each preset and phase, the same model, the same batches and the same step
+function (:mod:`sing_ray.train.steps`) run twice in one process and one Ray
+session:
+
+- ``plain``: a single-process loop over tensors made from the batches' numpy arrays;
+- ``ray``: a ``TorchTrainer`` with one worker that reads the same rows from a
+  materialized Ray Dataset through ``ray.train.get_dataset_shard`` and times the
+  same steps inside the worker.
+
+Both time ``repeats`` windows of ``steps`` steps after ``warmup`` steps, data
+loading included, with the same number of torch threads, and keep each side's
+fastest window: on a machine shared with other processes, the fastest window is
+the one least disturbed by them, for both sides alike. The ratio
+``ray / plain`` is Ray Train's overhead (target: above 0.9). The FLOPs of one step are counted with
+``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions, forward and
+backward; the FFTs of the spectral loss are not counted), and the achieved
+GFLOP/s is compared with the machine's measured fp32 GEMM peak.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import PHASES, Config, load_config
+from ..losses import build_loss
+from ..models import build_autoencoder, build_sequence_generator, build_sing
+from ..nsynth import VELOCITIES
+from .steps import autoencoder_step, finetune_step, sequence_step, velocity_indices
+
+log = logging.getLogger(__name__)
+
+NUM_INSTRUMENTS = 16
+
+
+@dataclass
+class BenchRow:
+    """One preset x phase of the benchmark.
+
+    Attributes:
+        notes_per_second_ray, notes_per_second_plain: throughput of the timed steps.
+        ratio: ray / plain (1.0 = no overhead).
+        gflop_per_step: counted FLOPs of one step, in GFLOP.
+        gflops_ray, gflops_plain: achieved GFLOP/s.
+        peak_gflops: the measured GEMM peak on the same device and threads.
+        ray_wall_seconds: the whole ``TorchTrainer.fit()``, worker start-up included.
+        repeats: timed windows per side (the fastest counts).
+    """
+
+    preset: str
+    phase: str
+    device: str
+    threads: int
+    batch_size: int
+    steps: int
+    notes_per_second_ray: float
+    notes_per_second_plain: float
+    ratio: float
+    gflop_per_step: float
+    gflops_ray: float
+    gflops_plain: float
+    peak_gflops: float
+    ray_wall_seconds: float
+    repeats: int = 1
+
+
+def measure_gemm_peak(device: str = "cpu", n: int = 2048, repeats: int = 5, threads: int | None = None) -> float:
+    """The fp32 GFLOP/s of a large square matmul (best of ``repeats``): the machine's practical peak."""
+    if threads:
+        torch.set_num_threads(threads)
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        _sync(device)
+        t = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def synthetic_rows(cfg: Config, phase: str, num_rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Batches of made-up notes for ``phase``: symbols plus ``wav`` (B, T) or ``embedding`` (B, D, F)."""
+    rng = np.random.default_rng(seed)
+    rows = {"instrument": rng.integers(0, NUM_INSTRUMENTS, num_rows).astype(np.int32),
+            "pitch": rng.integers(24, 96, num_rows).astype(np.int32),
+            "velocity": rng.choice(VELOCITIES, num_rows).astype(np.int32)}
+    if phase == "sequence":
+        rows["embedding"] = rng.standard_normal((num_rows, cfg.model.dimension, cfg.num_frames),
+                                                dtype=np.float32)
+    else:
+        t = np.arange(cfg.model.wav_length, dtype=np.float32) / 16000
+        f0 = 440 * 2 ** ((rows["pitch"][:, None] - 69) / 12)
+        rows["wav"] = (0.3 * np.sin(2 * np.pi * f0 * t)).astype(np.float32)
+    return rows
+
+
+def build_model(cfg: Config, phase: str) -> torch.nn.Module:
+    """The model phase ``phase`` trains, with random weights."""
+    if phase == "autoencoder":
+        return build_autoencoder(cfg.model)
+    if phase == "sequence":
+        return build_sequence_generator(cfg.model, NUM_INSTRUMENTS)
+    return build_sing(cfg.model, NUM_INSTRUMENTS)
+
+
+def bench_step(cfg: Config, phase: str, model, optimizer, batch: dict[str, np.ndarray], device) -> torch.Tensor:
+    """One training step of ``phase`` on a numpy batch (conversion to tensors included)."""
+    symbols = (torch.from_numpy(batch["instrument"].astype(np.int64)).to(device),
+               torch.from_numpy(batch["pitch"].astype(np.int64)).to(device),
+               velocity_indices(torch.from_numpy(batch["velocity"].astype(np.int64)).to(device)))
+    t = cfg.train
+    if phase == "sequence":
+        target = torch.from_numpy(np.array(batch["embedding"], dtype=np.float32)).to(device)
+        return sequence_step(model, optimizer, *symbols, target, t.truncated_steps, F.mse_loss)
+    wav = torch.from_numpy(np.array(batch["wav"], dtype=np.float32)).to(device)
+    loss_fn = build_loss(t.loss, t.spectral_distance, t.n_fft, t.hop_length)
+    if phase == "autoencoder":
+        return autoencoder_step(model, optimizer, wav, loss_fn)
+    return finetune_step(model, optimizer, *symbols, wav, loss_fn)
+
+
+def _slices(rows: dict[str, np.ndarray], batch_size: int):
+    n = len(rows["pitch"])
+    for start in range(0, n - batch_size + 1, batch_size):
+        yield {k: v[start:start + batch_size] for k, v in rows.items()}
+
+
+def count_step_flops(cfg: Config, phase: str, batch_size: int, device: str = "cpu") -> float:
+    """FLOPs of one training step (forward, backward; matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = build_model(cfg, phase).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.phase(phase).lr)
+    batch = next(_slices(synthetic_rows(cfg, phase, batch_size), batch_size))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        bench_step(cfg, phase, model, optimizer, batch, device)
+    return float(counter.get_total_flops())
+
+
+class _Windows:
+    """Times consecutive windows of ``steps`` steps after ``warmup`` steps."""
+
+    def __init__(self, warmup: int, steps: int, device: str):
+        self.warmup, self.steps, self.device = warmup, steps, str(device)
+        self.seconds: list[float] = []
+        self.started = None
+
+    def before(self, i: int) -> None:
+        if i >= self.warmup and (i - self.warmup) % self.steps == 0:
+            _sync(self.device)
+            self.started = time.perf_counter()
+
+    def after(self, i: int, loss: torch.Tensor) -> None:
+        if i >= self.warmup and (i - self.warmup) % self.steps == self.steps - 1:
+            float(loss)
+            _sync(self.device)
+            self.seconds.append(time.perf_counter() - self.started)
+
+
+def plain_loop(cfg: Config, phase: str, rows: dict[str, np.ndarray], batch_size: int, warmup: int,
+               device: str, threads: int, steps: int | None = None) -> tuple[list[float], int]:
+    """The reference: a single-process loop.
+
+    Returns:
+        (seconds of each timed window of ``steps`` steps, notes per window); ``steps``
+        None: one window over all the batches after the warmup.
+    """
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model(cfg, phase).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.phase(phase).lr)
+    steps = steps or len(rows["pitch"]) // batch_size - warmup
+    windows = _Windows(warmup, steps, device)
+    for i, batch in enumerate(_slices(rows, batch_size)):
+        windows.before(i)
+        loss = bench_step(cfg, phase, model, optimizer, batch, device)
+        windows.after(i, loss)
+    return windows.seconds, steps * batch_size
+
+
+def _ray_bench_loop(config: dict) -> None:
+    """Ray Train worker of the benchmark: the plain loop's steps over the dataset shard."""
+    import ray.train
+    import ray.train.torch
+
+    from ..config import config_from_dict
+
+    cfg = config_from_dict(config["config"])
+    phase, batch_size, warmup, threads = config["phase"], config["batch_size"], config["warmup"], config["threads"]
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    device = ray.train.torch.get_device()
+    model = ray.train.torch.prepare_model(build_model(cfg, phase))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.phase(phase).lr)
+    shard = ray.train.get_dataset_shard("train")
+    windows = _Windows(warmup, config["steps"], str(device))
+    for i, batch in enumerate(shard.iter_batches(batch_size=batch_size, batch_format="numpy", drop_last=True)):
+        windows.before(i)
+        loss = bench_step(cfg, phase, model, optimizer, batch, device)
+        windows.after(i, loss)
+    metrics = {"seconds": windows.seconds, "notes": config["steps"] * batch_size}
+    # Ray Train's result holds the metrics of the latest checkpoint: report a (tiny) one.
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "timing.json").write_text(json.dumps(metrics))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def ray_loop(cfg: Config, phase: str, rows: dict[str, np.ndarray], batch_size: int, warmup: int,
+             use_gpu: bool, threads: int, storage: str, steps: int) -> tuple[list[float], int, float]:
+    """Ray Train on one worker. Returns (seconds of each window of ``steps`` steps, notes per window,
+    fit wall seconds)."""
+    import ray.data
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+
+    n = len(rows["pitch"])
+    items = [{k: v[i] for k, v in rows.items()} for i in range(n)]
+    ctx = ray.data.DataContext.get_current()
+    saved, ctx.enable_progress_bars = ctx.enable_progress_bars, False
+    try:
+        dataset = ray.data.from_items(items).materialize()
+        trainer = TorchTrainer(
+            _ray_bench_loop,
+            train_loop_config={"config": asdict(cfg), "phase": phase, "batch_size": batch_size,
+                               "warmup": warmup, "threads": threads, "steps": steps},
+            scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=use_gpu,
+                                                   resources_per_worker={"CPU": threads}),
+            run_config=ray.train.RunConfig(name=f"bench-{cfg.preset}-{phase}-{os.getpid()}-{time.time_ns()}",
+                                           storage_path=storage),
+            datasets={"train": dataset})
+        t = time.perf_counter()
+        result = trainer.fit()
+        wall = time.perf_counter() - t
+    finally:
+        ctx.enable_progress_bars = saved
+    return [float(s) for s in result.metrics["seconds"]], int(result.metrics["notes"]), wall
+
+
+def run_benchmark(presets: Sequence[str] = ("small", "paper"), phases: Sequence[str] = PHASES, *,
+                  steps: dict[str, int] | None = None, batch_sizes: dict[str, int] | None = None,
+                  warmup: int = 1, repeats: int = 3, use_gpu: bool = False, threads: int | None = None,
+                  storage: str = "/tmp/sing-ray-bench") -> list[BenchRow]:
+    """Benchmark each preset x phase; Ray must be initialised. Returns one :class:`BenchRow` each.
+
+    Args:
+        presets: config presets to measure.
+        steps: steps per timed window, per preset (default: small 8, paper 2, tiny 8).
+        batch_sizes: notes per step per preset (default: small 8, paper 2, tiny 8;
+            the paper's batch of 64 takes minutes per step on a CPU).
+        warmup: untimed steps first (allocation, lazy initialisation).
+        repeats: timed windows per side; each side's fastest counts.
+        use_gpu: run both loops on a GPU.
+        threads: torch threads of both loops (default: all cores).
+    """
+    steps = {"small": 8, "paper": 2, "tiny": 8, **(steps or {})}
+    batch_sizes = {"small": 8, "paper": 2, "tiny": 8, **(batch_sizes or {})}
+    threads = threads or os.cpu_count() or 1
+    device = "cuda" if use_gpu else "cpu"
+    peak = measure_gemm_peak(device, threads=threads)
+    log.info("GEMM peak (fp32, %s, %d threads): %.1f GFLOP/s", device, threads, peak)
+    out = []
+    for preset in presets:
+        cfg = load_config(preset)
+        batch, n_steps = batch_sizes[preset], steps[preset]
+        for phase in phases:
+            rows = synthetic_rows(cfg, phase, batch * (warmup + n_steps * repeats))
+            flops = count_step_flops(cfg, phase, batch)
+            plain_windows, notes = plain_loop(cfg, phase, rows, batch, warmup, device, threads, n_steps)
+            ray_windows, _, wall = ray_loop(cfg, phase, rows, batch, warmup, use_gpu, threads, storage, n_steps)
+            torch.set_num_threads(threads)
+            plain_s, ray_s = min(plain_windows), min(ray_windows)
+            log.info("%s %s windows (s): plain %s, ray %s", preset, phase,
+                     " ".join(f"{w:.2f}" for w in plain_windows), " ".join(f"{w:.2f}" for w in ray_windows))
+            plain_rate, ray_rate = notes / plain_s, notes / ray_s
+            row = BenchRow(preset=preset, phase=phase, device=device, threads=threads, batch_size=batch,
+                           steps=n_steps, notes_per_second_ray=ray_rate, notes_per_second_plain=plain_rate,
+                           ratio=ray_rate / plain_rate, gflop_per_step=flops / 1e9,
+                           gflops_ray=flops * n_steps / ray_s / 1e9, gflops_plain=flops * n_steps / plain_s / 1e9,
+                           peak_gflops=peak, ray_wall_seconds=wall, repeats=repeats)
+            log.info("%s %s: ray %.2f notes/s, plain %.2f notes/s, ratio %.3f", preset, phase, ray_rate,
+                     plain_rate, row.ratio)
+            out.append(row)
+    return out
+
+
+def format_table(rows: Sequence[BenchRow]) -> str:
+    """A Markdown table of the benchmark."""
+    head = ("| preset | phase | device | batch | steps x windows | notes/s Ray | notes/s plain | Ray/plain "
+            "| GFLOP/step "
+            "| GFLOP/s Ray | GFLOP/s plain | % of GEMM peak (plain) |")
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        lines.append(f"| {r.preset} | {r.phase} | {r.device} x{r.threads} | {r.batch_size} | {r.steps} x {r.repeats} "
+                     f"| {r.notes_per_second_ray:.2f} | {r.notes_per_second_plain:.2f} | {r.ratio:.3f} "
+                     f"| {r.gflop_per_step:.1f} | {r.gflops_ray:.1f} | {r.gflops_plain:.1f} "
+                     f"| {100 * r.gflops_plain / r.peak_gflops:.0f} % |")
+    if rows:
+        lines.append(f"\nGEMM peak: {rows[0].peak_gflops:.1f} GFLOP/s (fp32 {rows[0].device}, "
+                     f"{rows[0].threads} threads, 2048x2048 matmul)")
+    return "\n".join(lines)
