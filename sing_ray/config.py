@@ -86,6 +86,7 @@ class RunConfig:
     """Plumbing: where things go and how many workers do them. Not part of the experiment."""
 
     num_workers: int = 1
+    cpus_per_worker: int = 1            # Ray CPUs (and torch threads) of each training worker
     use_gpu: bool = False
     tracking_uri: str | None = None     # None: MLFLOW_TRACKING_URI, else ./mlflow.db
     experiment: str = "sing-ray"
@@ -144,6 +145,8 @@ class Config:
             raise ConfigError(f"train.truncated_steps must be positive, got {t.truncated_steps}")
         if r.num_workers < 1:
             raise ConfigError(f"run.num_workers must be >= 1, got {r.num_workers}")
+        if r.cpus_per_worker < 1:
+            raise ConfigError(f"run.cpus_per_worker must be >= 1, got {r.cpus_per_worker}")
         return self
 
     @property

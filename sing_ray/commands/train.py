@@ -24,6 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="width of the time lookup table; 0 removes it (the paper's ablation)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="Ray Train workers per phase (default: run.num_workers, 1)")
+    parser.add_argument("--cpus-per-worker", type=int, default=None, metavar="N",
+                        help="Ray CPUs and torch threads of each worker (default: run.cpus_per_worker, 1)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker (DDP over NCCL)")
     parser.add_argument("--epochs", default=None, metavar="A,S,F",
                         help="epochs of the autoencoder, sequence and finetune phases")
@@ -56,6 +58,8 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
         out.append(f"model.time_dim={args.time_dim}")
     if args.workers is not None:
         out.append(f"run.num_workers={args.workers}")
+    if args.cpus_per_worker is not None:
+        out.append(f"run.cpus_per_worker={args.cpus_per_worker}")
     if args.gpu:
         out.append("run.use_gpu=true")
     if args.epochs is not None:

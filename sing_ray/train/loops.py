@@ -31,7 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -69,6 +69,7 @@ class Worker:
         device: where tensors go.
         loop: the plain loop config from the driver.
         mlflow: an MlflowClient on rank 0, None elsewhere.
+        autoencoder: phase 1's model, frozen (sequence phase, loaded on first use).
     """
 
     cfg: Config
@@ -78,7 +79,7 @@ class Worker:
     device: torch.device
     loop: dict
     mlflow: Any = None
-    started: float = field(default_factory=time.monotonic)
+    autoencoder: Any = None
 
     @property
     def is_chief(self) -> bool:
@@ -215,12 +216,9 @@ def _eval_batches(worker: Worker, name: str):
     """
     import ray.train
 
-    try:
-        data = ray.train.get_dataset_shard(name)
-    except (KeyError, ValueError):
-        return
-    if data is None:
-        return
+    if name not in worker.loop["datasets"]:
+        return  # an empty split: the driver gave no dataset
+    data = ray.train.get_dataset_shard(name)
     strided = name != "train_eval"
     for i, batch in enumerate(data.iter_batches(batch_size=worker.loop["batch_size"], batch_format="numpy")):
         if not strided or i % worker.world_size == worker.rank:
@@ -253,12 +251,12 @@ class PhaseSpec:
 
 def _frozen_autoencoder(worker: Worker):
     """The autoencoder of phase 1, frozen, cached on the worker."""
-    if getattr(worker, "_autoencoder", None) is None:
+    if worker.autoencoder is None:
         model, _ = load_model(worker.loop["init"]["autoencoder"], map_location=worker.device)
         for p in model.parameters():
             p.requires_grad_(False)
-        worker._autoencoder = model.eval()
-    return worker._autoencoder
+        worker.autoencoder = model.eval()
+    return worker.autoencoder
 
 
 def _autoencoder_spec(worker: Worker) -> PhaseSpec:

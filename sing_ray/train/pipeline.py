@@ -200,9 +200,10 @@ def check_resources(cfg: Config) -> None:
         return
     total = ray.cluster_resources()
     cpus, gpus = total.get("CPU", 0), total.get("GPU", 0)
-    if cpus < cfg.run.num_workers:
-        raise ConfigError(f"run.num_workers = {cfg.run.num_workers} needs {cfg.run.num_workers} CPUs; "
-                          f"this Ray has {cpus:g}")
+    needed = cfg.run.num_workers * cfg.run.cpus_per_worker
+    if cpus < needed:
+        raise ConfigError(f"run.num_workers = {cfg.run.num_workers} x run.cpus_per_worker = "
+                          f"{cfg.run.cpus_per_worker} needs {needed} CPUs; this Ray has {cpus:g}")
     if cfg.run.use_gpu and gpus < cfg.run.num_workers:
         raise ConfigError(f"--gpu with {cfg.run.num_workers} worker(s) needs {cfg.run.num_workers} GPUs; "
                           f"this Ray has {gpus:g}")
@@ -292,14 +293,16 @@ def _open_parent(client, plan: _Plan, experiment_id: str, run_name: str, run_dir
     return run, run_dir, False
 
 
-def _phase_run(client, parent, phase: str, cfg: Config):
-    """The nested run of ``phase`` under ``parent``: found again, or created with the phase's params."""
+def _phase_run(client, parent, phase: str, cfg: Config, reopen: bool = True):
+    """The nested run of ``phase`` under ``parent``: found again (and marked running if
+    ``reopen``), or created with the phase's params."""
     from mlflow.entities import Param, RunStatus
 
     runs = client.search_runs([parent.info.experiment_id], filter_string=(
         f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`{PHASE_TAG}` = '{phase}'"), max_results=1)
     if runs:
-        client.update_run(runs[0].info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        if reopen:
+            client.update_run(runs[0].info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
         return runs[0]
     run = client.create_run(parent.info.experiment_id, run_name=phase, tags={
         "mlflow.parentRunId": parent.info.run_id, PHASE_TAG: phase, STAGE_TAG: STAGE})
@@ -323,10 +326,11 @@ def _latest_metrics(client, run_id: str) -> dict[str, float]:
 
 
 def make_loop_config(plan: _Plan, phase: str, run_id: str, tracking_uri: str, run_dir: Path,
-                     init: dict[str, str | None]) -> dict:
+                     init: dict[str, str | None], datasets: Sequence[str]) -> dict:
     """The plain dict every worker of ``phase`` receives (see :mod:`sing_ray.train.loops`)."""
     cfg = plan.cfg
     return {
+        "datasets": list(datasets),
         "config": asdict(cfg),
         "phase": phase,
         "run_id": run_id,
@@ -340,7 +344,7 @@ def make_loop_config(plan: _Plan, phase: str, run_id: str, tracking_uri: str, ru
         "faults": plan.faults,
         "num_train_notes": plan.count("train"),
         "batch_size": cfg.train.phase(phase).batch_size // cfg.run.num_workers,
-        "threads": 1,
+        "threads": cfg.run.cpus_per_worker,
         "log_every_s": 10.0,
     }
 
@@ -396,15 +400,18 @@ def _fit_phase(plan: _Plan, phase: str, phase_run, tracking_uri: str, run_dir: P
     # epoch and split would bury those lines.
     ctx.enable_progress_bars = False
     try:
+        datasets = _datasets(plan, phase, run_dir)
         trainer = TorchTrainer(
             TRAIN_LOOPS[phase],
-            train_loop_config=make_loop_config(plan, phase, phase_run.info.run_id, tracking_uri, run_dir, init),
-            scaling_config=ray.train.ScalingConfig(num_workers=cfg.run.num_workers, use_gpu=cfg.run.use_gpu),
+            train_loop_config=make_loop_config(plan, phase, phase_run.info.run_id, tracking_uri, run_dir, init,
+                                               list(datasets)),
+            scaling_config=ray.train.ScalingConfig(num_workers=cfg.run.num_workers, use_gpu=cfg.run.use_gpu,
+                                                   resources_per_worker={"CPU": cfg.run.cpus_per_worker}),
             run_config=ray.train.RunConfig(
                 name=phase, storage_path=str(run_dir),
                 failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP)),
-            datasets=_datasets(plan, phase, run_dir),
+            datasets=datasets,
             dataset_config=ray.train.DataConfig(datasets_to_split=["train", "train_eval"]),
         )
         started = time.monotonic()
@@ -514,15 +521,16 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
         init: dict[str, str | None] = {"autoencoder": None, "sequence": None}
         for phase in plan.phases:
             tags = client.get_run(parent.info.run_id).data.tags
-            phase_run = _phase_run(client, parent, phase, plan.cfg)
             final = run_dir / "models" / f"{phase}.pt"
-            if tags.get(f"sing_ray.phase.{phase}") == "finished" and final.exists():
+            finished = tags.get(f"sing_ray.phase.{phase}") == "finished" and final.exists()
+            phase_run = _phase_run(client, parent, phase, plan.cfg, reopen=not finished)
+            if finished:
                 log.info("%s: finished in an earlier invocation; skipping (%s)", phase, final)
-                client.set_terminated(phase_run.info.run_id)
                 metrics = _latest_metrics(client, phase_run.info.run_id)
                 result.phases[phase] = PhaseResult(phase, phase_run.info.run_id, final,
                                                    int(tags.get(f"sing_ray.epochs.{phase}", 0)), metrics,
                                                    skipped=True)
+                phase_run = None
             else:
                 if phase == "sequence":
                     _embed(plan, run_dir, init["autoencoder"])
@@ -577,4 +585,4 @@ def _embed(plan: _Plan, run_dir: Path, autoencoder: str | None) -> Path:
     return precompute_embeddings(
         make_note_dataset(plan.dataset, "train"), autoencoder, run_dir / "embeddings" / "train",
         num_actors=actors, batch_size=max(1, cfg.train.sequence.batch_size // cfg.run.num_workers),
-        use_gpu=cfg.run.use_gpu)
+        use_gpu=cfg.run.use_gpu, threads=cfg.run.cpus_per_worker)

@@ -12,8 +12,7 @@ DDP's gradient all-reduce) and no bad gradient reaches the weights.
 """
 from __future__ import annotations
 
-import math
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -171,7 +170,3 @@ class MetricSums:
         keys = MetricSums.KEYS if with_embedding else MetricSums.KEYS[:2]
         return {f"{prefix}_{k}": float(total[i]) / count for i, k in enumerate(MetricSums.KEYS) if k in keys}
 
-
-def mean_or_nan(values: Iterable[float]) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else math.nan

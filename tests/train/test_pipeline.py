@@ -199,6 +199,7 @@ def no_workers(monkeypatch):
     (["--set", "model.wav_length=32000"], "does not fit the dataset's notes"),
     (["--workers", "3"], "must be a positive multiple of run.num_workers"),
     (["--workers", "8"], "needs 8 CPUs"),
+    (["--workers", "2", "--cpus-per-worker", "3"], "needs 6 CPUs"),
     (["--epochs", "1,2"], "three counts"),
     (["--phases", "sequence"], "prefix"),
 ])
