@@ -81,10 +81,11 @@ def plain_ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_S
                  split_seed: int = nsynth.DEFAULT_SPLIT_SEED) -> dict:
     """The baseline: the same ingest in this process, one note after the other.
 
-    The algorithm is sing-ray's (ids from the vocabulary of the notes with sane
-    metadata, each shard read and written in turn, renumbered only if a WAV
-    check empties an instrument), without Ray: the fastest plain loop we know
-    for this work, and one that needs no more memory than a shard.
+    The algorithm is sing-ray's, without Ray: notes placed by their (instrument,
+    pitch), ids from the vocabulary of the placed notes, each shard checked and
+    written in turn, ids renumbered only if the checks empty an instrument. It
+    is the fastest plain loop we know for this work, and needs no more memory
+    than a shard.
 
     Args:
         source: NSynth-layout folder.
@@ -100,11 +101,11 @@ def plain_ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_S
     dst.fs.create_dir(dst.join("notes"), recursive=True)
     vocab = nsynth.build_vocabulary(n.meta["instrument_str"] for n in listing.notes)
     index = {name: i for i, name in enumerate(vocab)}
-    rejects = [(s, src.display(audio_relpath(s)), r) for s, r, _ in listing.rejects]
+    rejects = [(s, src.display(audio_relpath(s)), r) for s, r in listing.rejects]
     written, kept = [], set()
     for path, _split, notes in plan_shards(listing.notes, rows_per_shard):
         accepted, audio, bad = read_and_check(src, notes)
-        rejects += [(s, src.display(audio_relpath(s)), r) for s, r in bad]
+        rejects += [(r.note_str, src.display(audio_relpath(r.note_str)), r.reason) for r in bad]
         if accepted:
             table = build_note_table(accepted, [index[n.meta["instrument_str"]] for n in accepted], audio)
             write_table(table, dst, path)

@@ -3,15 +3,16 @@
 The work, in order:
 
 1. The driver reads ``examples.json`` (a malformed one, or a missing
-   ``audio/``, is a :class:`UserError` before anything is written), checks every
-   entry's metadata, gives it its split (the seeded hash of (instrument, pitch))
-   and lists ``audio/`` once, which tells missing WAVs and WAVs that no entry lists.
+   ``audio/``, is a :class:`UserError` before anything is written), gives each
+   entry its split (the seeded hash of (instrument, pitch)) and lists ``audio/``
+   once, which tells the WAVs that no entry lists. It does no more per note,
+   because nothing it does runs in parallel.
 2. The notes are planned into shards: per split, sorted by ``note_str``,
    ``rows_per_shard`` at a time, so shard contents depend only on the input.
 3. The shards are grouped into tasks of nearly equal note counts, and a Ray
    Dataset with one row per task goes through ``map_batches``: each task decodes
    and checks its WAVs with soundfile, straight into one buffer per shard that
-   becomes the shard's ``audio`` column, and writes whole
+   becomes the shard's ``audio`` column (after checking the note's metadata), and writes whole
    ``notes/part-<split>-NNNNN.parquet`` files. Audio never travels through the
    object store; only small per-shard reports come back to the driver.
 4. Dense instrument ids come from the sorted vocabulary of the notes' instruments.
@@ -40,8 +41,8 @@ from pyarrow import fs as pafs
 
 from .. import nsynth
 from ..errors import UserError, ValidationError
-from .notes import (Note, audio_relpath, build_note_table, check_metadata, decode_meta,
-                    encode_meta, read_and_check, rejects_table, write_table)
+from .notes import (Note, audio_relpath, build_note_table, check_metadata, decode_metas,
+                    encode_metas, place_note, read_and_check, rejects_table, write_table)
 from .schema import NOTE_SCHEMA, SCHEMA_VERSION
 from .storage import Location, resolve
 
@@ -127,15 +128,15 @@ class Listing:
     """What examples.json and audio/ say, before any WAV is opened.
 
     Attributes:
-        notes: notes with sane metadata and a WAV on disk, sorted by note_str.
-        rejects: (note_str, reason, split or None) of the other listed notes.
+        notes: notes placed in a split, sorted by note_str (not checked yet).
+        rejects: (note_str, reason) of listed entries too broken to place.
         listed: number of entries in examples.json.
         unlisted: WAV names in audio/ that no entry lists, sorted.
         sha256: checksum of examples.json's bytes.
     """
 
     notes: list[Note]
-    rejects: list[tuple[str, str, str | None]]
+    rejects: list[tuple[str, str]]
     listed: int
     unlisted: list[str]
     sha256: str
@@ -180,7 +181,7 @@ def load_examples(source: Location) -> tuple[dict, str]:
 
 
 def list_source(source: Location, split_seed: int = nsynth.DEFAULT_SPLIT_SEED) -> Listing:
-    """Check examples.json and audio/ and the metadata of every note (no WAV is opened).
+    """Read examples.json, list audio/ and place every note in its split (no WAV is opened).
 
     Args:
         source: the NSynth-layout folder.
@@ -193,20 +194,16 @@ def list_source(source: Location, split_seed: int = nsynth.DEFAULT_SPLIT_SEED) -
     if not source.is_dir("audio"):
         raise UserError(f"{source.display('audio')}: missing (NSynth keeps each note's "
                         "WAV in audio/<note_str>.wav)")
-    on_disk = set(source.list_names("audio"))
+    on_disk = source.list_names("audio")
     notes, rejects = [], []
     for note_str in sorted(examples):
         meta = examples[note_str]
-        reason = check_metadata(note_str, meta)
-        split = None
-        if reason is None:
-            split = nsynth.split_of(meta["instrument_str"], meta["pitch"], split_seed)
-            if f"{note_str}.wav" not in on_disk:
-                reason = f"{audio_relpath(note_str)}: file not found"
-        if reason is None:
+        split = place_note(meta, split_seed)
+        if split is not None:
             notes.append(Note(note_str, meta, split))
         else:
-            rejects.append((note_str, reason, split))
+            reason = check_metadata(note_str, meta) or "examples.json: no instrument_str and pitch"
+            rejects.append((note_str, reason))
     unlisted = sorted(name for name in on_disk
                       if name.lower().endswith(".wav") and name[:-4] not in examples)
     return Listing(notes, rejects, len(examples), unlisted, sha256)
@@ -261,7 +258,7 @@ def _task_row(group: list, vocab_index: dict[str, int]) -> dict:
         "paths": [path for path, _, _ in group],
         "splits": [split for _, split, _ in group],
         "note_strs": [[n.note_str for n in notes] for _, _, notes in group],
-        "metas": [[encode_meta(n.meta) for n in notes] for _, _, notes in group],
+        "metas": [encode_metas(n.meta for n in notes) for _, _, notes in group],
         "instruments": [[vocab_index[n.meta["instrument_str"]] for n in notes] for _, _, notes in group],
     }
 
@@ -275,6 +272,8 @@ def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool
         dest: the folder being written (the hidden staging folder when local).
         strict: stop at the first bad note; its shard is not written.
 
+    Every note's metadata is checked here, in parallel, before its WAV is read.
+
     Returns:
         one report row per shard: path, split, num_listed, num_rows, the accepted
         instrument names, and the rejected note_strs with their reasons.
@@ -283,7 +282,7 @@ def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool
     for row in batch.to_pylist():
         for path, split, note_strs, metas, instruments in zip(
                 row["paths"], row["splits"], row["note_strs"], row["metas"], row["instruments"]):
-            notes = [Note(s, decode_meta(m), split) for s, m in zip(note_strs, metas)]
+            notes = [Note(s, m, split) for s, m in zip(note_strs, decode_metas(metas))]
             ids = dict(zip(note_strs, instruments))
             accepted, audio, rejects = read_and_check(source, notes, strict=strict)
             written = 0
@@ -294,7 +293,9 @@ def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool
             reports.append({
                 "path": path, "split": split, "num_listed": len(notes), "num_rows": written,
                 "instrument_strs": sorted({n.meta["instrument_str"] for n in accepted}),
-                "reject_note_strs": [r[0] for r in rejects], "reject_reasons": [r[1] for r in rejects],
+                "reject_note_strs": [r.note_str for r in rejects],
+                "reject_reasons": [r.reason for r in rejects],
+                "reject_sane": [r.sane_metadata for r in rejects],
             })
             if strict and rejects:
                 return pa.Table.from_pylist(reports, schema=_REPORT_SCHEMA)
@@ -305,6 +306,7 @@ _REPORT_SCHEMA = pa.schema([
     ("path", pa.string()), ("split", pa.string()), ("num_listed", pa.int64()), ("num_rows", pa.int64()),
     ("instrument_strs", pa.list_(pa.string())),
     ("reject_note_strs", pa.list_(pa.string())), ("reject_reasons", pa.list_(pa.string())),
+    ("reject_sane", pa.list_(pa.bool_())),
 ])
 
 
@@ -464,13 +466,12 @@ def ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, 
     listing = list_source(src, split_seed)
     dst_exists = check_destination(dst, overwrite)
     if strict and listing.rejects:
-        note_str, reason, _ = listing.rejects[0]
+        note_str, reason = listing.rejects[0]
         raise ValidationError(f"{note_str}: {reason} (--strict stops at the first bad note)")
     if listing.unlisted:
         log.warning("%d WAV(s) in %s are not listed in examples.json and are ignored, e.g. %s",
                     len(listing.unlisted), src.display("audio"), ", ".join(listing.unlisted[:3]))
-    log.info("%s: %d notes listed, %d with sane metadata and a WAV; checking and writing them",
-             src.uri, listing.listed, len(listing.notes))
+    log.info("%s: %d notes listed; checking and writing them", src.uri, listing.listed)
 
     from ..runtime import init_ray
 
@@ -524,16 +525,18 @@ def _finish(src: Location, staging: Location, listing: Listing, reports: list[di
             vocab: list[str], rows_per_shard: int, split_seed: int) -> tuple[dict, list]:
     """Reconcile the reports, renumber if needed, write rejects, manifest and _SUCCESS."""
     split_of_note = {n.note_str: n.split for n in listing.notes}
-    rejects = [(s, src.display(audio_relpath(s)), r, split) for s, r, split in listing.rejects]
+    # A note whose metadata is not sane has no trustworthy split: "unknown".
+    rejects = [(s, src.display(audio_relpath(s)), r, None) for s, r in listing.rejects]
     for report in reports:
-        rejects += [(s, src.display(audio_relpath(s)), r, split_of_note[s])
-                    for s, r in zip(report["reject_note_strs"], report["reject_reasons"])]
+        rejects += [(s, src.display(audio_relpath(s)), r, split_of_note[s] if sane else None)
+                    for s, r, sane in zip(report["reject_note_strs"], report["reject_reasons"],
+                                          report["reject_sane"])]
     final_vocab = nsynth.build_vocabulary(i for r in reports for i in r["instrument_strs"])
     shards = sorted((r for r in reports if r["num_rows"]), key=lambda r: r["path"])
     if final_vocab != vocab:
-        # Every note of some instrument failed its WAV check: its id would leave a
+        # Every note of some instrument failed its checks: its id would leave a
         # hole, so the ids of the accepted notes are made dense again.
-        log.warning("instrument(s) %s lost all their notes to WAV checks; renumbering instrument ids",
+        log.warning("instrument(s) %s lost all their notes to the checks; renumbering instrument ids",
                     ", ".join(sorted(set(vocab) - set(final_vocab))))
         mapping = {vocab.index(name): i for i, name in enumerate(final_vocab)}
         import ray.data

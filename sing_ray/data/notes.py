@@ -6,7 +6,7 @@ and differ only in how it is spread over processes.
 """
 from __future__ import annotations
 
-import json
+import pickle
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -30,17 +30,33 @@ def audio_relpath(note_str: str) -> str:
 
 @dataclass(frozen=True)
 class Note:
-    """One listed note whose metadata passed :func:`nsynth.validate_metadata`.
+    """One listed note, placed in a split but not checked yet.
 
     Attributes:
         note_str: NSynth's name, also the WAV's base name.
-        meta: its examples.json entry.
-        split: ``train``, ``valid`` or ``test`` (from the seeded hash of (instrument, pitch)).
+        meta: its examples.json entry (checked by :func:`read_and_check`).
+        split: ``train``, ``valid`` or ``test``: the seeded hash of its
+            (instrument_str, pitch), which :func:`place_note` could read.
     """
 
     note_str: str
     meta: Mapping
     split: str
+
+
+def place_note(meta, split_seed: int = nsynth.DEFAULT_SPLIT_SEED) -> str | None:
+    """The split of an entry if its (instrument_str, pitch) can be read, else None.
+
+    Cheap on purpose: the driver places every listed note with it, and leaves
+    the full check (:func:`check_metadata`) to the tasks that read the audio.
+    An entry that cannot be placed cannot be valid either.
+    """
+    if not isinstance(meta, Mapping):
+        return None
+    instrument, pitch = meta.get("instrument_str"), meta.get("pitch")
+    if not isinstance(instrument, str) or not isinstance(pitch, int) or isinstance(pitch, bool):
+        return None
+    return nsynth.split_of(instrument, pitch, split_seed)
 
 
 def check_metadata(note_str: str, meta) -> str | None:
@@ -171,29 +187,49 @@ def rejects_table(rejects: Sequence[tuple[str, str, str]]) -> pa.Table:
         [pa.array([r[i] for r in rows], type=pa.string()) for i in range(3)], schema=REJECT_SCHEMA)
 
 
+@dataclass(frozen=True)
+class Reject:
+    """A listed note that did not make it, and why.
+
+    Attributes:
+        note_str: the note.
+        reason: what a person can act on, naming examples.json or the WAV.
+        sane_metadata: False when examples.json's entry was the problem (such a
+            note counts under the ``unknown`` split).
+    """
+
+    note_str: str
+    reason: str
+    sane_metadata: bool
+
+
 def read_and_check(source: Location, notes: Sequence[Note], strict: bool = False
-                   ) -> tuple[list[Note], np.ndarray, list[tuple[str, str]]]:
-    """Decode and check the WAVs of some notes into one buffer.
+                   ) -> tuple[list[Note], np.ndarray, list[Reject]]:
+    """Check the metadata of some notes, then decode and check their WAVs into one buffer.
 
     Args:
         source: the NSynth-layout folder.
-        notes: notes whose metadata is sane.
-        strict: stop at the first bad note (its reason is the last reject).
+        notes: the notes (placed, unchecked).
+        strict: stop at the first bad note (it is the last reject).
 
     Returns:
-        (accepted notes, their audio (A, NUM_FRAMES) int16, rejects as (note_str, reason)).
+        (accepted notes, their audio (A, NUM_FRAMES) int16, rejects).
     """
     audio = empty_audio(len(notes))
     keep = np.zeros(len(notes), dtype=bool)
-    rejects: list[tuple[str, str]] = []
+    rejects: list[Reject] = []
     for i, note in enumerate(notes):
-        reason = read_note_into(source, note.note_str, audio[i])
-        if reason is None:
-            keep[i] = True
+        reason = check_metadata(note.note_str, note.meta)
+        if reason is not None:
+            rejects.append(Reject(note.note_str, reason, False))
         else:
-            rejects.append((note.note_str, reason))
-            if strict:
-                break
+            reason = read_note_into(source, note.note_str, audio[i])
+            if reason is None:
+                keep[i] = True
+            else:
+                rejects.append(Reject(note.note_str, reason, True))
+        if strict and rejects:
+            break
     if rejects:
         # Rare: compact the good rows (one copy) so the buffer stays contiguous.
         audio = audio[keep]
@@ -201,11 +237,16 @@ def read_and_check(source: Location, notes: Sequence[Note], strict: bool = False
     return accepted, audio, rejects
 
 
-def decode_meta(text: str):
-    """Inverse of :func:`encode_meta`."""
-    return json.loads(text)
+def encode_metas(metas: Sequence) -> bytes:
+    """Entries of examples.json, of any shape, as one value that crosses into Arrow.
+
+    Pickle rather than JSON: these are our own objects going from the driver to
+    our own tasks, and it is several times cheaper for the driver, whose work
+    does not run in parallel.
+    """
+    return pickle.dumps(list(metas), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def encode_meta(meta) -> str:
-    """One examples.json entry as JSON text: how metadata of any shape crosses into Arrow."""
-    return json.dumps(meta, sort_keys=True)
+def decode_metas(data: bytes) -> list:
+    """Inverse of :func:`encode_metas`."""
+    return pickle.loads(data)

@@ -287,13 +287,22 @@ def test_strict_stops_at_the_first_bad_wav(nsynth_folder, tmp_path, ray_local, c
     assert not out.exists() and not _leftovers(tmp_path)
 
 
-def test_strict_stops_at_bad_metadata_before_reading_audio(nsynth_folder, tmp_path):
+def test_strict_stops_at_bad_metadata(nsynth_folder, tmp_path, ray_local):
     examples = json.loads((nsynth_folder / "examples.json").read_text())
     examples["guitar_acoustic_000-060-025"]["velocity"] = 26
     _write(nsynth_folder, examples)
     with pytest.raises(ValidationError, match="guitar_acoustic_000-060-025: examples.json: ") as err:
         ingest(str(nsynth_folder), str(tmp_path / "ds"), strict=True, progress=False)
     assert err.value.exit_code == 1
+    assert not (tmp_path / "ds").exists() and not _leftovers(tmp_path)
+
+
+def test_strict_stops_before_ray_at_an_entry_that_cannot_be_placed(nsynth_folder, tmp_path):
+    examples = json.loads((nsynth_folder / "examples.json").read_text())
+    examples["guitar_acoustic_000-060-025"] = "not an object"
+    _write(nsynth_folder, examples)
+    with pytest.raises(ValidationError, match="guitar_acoustic_000-060-025: examples.json: metadata is a str"):
+        ingest(str(nsynth_folder), str(tmp_path / "ds"), strict=True, progress=False)
     assert not (tmp_path / "ds").exists()
 
 
