@@ -337,7 +337,7 @@ def encode_note(wav: np.ndarray, fmt: str) -> tuple[bytes, dict]:
     """
     import soundfile as sf
 
-    from .dsp import INT16_SCALE, float_to_pcm16
+    from .dsp import float_to_pcm16
 
     pcm = float_to_pcm16(wav)
     buffer = io.BytesIO()
@@ -347,7 +347,9 @@ def encode_note(wav: np.ndarray, fmt: str) -> tuple[bytes, dict]:
 
 
 def _stats(pcm: np.ndarray, data: bytes) -> dict:
-    x = pcm.astype(np.float32) / 32768.0
+    from .dsp import INT16_SCALE
+
+    x = pcm.astype(np.float32) / INT16_SCALE
     return {
         "seconds": float(len(pcm) / nsynth.SAMPLE_RATE),
         "peak": float(np.abs(x).max()) if len(x) else 0.0,
@@ -372,8 +374,7 @@ class NoteSynthesizer:
     """Ray Data actor: generates a batch of notes and writes each one under the library.
 
     Args:
-        checkpoint: checkpoint bytes, or an ObjectRef to them (one copy per node via the object
-            store), possibly wrapped in a one-item list.
+        checkpoint: checkpoint bytes, or an ObjectRef to them (one copy per node via the object store).
         out: where the files go.
         fmt: ``wav`` or ``flac``.
         model: the model reference written to the manifest.
@@ -395,8 +396,6 @@ class NoteSynthesizer:
         if device == "cpu":
             # Ray's share of CPUs, but never more threads than the node has cores.
             torch.set_num_threads(max(1, min(int(num_threads), os.cpu_count() or 1)))
-        if isinstance(checkpoint, list):
-            checkpoint = checkpoint[0]
         data = ray.get(checkpoint) if isinstance(checkpoint, ray.ObjectRef) else checkpoint
         self.generator = Generator.from_checkpoint(bytes(data), device=device, dtype=getattr(torch, dtype))
         self.out, self.fmt, self.model = out, fmt, model
@@ -473,6 +472,8 @@ class RenderSummary:
         total: notes in the grid; skipped: already there; rendered: written by this run.
         notes: rows in the manifest (the whole library, earlier grids included).
         seconds: wall time of the rendering stage; audio_seconds: audio it wrote.
+        first_batch_s, first_batch_notes: when the first batch came back (actor start,
+            model load and one batch) and its size, to tell start-up from steady speed.
     """
 
     out: str
@@ -484,10 +485,19 @@ class RenderSummary:
     notes: int
     seconds: float
     audio_seconds: float
+    first_batch_s: float = 0.0
+    first_batch_notes: int = 0
 
     @property
     def audio_per_second(self) -> float:
         return self.audio_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_audio_per_second(self) -> float:
+        """Seconds of audio per second after the first batch: the speed start-up costs do not blur."""
+        rest = self.seconds - self.first_batch_s
+        notes = self.rendered - self.first_batch_notes
+        return notes * nsynth.NUM_FRAMES / nsynth.SAMPLE_RATE / rest if rest > 0 and notes > 0 else 0.0
 
     def describe(self) -> str:
         rate = f", {self.audio_per_second:.1f} s of audio per second" if self.rendered else ""
@@ -714,6 +724,7 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
     log.info("%s: %d notes in the grid, %d already there, %d to render", out.uri, total, skipped, len(todo))
     start = time.perf_counter()
     rendered = 0
+    first_batch_s, first_batch_notes = 0.0, 0
     if todo:
         for inst in sorted({t[0] for t in todo}):
             out.makedirs(inst)
@@ -722,9 +733,8 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
         items = [{"instrument": i, "pitch": p, "velocity": v} for i, p, v in todo]
         blocks = max(count, min(len(items), math.ceil(len(items) / batch_size)))
         env = storage_env(out)
-        # The ref travels inside a list: the actors fetch it themselves, so Ray does not pin
-        # it as a constructor argument that a restarted actor could find gone.
-        checkpoint = [ray.put(plan.checkpoint)]
+        # One copy in the object store, fetched by each actor (on any node), not one per actor.
+        checkpoint = ray.put(plan.checkpoint)
         ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
             NoteSynthesizer, batch_size=batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=count), num_cpus=res["num_cpus"], num_gpus=res["num_gpus"],
@@ -739,6 +749,8 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
                 rows[row["path"]] = row
             rendered += batch.num_rows
             now = time.perf_counter()
+            if not first_batch_notes:
+                first_batch_s, first_batch_notes = now - start, batch.num_rows
             if now - last_log >= progress_every_s or rendered == len(todo):
                 elapsed = now - start
                 rate = rendered * nsynth.NUM_FRAMES / nsynth.SAMPLE_RATE / elapsed
@@ -754,6 +766,7 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
     sfz = write_library_sfz(out, rows.values(), plan.grid_instruments, plan.fmt,
                             {m.name: m.spec for m in plan.mixes})
     summary = RenderSummary(out.uri, out.display(MANIFEST), [out.display(s) for s in sfz], total, skipped,
-                            rendered, len(rows), seconds, rendered * nsynth.NUM_FRAMES / nsynth.SAMPLE_RATE)
+                            rendered, len(rows), seconds, rendered * nsynth.NUM_FRAMES / nsynth.SAMPLE_RATE,
+                            first_batch_s, first_batch_notes)
     log.info("%s", summary.describe())
     return summary

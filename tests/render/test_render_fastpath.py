@@ -95,3 +95,14 @@ def test_generator_fast_and_reference_agree_and_mix_rows(tiny_sing):
     np.testing.assert_allclose(rows[1], fast.generate([0], [60], [100], mix=mix)[0], rtol=1e-5, atol=1e-6)
     bf16 = Generator.from_checkpoint(tiny_sing, dtype=torch.bfloat16).generate(*args)
     assert bf16.dtype == np.float32 and bf16.shape == (2, 64000)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fast_path_on_gpu_matches_the_cpu_reference(tiny_sing):
+    args = (["guitar_acoustic_000", "flute_synthetic_001"], [40, 80], [50, 100])
+    cpu = Generator.from_checkpoint(tiny_sing, fast=False).generate(*args)
+    gpu = Generator.from_checkpoint(tiny_sing, device="cuda").generate(*args)
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-4)
+    bf16 = Generator.from_checkpoint(tiny_sing, device="cuda", dtype=torch.bfloat16).generate(*args)
+    assert np.linalg.norm(bf16 - cpu) / np.linalg.norm(cpu) < 0.02

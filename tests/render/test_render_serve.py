@@ -130,6 +130,13 @@ def test_overload_answers_503_and_the_rest_still_succeeds(serve_url):
             _check_wav(r)
 
 
+def test_serve_command_refuses_a_bad_model_before_starting(tmp_path, capsys):
+    from sing_ray import cli
+
+    assert cli.main(["serve", "--model", str(tmp_path / "missing.pt"), "--port", "1"]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
 def test_request_validation_without_a_server():
     note = parse_note_request(b'{"instrument": "flute_synthetic_001", "pitch": 61, "velocity": 25}', INSTRUMENTS)
     assert (note.instrument, note.pitch, note.velocity, note.fmt) == ("flute_synthetic_001", 61, 25, "wav")
