@@ -58,3 +58,19 @@ def test_training_curves_from_mlflow_phases(tmp_path):
     assert list(histories) == ["autoencoder", "sequence", "finetune"]
     assert histories["sequence"]["train_loss"] == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
     assert _is_png(figures.plot_training_curves(parent.info.run_id, tmp_path / "curves.png", uri))
+
+
+def test_training_run_found_from_checkpoint_folder_and_run_uri(tmp_path):
+    from sing_ray.evaluate import find_training_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("find")
+    run_dir = tmp_path / "runs" / "r1"
+    with mlflow.start_run(run_name="r1", tags={"sing_ray.run_dir": str(run_dir)}) as parent:
+        with mlflow.start_run(run_name="finetune", nested=True, tags={"sing_ray.phase": "finetune"}) as phase:
+            pass
+    assert find_training_run(str(run_dir / "models" / "finetune.pt"), uri) == parent.info.run_id
+    assert find_training_run(f"runs:/{phase.info.run_id}/sing", uri) == parent.info.run_id
+    assert find_training_run(f"runs:/{parent.info.run_id}/sing", uri) == parent.info.run_id
+    assert find_training_run(str(tmp_path / "elsewhere" / "models" / "x.pt"), uri) is None
