@@ -2,9 +2,10 @@
 
 In one run, for each preset (``small``, ``paper``) and dtype (``float32``, ``bfloat16``):
 
-- the raw model forward pass over the grid in this process (the Generator's fast
-  path, batch by batch, no files), and the plain ``SING.forward`` on a few batches
-  for reference;
+- the raw model forward pass over the grid (the Generator's fast path, batch by
+  batch, no Ray, no files) in processes laid out as the render actors are
+  (``--workers`` x ``--threads``), and the plain ``SING.forward`` on a batch per
+  process for reference;
 - the whole ``render`` job over the same grid (Ray Data actor, model load, WAV
   encoding, files, manifest, SFZ) into a temporary folder;
 
@@ -35,8 +36,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notes", default="small=2048,paper=512", metavar="PRESET=N,...",
                         help="grid size per preset (a render job's fixed start-up cost needs a long enough job)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="notes per model call")
-    parser.add_argument("--reference-batches", type=int, default=2, metavar="N",
-                        help="batches of the plain SING.forward timed for comparison (0: skip)")
+    parser.add_argument("--reference-batches", type=int, default=1, metavar="N",
+                        help="batches per process of the plain SING.forward timed for comparison (0: skip)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="render actors, and forward processes (default: CPUs // --threads)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads per actor / process")
+    parser.add_argument("--serve-replicas", type=int, default=None, metavar="N",
+                        help="Serve replicas of --threads CPUs each (default: CPUs // --threads)")
     parser.add_argument("--serve-preset", default="paper", help="preset served ('none' skips Serve)")
     parser.add_argument("--serve-dtype", default="bfloat16", help="precision served")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients, one measurement each")
@@ -106,39 +112,68 @@ def _grid(count: int, instruments: list[str]) -> tuple[str, str, str]:
     return ",".join(instruments[:num]), f"21:{21 + pitches - 1}", velocities
 
 
-def _time_forward(path: Path, dtype: str, notes: list[tuple[str, int, int]], batch_size: int,
-                  reference_batches: int) -> dict:
+def _forward_worker(path: str, dtype: str, notes: list, batch_size: int, threads: int, reference_batches: int,
+                    barrier, results) -> None:
+    """One forward process: warm up, wait for the others, time the fast path, then the plain forward."""
     import torch
 
     from ..generate import Generator
 
-    gen = Generator.from_checkpoint(path, dtype=getattr(torch, dtype))
+    torch.set_num_threads(threads)
     batches = [notes[i:i + batch_size] for i in range(0, len(notes), batch_size)]
-    gen.generate(*zip(*batches[0]))                       # warm-up: weights cast, allocator, oneDNN kernels
-    t = time.perf_counter()
-    for batch in batches:
-        gen.generate(*zip(*batch))
-    fast = time.perf_counter() - t
-    out = {"forward_s": fast, "notes": len(notes)}
+    fast = Generator.from_checkpoint(path, dtype=getattr(torch, dtype))
+    ref = Generator.from_checkpoint(path, dtype=getattr(torch, dtype), fast=False)
+    fast.generate(*zip(*batches[0]))              # warm-up: weight casts, allocator, oneDNN kernels
     if reference_batches:
-        ref = Generator.from_checkpoint(path, dtype=getattr(torch, dtype), fast=False)
         ref.generate(*zip(*batches[0]))
-        chosen = batches[:reference_batches]
-        t = time.perf_counter()
-        for batch in chosen:
-            ref.generate(*zip(*batch))
-        out["reference_s"] = time.perf_counter() - t
-        out["reference_notes"] = sum(len(b) for b in chosen)
+    out = {}
+    barrier.wait()
+    out["start"] = time.time()
+    for batch in batches:
+        fast.generate(*zip(*batch))
+    out["end"] = time.time()
+    barrier.wait()
+    out["ref_start"] = time.time()
+    for batch in batches[:reference_batches]:
+        ref.generate(*zip(*batch))
+    out["ref_end"] = time.time()
+    out["ref_notes"] = sum(len(b) for b in batches[:reference_batches])
+    results.put(out)
+
+
+def _time_forward(path: Path, dtype: str, notes: list[tuple[str, int, int]], batch_size: int,
+                  reference_batches: int, workers: int, threads: int) -> dict:
+    """The raw forward pass over ``notes`` laid out as the render job is: ``workers`` processes of
+    ``threads`` threads, each on its share, no Ray, no files. Wall time from the common start."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    shares = [notes[i::workers] for i in range(workers)]
+    procs = [ctx.Process(target=_forward_worker, args=(str(path), dtype, share, batch_size, threads,
+                                                       reference_batches, barrier, results))
+             for share in shares]
+    for p in procs:
+        p.start()
+    outs = [results.get() for _ in procs]
+    for p in procs:
+        p.join()
+    out = {"forward_s": max(o["end"] for o in outs) - min(o["start"] for o in outs), "notes": len(notes)}
+    if reference_batches:
+        out["reference_s"] = max(o["ref_end"] for o in outs) - min(o["ref_start"] for o in outs)
+        out["reference_notes"] = sum(o["ref_notes"] for o in outs)
     return out
 
 
-def _time_render(path: Path, out: Path, dtype: str, flags: tuple[str, str, str], batch_size: int) -> dict:
+def _time_render(path: Path, out: Path, dtype: str, flags: tuple[str, str, str], batch_size: int, workers: int,
+                 threads: int) -> dict:
     from ..render import plan_render, render_library
 
     t = time.perf_counter()
     plan = plan_render(path, out, instruments=flags[0], pitches=flags[1], velocities=flags[2])
     planned = time.perf_counter() - t
-    summary = render_library(plan, batch_size=batch_size, workers=1, dtype=dtype, progress_every_s=30)
+    summary = render_library(plan, batch_size=batch_size, workers=workers, threads=threads, dtype=dtype,
+                             progress_every_s=30)
     return {"render_s": time.perf_counter() - t, "plan_s": planned, "rendered": summary.rendered,
             "first_batch_s": summary.first_batch_s, "steady_audio_per_s": summary.steady_audio_per_second}
 
@@ -149,7 +184,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _time_serve(path: Path, dtype: str, clients: list[int], per_client: int) -> list[dict]:
+def _time_serve(path: Path, dtype: str, clients: list[int], per_client: int, replicas: int,
+                threads: int) -> list[dict]:
     import numpy as np
     import requests
     from ray import serve
@@ -162,9 +198,12 @@ def _time_serve(path: Path, dtype: str, clients: list[int], per_client: int) -> 
     top = max(clients)
     results = []
     try:
-        serve.run(build_app(str(path), dtype=dtype, max_batch_size=top, batch_wait_timeout_s=0.01,
-                            max_ongoing_requests=2 * top, max_queued_requests=4 * top), name="bench",
-                  route_prefix="/")
+        # Each replica batches up to its share of the clients; the bound on queued requests is
+        # above the clients' count so that no request of the benchmark is refused.
+        batch = max(1, -(-top // replicas))
+        serve.run(build_app(str(path), dtype=dtype, num_replicas=replicas, num_cpus=threads, max_batch_size=batch,
+                            batch_wait_timeout_s=0.01, max_ongoing_requests=2 * batch,
+                            max_queued_requests=4 * top), name="bench", route_prefix="/")
         body = {"instrument": "keyboard_synthetic_000", "pitch": 60, "velocity": 100}
         session = requests.Session()
         for _ in range(2):
@@ -231,6 +270,10 @@ def run(args: argparse.Namespace) -> int:
           flush=True)
     report: dict = {"load_start": load, "gemm_peak_gflops": peaks, "rows": [], "serve": []}
     started = init_ray(num_cpus=args.num_cpus)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    workers = args.workers or max(1, cpus // args.threads)
+    print(f"layout: {workers} process(es) / actor(s) of {args.threads} thread(s), batch {args.batch_size}",
+          flush=True)
     try:
         with tempfile.TemporaryDirectory(prefix="sing-bench-") as tmp:
             folder = Path(tmp)
@@ -245,8 +288,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{preset}: {len(notes)} notes, {flops / 1e9:.2f} GFLOP per note, batch {args.batch_size}",
                       flush=True)
                 for dtype in dtypes:
-                    fwd = _time_forward(path, dtype, notes, args.batch_size, args.reference_batches)
-                    job = _time_render(path, folder / f"lib-{preset}-{dtype}", dtype, grid, args.batch_size)
+                    fwd = _time_forward(path, dtype, notes, args.batch_size, args.reference_batches, workers,
+                                        args.threads)
+                    job = _time_render(path, folder / f"lib-{preset}-{dtype}", dtype, grid, args.batch_size,
+                                       workers, args.threads)
                     audio = len(notes) * seconds_per_note
                     row = {"preset": preset, "dtype": dtype, **fwd, **job,
                            "forward_audio_per_s": audio / fwd["forward_s"],
@@ -259,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
                     if "reference_s" in fwd:
                         row["reference_audio_per_s"] = fwd["reference_notes"] * seconds_per_note / fwd["reference_s"]
                     report["rows"].append(row)
-                    ref = (f", plain forward {row['reference_audio_per_s']:.1f}"
+                    ref = (f" (plain SING.forward {row['reference_audio_per_s']:.1f})"
                            if "reference_audio_per_s" in row else "")
                     print(f"  {preset:5s} {dtype:8s}: forward {row['forward_audio_per_s']:6.1f} s audio/s{ref}; "
                           f"render job {row['render_audio_per_s']:6.1f} s audio/s (after its first batch, at "
@@ -269,7 +314,9 @@ def run(args: argparse.Namespace) -> int:
             if args.serve_preset != "none":
                 path = _checkpoint(folder, args.serve_preset)
                 print(f"serve: {args.serve_preset} {args.serve_dtype}", flush=True)
-                report["serve"] = _time_serve(path, args.serve_dtype, clients, args.requests_per_client)
+                replicas = args.serve_replicas or max(1, cpus // args.threads)
+                report["serve"] = _time_serve(path, args.serve_dtype, clients, args.requests_per_client, replicas,
+                                              args.threads)
     finally:
         if started:
             ray.shutdown()

@@ -29,7 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="wav", choices=sorted(FORMATS), help="audio file format")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="notes per model call")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="actors holding the model (default: one per GPU with --gpu, else one per node)")
+                        help="actors holding the model (default: one per GPU with --gpu, else one per --threads CPUs)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="torch threads (and Ray CPUs) per CPU actor; single-threaded actors render fastest")
     parser.add_argument("--gpu", action="store_true", help="one GPU per actor")
     parser.add_argument("--dtype", default="float32", choices=DTYPES,
                         help="precision of the model's products (bfloat16: AMX/AVX512-BF16 CPUs, GPUs)")
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     started = init_ray(num_cpus=args.num_cpus)
     try:
         summary = render_library(plan, batch_size=args.batch_size, workers=args.workers, use_gpu=args.gpu,
-                                 dtype=args.dtype)
+                                 dtype=args.dtype, threads=args.threads)
     finally:
         if started:
             ray.shutdown()
