@@ -9,6 +9,12 @@ from __future__ import annotations
 import logging
 import os
 
+# Ray's CPU count is a scheduling token, not a core. On a 2-core machine a
+# 2-actor Ray Data pool (embedding precompute, rendering) would hold every token
+# and leave its own read and write tasks waiting forever; a floor of 4 tokens
+# lets them run beside the actors, which share the cores as processes do.
+MIN_LOCAL_CPUS = 4
+
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +31,9 @@ def init_ray(num_cpus: int | None = None, **kwargs) -> bool:
         log.info("joining the Ray cluster at %s", address)
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)
         return False
-    log.info("starting a local Ray on 127.0.0.1")
+    if num_cpus is None:
+        num_cpus = max(os.cpu_count() or 1, MIN_LOCAL_CPUS)
+    log.info("starting a local Ray on 127.0.0.1 with %d CPU slots", num_cpus)
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
              _node_ip_address="127.0.0.1", runtime_env=runtime_env,
              configure_logging=True, logging_level=logging.WARNING, **kwargs)

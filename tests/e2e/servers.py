@@ -66,7 +66,7 @@ def token_env(token_path: Path | None) -> dict:
 
 
 @contextmanager
-def ray_head(workdir: Path, num_cpus: int = 2):
+def ray_head(workdir: Path, num_cpus: int = 4):
     """Yield ``(dashboard_url, token_path)`` of a token-authenticated Ray head on 127.0.0.1."""
     workdir.mkdir(parents=True, exist_ok=True)
     token_path = workdir / "auth_token"
