@@ -3,8 +3,9 @@
     ray job submit --working-dir . -- python -m pipelines.train --dataset /data/nsynth.ds --preset paper --workers 4 --gpu
 
 The flags are those of ``sing-ray train``. Under ``ray job submit`` the job joins
-the cluster (RAY_ADDRESS); elsewhere it starts a local Ray. The dataset and
-``--storage`` must be reachable from every node (a URI or a shared folder).
+the cluster (RAY_ADDRESS); elsewhere it starts a local Ray. The dataset must be
+reachable from every node (a URI or a shared folder), ``--storage`` too (a shared
+folder), and ``--tracking-uri`` should name the cluster's MLflow server.
 """
 from __future__ import annotations
 

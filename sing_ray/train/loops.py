@@ -448,9 +448,14 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
     if done:
         log.info("%s: rank %d resumes after epoch %d (checkpoint restored)", phase, worker.rank, done)
     model = ray.train.torch.prepare_model(raw, parallel_strategy_kwargs={"forward_sync_buffers": False})
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.phase(phase).lr)
+    lr = cfg.train.phase(phase).lr
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
+        # The state dict brings back the old learning rate; a resumed run may have
+        # lowered it on purpose (after a divergence), so the config's value wins.
+        for group in optimizer.param_groups:
+            group["lr"] = lr
     if done and worker.is_chief:
         worker.log_metrics({"resumed_from_epoch": done}, step=done)
 
@@ -499,7 +504,8 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
         totals = _all_reduce(worker, torch.tensor([loss_sum, notes], dtype=torch.float64))
         metrics = {"status": "running", "epoch": epoch,
                    "train_loss": float(totals[0] / totals[1]) if totals[1] else math.nan,
-                   "notes_per_second": float(totals[1]) / max(seconds, 1e-9), "epoch_seconds": seconds}
+                   "notes_per_second": float(totals[1]) / max(seconds, 1e-9), "epoch_seconds": seconds,
+                   "lr": float(optimizer.param_groups[0]["lr"])}
         metrics.update(evaluate(worker, model, spec, "valid", "valid"))
         with tempfile.TemporaryDirectory() as tmp:
             folder = None

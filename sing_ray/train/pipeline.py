@@ -130,7 +130,9 @@ class PipelineResult:
 
     @property
     def ui_command(self) -> str:
-        """How to open the MLflow UI on this run's store."""
+        """How to open the MLflow UI on this run's store (a tracking server serves its own)."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"open {self.tracking_uri}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"
 
 

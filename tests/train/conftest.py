@@ -45,6 +45,18 @@ def write_source(folder, per_split=PAIRS_PER_SPLIT) -> dict:
     return examples
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread, as in the Ray workers: on a shared 2-core machine two
+    OpenMP threads that wait for each other can make a 30 ms step take seconds."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def train_dataset(tmp_path_factory, ray_local):
     """An ingested dataset: 3 instruments, 14 (instrument, pitch) pairs x 2 velocities = 28 notes."""

@@ -60,7 +60,9 @@ def trained(train_dataset, tmp_path_factory):
                                     filter_string=f"tags.mlflow.runName = '{RUN}'")[0]
         statuses = {r.info.run_name: r.info.status for r in _children(client, parent.info.run_id)}
         statuses["parent"] = parent.info.status
-        second = run_pipeline(load_config("tiny", overrides=_overrides(work, uri, 1)), train_dataset)
+        # As after a real divergence, the re-run lowers the learning rate (tiny: 0.003).
+        second = run_pipeline(load_config("tiny", overrides=[*_overrides(work, uri, 1), "train.sequence.lr=0.002"]),
+                              train_dataset)
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             code = cli.main(["train", "--dataset", train_dataset, "--preset", "tiny", "--workers", "2",
@@ -109,8 +111,10 @@ def test_rerun_skips_finished_phases_and_resumes_the_interrupted_one(trained):
     assert not phases["sequence"].skipped and phases["sequence"].resumed_from_epoch == 1
     seq = phases["sequence"].run_id
     assert _history(trained.client, seq, "resumed_from_epoch") == [(1, 1.0)]
-    # Epoch 1 from the first invocation, epochs 2 and 3 from the resumed one: each once.
+    # Epoch 1 from the first invocation, epochs 2 and 3 from the resumed one: each once,
+    # the resumed ones with the lowered learning rate (not the one in the optimizer state).
     assert sorted(s for s, _ in _history(trained.client, seq, "train_loss")) == [1, 2, 3]
+    assert sorted(_history(trained.client, seq, "lr")) == [(1, 0.003), (2, 0.002), (3, 0.002)]
     assert phases["finetune"].resumed_from_epoch == 0 and phases["finetune"].epochs == 2
     assert trained.client.get_run(trained.result.run_id).info.status == "FINISHED"
 
