@@ -8,27 +8,15 @@ and DATASET must be reachable from every node: a shared folder or a URI.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
-from sing_ray.commands import ingest as command
-from sing_ray.errors import UserError
-from sing_ray.runtime import setup_logging
+from sing_ray.cli import run_pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, start or join Ray, ingest, print the summary; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.ingest")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    command.configure(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        return command.run(args)
-    except UserError as err:
-        print(f"pipelines.ingest: error: {err}", file=sys.stderr)
-        return err.exit_code
+    """Parse ``sing-ray data ingest``'s flags, start or join Ray, run; returns the exit status."""
+    return run_pipeline("ingest", argv)
 
 
 if __name__ == "__main__":

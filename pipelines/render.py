@@ -9,28 +9,15 @@ through Ray's object store.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
-from sing_ray.commands import render as command
-from sing_ray.config import ConfigError
-from sing_ray.errors import UserError
-from sing_ray.runtime import setup_logging
+from sing_ray.cli import run_pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, start or join Ray, render, print where the library went; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.render")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    command.configure(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        return command.run(args)
-    except (UserError, ConfigError) as err:
-        print(f"pipelines.render: error: {err}", file=sys.stderr)
-        return getattr(err, "exit_code", 2)
+    """Parse ``sing-ray render``'s flags, start or join Ray, run; returns the exit status."""
+    return run_pipeline("render", argv)
 
 
 if __name__ == "__main__":

@@ -9,27 +9,15 @@ node and write the folder there; the SoundFont must be at ``--sf2`` on it.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
-from sing_ray.commands import soundfont as command
-from sing_ray.errors import UserError
-from sing_ray.runtime import setup_logging
+from sing_ray.cli import run_pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, render (joining or starting Ray when there is work); returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.soundfont")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    command.configure(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        return command.run(args)
-    except UserError as err:
-        print(f"pipelines.soundfont: error: {err}", file=sys.stderr)
-        return err.exit_code
+    """Parse ``sing-ray data soundfont``'s flags, start or join Ray, run; returns the exit status."""
+    return run_pipeline("soundfont", argv)
 
 
 if __name__ == "__main__":

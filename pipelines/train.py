@@ -9,28 +9,15 @@ folder), and ``--tracking-uri`` should name the cluster's MLflow server.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
-from sing_ray.commands import train as command
-from sing_ray.config import ConfigError
-from sing_ray.errors import UserError
-from sing_ray.runtime import setup_logging
+from sing_ray.cli import run_pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, start or join Ray, train, print the model URI and the MLflow run; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.train")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    command.configure(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        return command.run(args)
-    except (UserError, ConfigError) as err:
-        print(f"pipelines.train: error: {err}", file=sys.stderr)
-        return getattr(err, "exit_code", 2)
+    """Parse ``sing-ray train``'s flags, start or join Ray, run; returns the exit status."""
+    return run_pipeline("train", argv)
 
 
 if __name__ == "__main__":

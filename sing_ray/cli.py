@@ -84,5 +84,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
 
+def run_pipeline(module: str, argv: Sequence[str] | None = None) -> int:
+    """The body of every ``pipelines/<name>.py``: one subcommand's flags, run as a Ray job script.
+
+    Args:
+        module: the subcommand's module under ``sing_ray.commands`` (``ingest``, ``train``...).
+        argv: the arguments (default: ``sys.argv[1:]``).
+    Returns:
+        the exit status: 0, or the error's (2 for bad input, 1 for a failed run).
+    """
+    from .runtime import setup_logging
+
+    prog = f"python -m pipelines.{module}"
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    command = importlib.import_module(f"sing_ray.commands.{module}")
+    command.configure(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging(args.verbose)
+    try:
+        return int(command.run(args) or 0)
+    except (UserError, ConfigError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return getattr(err, "exit_code", 2)
+
+
 if __name__ == "__main__":
     sys.exit(main())
