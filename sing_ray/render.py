@@ -686,16 +686,27 @@ def _worker_resources(use_gpu: bool, workers: int | None, threads: int = 1) -> t
     resources = ray.cluster_resources()
     if use_gpu:
         gpus = int(resources.get("GPU", 0))
-        if gpus < 1:
-            raise UserError("--gpu: the Ray cluster has no GPU")
+        if gpus < 1 and not workers:
+            # An autoscaling cluster may have none yet: with --workers the actors wait for them.
+            raise UserError("--gpu: the Ray cluster has no GPU now; give --workers N to wait for N GPU actors "
+                            "(an autoscaling cluster starts GPU workers on demand)")
         count = workers or gpus
         return count, {"num_gpus": 1, "num_cpus": 1, "threads": 1, "device": "cuda"}
     if threads < 1:
         raise UserError(f"--threads must be >= 1, got {threads}")
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1]
-    per_node = min(int(n["Resources"]["CPU"]) for n in nodes) if nodes else 1
+    here = ray.get_runtime_context().get_node_id()
+
+    def cores(node: dict) -> int:
+        # Ray's CPUs are scheduling slots; a local Ray may have more slots than cores
+        # (sing_ray.runtime gives it at least 4), and an actor per slot would only
+        # time-share the cores with one more model copy each.
+        slots = int(node["Resources"]["CPU"])
+        return min(slots, os.cpu_count() or slots) if node.get("NodeID") == here else slots
+
+    per_node = min(cores(n) for n in nodes) if nodes else 1
     threads = min(threads, per_node)
-    count = workers or max(1, int(resources.get("CPU", 1)) // threads)
+    count = workers or max(1, sum(cores(n) // threads for n in nodes))
     return count, {"num_gpus": 0, "num_cpus": threads, "threads": threads, "device": "cpu"}
 
 

@@ -142,3 +142,14 @@ def test_a_note_appears_only_complete(tmp_path):
         broken.write("b.wav", b"never published")
     assert sorted(os.listdir(tmp_path)) == ["a.wav"]
     assert not broken.atomic_put and Output(pafs.S3FileSystem(anonymous=True), "b", "s3://b").atomic_put
+
+
+def test_default_layout_is_one_single_threaded_actor_per_core(ray_local):
+    from sing_ray.render import _worker_resources
+
+    count, res = _worker_resources(use_gpu=False, workers=None)
+    # The fixture's Ray has 4 CPU slots; actors follow the cores, not the slots.
+    assert count == min(4, os.cpu_count()) and res["threads"] == res["num_cpus"] == 1
+    assert _worker_resources(use_gpu=False, workers=None, threads=2)[0] == max(1, min(4, os.cpu_count()) // 2)
+    with pytest.raises(UserError, match="no GPU now"):
+        _worker_resources(use_gpu=True, workers=None)
