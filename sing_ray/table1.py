@@ -121,15 +121,86 @@ def score_rows(checkpoints: Mapping[str, str | Path], dataset: str, *, max_train
     return out
 
 
+SILENCE = "silence"
+# A row whose train and test spectral L1 both lie this close (relative) to the all-zero
+# output's has collapsed to silence: log(1 + |STFT|^2) has zero gradient at a silent
+# output, so a model that falls silent early in training stays there.
+SILENCE_RTOL = 1e-3
+
+
+def _silence_batch(batch: dict) -> dict:
+    import numpy as np
+    import torch
+
+    from .data.dataset import WAV_COLUMN
+    from .losses import table1_metrics
+
+    real = torch.from_numpy(np.asarray(batch[WAV_COLUMN], dtype=np.float32))
+    metrics = table1_metrics(torch.zeros_like(real), real)
+    return {"note_str": np.asarray(batch["note_str"]), **{k: v.double().numpy() for k, v in metrics.items()}}
+
+
+def silence_baseline(dataset: str, *, max_train_notes: int | None = None, max_test_notes: int | None = None,
+                     seed: int = 0) -> dict[str, Any]:
+    """Table 1's numbers of a model that outputs silence (all zeros), on the same notes.
+
+    Its spectral L1 is the mean of l(x) = log(1 + |STFT x|^2) over the split and its wav MSE
+    the mean energy: the bar any trained row must clear, and what a collapsed row equals.
+
+    Returns:
+        ``{"spectral_l1": (train, test), "wav_mse": (train, test), "num_notes": (train, test)}``.
+    """
+    import numpy as np
+
+    from .data.dataset import load_manifest, make_note_dataset
+    from .evaluate import _subsample
+
+    manifest = load_manifest(dataset)
+    values: dict[str, list] = {"spectral_l1": [], "wav_mse": [], "num_notes": []}
+    for split, cap in (("train", max_train_notes), ("test", max_test_notes)):
+        ds = make_note_dataset(dataset, split)
+        size = manifest.get("splits", {}).get(split, {}).get("accepted")
+        if cap is not None and size and cap < size:
+            fraction = min(1.0, 1.2 * cap / size + 8 / size)
+            ds = ds.map_batches(_subsample, batch_format="numpy", fn_kwargs={"fraction": fraction, "seed": seed})
+        if cap is not None:
+            ds = ds.limit(cap)
+        cols: dict[str, list] = {"spectral_l1": [], "wav_mse": []}
+        for batch in ds.map_batches(_silence_batch, batch_format="numpy").iter_batches(batch_format="numpy",
+                                                                                        batch_size=None):
+            for k in cols:
+                cols[k].append(np.asarray(batch[k]))
+        spec, wav = (np.concatenate(cols[k]) if cols[k] else np.zeros(0) for k in ("spectral_l1", "wav_mse"))
+        values["spectral_l1"].append(float(spec.mean()) if len(spec) else float("nan"))
+        values["wav_mse"].append(float(wav.mean()) if len(wav) else float("nan"))
+        values["num_notes"].append(int(len(spec)))
+    return {k: tuple(v) for k, v in values.items()}
+
+
+def silent_rows(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Rows whose train and test spectral L1 equal the silence baseline's: collapsed models."""
+    silence = results.get(SILENCE, {}).get("spectral_l1")
+    if not silence:
+        return []
+    out = []
+    for row in ROWS:
+        ours = results.get(row.key, {}).get("spectral_l1")
+        if ours and all(math.isfinite(a) and math.isclose(a, b, rel_tol=SILENCE_RTOL)
+                        for a, b in zip(ours, silence)):
+            out.append(row.key)
+    return out
+
+
 def check_orderings(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Which of the paper's orderings hold in ``results`` (and in the paper itself).
 
     Returns:
         one dict per claim: ``claim``, ``a``, ``b``, ``metric``, ``ours`` ((a, b) test values),
         ``paper`` ((a, b) or None), ``held`` (ours a < b; None if a value is missing),
-        ``paper_held``.
+        ``paper_held``, ``silent`` (which of a, b collapsed to silence: the check is then vacuous).
     """
     checks = []
+    silent = set(silent_rows(results))
     for claim, a, b, metric in ORDERINGS:
         ours = _test_values(results, a, b, metric)
         paper = _test_values(PAPER, a, b, metric)
@@ -137,6 +208,8 @@ def check_orderings(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, 
             "claim": claim, "a": a, "b": b, "metric": metric, "ours": ours, "paper": paper,
             "held": None if ours is None else bool(ours[0] < ours[1]),
             "paper_held": None if paper is None else bool(paper[0] < paper[1]),
+            # A comparison with a model that outputs silence says nothing about the losses.
+            "silent": sorted({a, b} & silent),
         })
     return checks
 
@@ -169,15 +242,22 @@ def format_table(results: Mapping[str, Mapping[str, Any]], meta: Mapping[str, An
         "| wav MSE train | test | paper train | paper test |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    silent = set(silent_rows(results))
     for row in ROWS:
         ours = results.get(row.key, {})
         paper = PAPER[row.key]
         spec, wav = ours.get("spectral_l1") or (None, None), ours.get("wav_mse") or (None, None)
         pspec, pwav = paper["spectral_l1"] or (None, None), paper["wav_mse"] or (None, None)
         name = row.model + (f" ({row.note})" if row.note else "")
+        if row.key in silent:
+            name += " **[outputs silence]**"
         lines.append(f"| {name} | {row.loss} | {_fmt(spec[0], 4)} | {_fmt(spec[1], 4)} | {_fmt(pspec[0], 3)} "
                      f"| {_fmt(pspec[1], 3)} | {_fmt(wav[0], 5)} | {_fmt(wav[1], 5)} | {_fmt(pwav[0], 4)} "
                      f"| {_fmt(pwav[1], 4)} |")
+    if SILENCE in results:
+        spec, wav = results[SILENCE]["spectral_l1"], results[SILENCE]["wav_mse"]
+        lines.append(f"| *silence (all-zero output), baseline* | – | {_fmt(spec[0], 4)} | {_fmt(spec[1], 4)} | – | – "
+                     f"| {_fmt(wav[0], 5)} | {_fmt(wav[1], 5)} | – | – |")
     lines += ["", "| the paper's ordering (test) | paper | ours | held here |", "| --- | --- | --- | --- |"]
     for check in check_orderings(results):
         digits = 5 if check["metric"] == "wav_mse" else 4
@@ -188,7 +268,13 @@ def format_table(results: Mapping[str, Mapping[str, Any]], meta: Mapping[str, An
             sign = "<" if check["held"] else "≥"
             ours = f" {sign} ".join(_fmt(v, digits) for v in check["ours"])
             held = "yes" if check["held"] == check["paper_held"] else "**no**"
+            if check["silent"]:
+                held += f" (vacuous: {', '.join(check['silent'])} outputs silence)"
         lines.append(f"| {check['claim']} | {paper} | {ours} | {held} |")
+    if silent:
+        lines += ["", f"Rows marked [outputs silence] ({', '.join(sorted(silent))}) score within "
+                      f"{SILENCE_RTOL:.1%} of the all-zero output on train and test: the model collapsed to "
+                      "silence, where log(1 + |STFT|²) has no gradient, and never left it."]
     return "\n".join(lines) + "\n"
 
 
@@ -204,6 +290,8 @@ def write_table(results: Mapping[str, Mapping[str, Any]], out: str | Path, meta:
                                                        **{k: list(v) for k, v in results.get(r.key, {}).items()}}
                                                for r in ROWS},
             "paper": {k: {m: (list(v) if v else None) for m, v in row.items()} for k, row in PAPER.items()},
+            "silence": {k: list(v) for k, v in results.get(SILENCE, {}).items()} or None,
+            "silent_rows": silent_rows(results),
             "orderings": check_orderings(results)}
     paths["json"].write_text(json.dumps(data, indent=2, default=str) + "\n")
     return paths
@@ -305,6 +393,8 @@ def reproduce_table1(dataset: str, *, preset: str = "tiny", overrides: Sequence[
                     raise RuntimeError(f"run {run!r} produced no {row.phase} phase (got {sorted(phases)})")
                 checkpoints[row.key] = Path(phases[row.phase]["checkpoint"])
             results.update(rows_from_phase_metrics(phases, run))
+        # On the whole splits, as the end-of-phase scores: the bar every row must clear.
+        results[SILENCE] = silence_baseline(dataset)
         missing = {k: v for k, v in checkpoints.items() if k not in results}
         if missing:
             log.info("Table 1: scoring %s from their checkpoints", ", ".join(missing))

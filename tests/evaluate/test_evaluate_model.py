@@ -88,3 +88,23 @@ def test_unknown_instruments_and_bad_models_are_user_errors(small_dataset, tmp_p
     with pytest.raises(UserError, match="does not know"):
         ev.evaluate_model(other, str(small_dataset), log_to_mlflow=False)
     assert cli.main(["evaluate", "--model", str(tmp_path / "missing.pt"), "--dataset", str(small_dataset)]) == 2
+
+
+def test_silence_baseline_is_the_energy_of_the_notes(small_dataset):
+    from sing_ray.data.dataset import load_manifest
+    from sing_ray.table1 import silence_baseline
+
+    base = silence_baseline(str(small_dataset))
+    test_notes = load_manifest(str(small_dataset))["splits"]["test"]["accepted"]
+    assert base["num_notes"][1] == test_notes
+    ds = ev.fetch_notes(str(small_dataset), "test", _test_note_strs(small_dataset))
+    direct = ev.note_metrics(np.zeros_like(ds[WAV_COLUMN]), ds[WAV_COLUMN], with_pitch=False,
+                             with_reference_pitch=False, with_embedding=False)
+    assert base["wav_mse"][1] == pytest.approx(float(direct["wav_mse"].mean()), rel=1e-6)
+    assert base["spectral_l1"][1] == pytest.approx(float(direct["spectral_l1"].mean()), rel=1e-6)
+
+
+def _test_note_strs(dataset):
+    from sing_ray.data.dataset import make_note_dataset
+
+    return [str(s) for s in make_note_dataset(str(dataset), "test").select_columns(["note_str"]).to_pandas()["note_str"]]

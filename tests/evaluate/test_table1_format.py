@@ -44,3 +44,20 @@ def test_table_shows_ours_beside_the_paper_and_flags_broken_orderings(tmp_path):
     assert data["rows"]["sing_wav"]["spectral_l1"] == [0.9, 1.0]
     assert data["paper"]["ae_spectral"]["wav_mse"] is None
     assert [c["held"] for c in data["orderings"]][:2] == [False, None]
+
+
+def test_rows_that_collapsed_to_silence_are_flagged():
+    silence = {"spectral_l1": (0.0434, 0.0393), "wav_mse": (0.0019, 0.0019)}
+    results = {
+        table1.SILENCE: silence,
+        "sing_wav": {"spectral_l1": (0.0376, 0.0397), "wav_mse": (0.0011, 0.0023)},
+        "sing_spectral": {"spectral_l1": (0.04340001, 0.03930002), "wav_mse": (0.0019, 0.0019)},
+        "sing_spectral_notime": {"spectral_l1": (0.0300, 0.0393), "wav_mse": (0.001, 0.002)},  # train differs
+    }
+    assert table1.silent_rows(results) == ["sing_spectral"]
+    text = table1.format_table(results)
+    assert "| SING **[outputs silence]** | spectral |" in text
+    assert "| *silence (all-zero output), baseline* | – | 0.0434 | 0.0393 |" in text
+    row = next(l for l in text.splitlines() if l.startswith("| spectral loss beats waveform loss for SING"))
+    # 0.0393 < 0.0397 "holds", but only because the spectral model is silent.
+    assert "yes (vacuous: sing_spectral outputs silence)" in row
