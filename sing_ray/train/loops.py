@@ -9,9 +9,15 @@ Train restarts it (a worker died) or when the pipeline run is resumed, and then,
 2. validates on ``valid`` (wav MSE, spectral L1; the sequence phase also the
    embedding MSE), every worker scoring every ``world_size``-th batch, summed with
    one all-reduce;
-3. rank 0 writes the epoch's checkpoint, logs metrics and the checkpoint to the
-   phase's MLflow run, and every rank calls ``ray.train.report`` (rank 0 with the
-   checkpoint).
+3. rank 0 writes the epoch's checkpoint, keeps a copy as the phase's resume point
+   in the run folder, logs metrics and the checkpoint to the phase's MLflow run, and
+   every rank calls ``ray.train.report`` (rank 0 with the checkpoint).
+
+Why a resume point of our own: Ray Train's controller registers a reported checkpoint
+a little after ``ray.train.report`` returns, so a job stopped in between resumes from
+an older one than the epochs MLflow already shows, and those epochs would be trained
+and logged twice. The resume point is written before MLflow hears of the epoch, so
+whatever MLflow shows can be resumed from; restoring takes the newer of the two.
 
 After the last epoch the phase is scored on ``test`` and on its train split
 (Table 1's two columns), rank 0 logs a few generated notes beside their
@@ -51,6 +57,7 @@ log = logging.getLogger("sing_ray.train")
 
 MODEL_FILE = "model.pt"          # self-describing checkpoint (sing_ray.checkpoint), what MLflow gets
 OPTIMIZER_FILE = "optimizer.pt"  # optimizer state and epoch, for resuming only
+RESUME_DIR = "resume"            # run_dir/<phase>/resume/epoch-NNN: the latest epoch's checkpoint
 
 
 # ---------------------------------------------------------------------------
@@ -321,18 +328,68 @@ def _finetune_spec(worker: Worker) -> PhaseSpec:
 # ---------------------------------------------------------------------------
 
 
+def resume_folder(run_dir: str | Path, phase: str) -> Path:
+    """Where a phase keeps its resume point (the latest epoch's checkpoint folder)."""
+    return Path(run_dir) / phase / RESUME_DIR
+
+
+def _resume_points(run_dir: str | Path, phase: str) -> list[tuple[int, Path]]:
+    """The complete resume points of a phase, oldest first, as (epoch, folder)."""
+    points = []
+    for folder in resume_folder(run_dir, phase).glob("epoch-*"):
+        suffix = folder.name[len("epoch-"):]
+        if suffix.isdigit() and (folder / MODEL_FILE).is_file() and (folder / OPTIMIZER_FILE).is_file():
+            points.append((int(suffix), folder))
+    return sorted(points)
+
+
+def save_resume_point(run_dir: str | Path, phase: str, checkpoint_folder: Path, epoch: int) -> Path:
+    """Copy an epoch's checkpoint folder to the phase's resume point, then drop older ones.
+
+    The copy appears under its final name only when complete (copy, then rename), so
+    a job killed at any moment leaves the previous point or the new one, never half of one.
+    """
+    root = resume_folder(run_dir, phase)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"epoch-{epoch:03d}"
+    tmp = root / f".epoch-{epoch:03d}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(checkpoint_folder, tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for older, folder in _resume_points(run_dir, phase):
+        if older < epoch:
+            shutil.rmtree(folder, ignore_errors=True)
+    return final
+
+
 def _restore(worker: Worker, model: torch.nn.Module) -> tuple[int, dict | None]:
-    """Load the latest reported checkpoint into ``model``. Returns (epochs done, optimizer state)."""
+    """Load the latest checkpoint into ``model``: Ray Train's or the resume point, the newer.
+
+    Returns (epochs done, optimizer state).
+    """
     import ray.train
 
+    def load(folder: Path) -> tuple[int, dict, dict]:
+        state = torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+        return int(state["epoch"]), state, load_checkpoint(folder / MODEL_FILE)
+
+    best = None
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            best = load(Path(folder))
+    points = _resume_points(worker.loop["run_dir"], worker.phase)
+    if points and (best is None or points[-1][0] > best[0]):
+        if best is not None and worker.is_chief:
+            log.info("%s: Ray Train's latest registered checkpoint is epoch %d; the resume point "
+                     "is epoch %d, which is used", worker.phase, best[0], points[-1][0])
+        best = load(points[-1][1])
+    if best is None:
         return 0, None
-    with checkpoint.as_directory() as folder:
-        ckpt = load_checkpoint(Path(folder) / MODEL_FILE)
-        model.load_state_dict(ckpt["state"])
-        state = torch.load(Path(folder) / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
-    return int(state["epoch"]), state["optimizer"]
+    epoch, state, ckpt = best
+    model.load_state_dict(ckpt["state"])
+    return epoch, state["optimizer"]
 
 
 def _write_checkpoint(worker: Worker, folder: Path, model, optimizer, epoch: int, metrics: dict) -> Path:
@@ -512,6 +569,7 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
             if worker.is_chief:
                 folder = Path(tmp)
                 path = _write_checkpoint(worker, folder, model, optimizer, epoch, metrics)
+                save_resume_point(run_dir, phase, folder, epoch)
                 worker.log_metrics({k: v for k, v in metrics.items() if k not in ("epoch", "status")}, step=epoch)
                 worker.log_artifact(path, f"checkpoints/epoch-{epoch:03d}")
                 log.info("%s epoch %d/%d: %s", phase, epoch, epochs, _format(metrics))

@@ -39,6 +39,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -391,7 +392,7 @@ def _fit_phase(plan: _Plan, phase: str, phase_run, tracking_uri: str, run_dir: P
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from .loops import TRAIN_LOOPS, copy_model_file
+    from .loops import TRAIN_LOOPS, copy_model_file, resume_folder
 
     cfg = plan.cfg
     status_path = _status_path(run_dir, phase)
@@ -442,6 +443,8 @@ def _fit_phase(plan: _Plan, phase: str, phase_run, tracking_uri: str, run_dir: P
         raise RuntimeError(f"phase {phase}: Ray Train ended without the loop's final report ({metrics})")
     with result.checkpoint.as_directory() as folder:
         path = copy_model_file(folder, run_dir / "models" / f"{phase}.pt")
+    # The phase is done: its resume point (a model and optimizer state) is no longer needed.
+    shutil.rmtree(resume_folder(run_dir, phase), ignore_errors=True)
     log.info("%s: finished in %.0f s; model %s", phase, time.monotonic() - started, path)
     return path, int(metrics.get("epoch", 0)), int(metrics.get("resumed_from_epoch", 0))
 
