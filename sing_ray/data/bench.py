@@ -242,9 +242,11 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
         for run in range(repeats):
             for name in ("plain", "sing-ray"):
                 shutil.rmtree(work / name, ignore_errors=True)
+            _settle()
             start = time.perf_counter()
             plain = plain_ingest(source, str(work / "plain"), rows_per_shard)
             plain_runs.append(time.perf_counter() - start)
+            _settle()
             start = time.perf_counter()
             summary = ingest(source, str(work / "sing-ray"), rows_per_shard=rows_per_shard,
                              progress=False)
@@ -271,6 +273,17 @@ def _warm_up(folder: Path, num_cpus: int) -> None:
     plain_ingest(str(folder / "source"), str(folder / "plain"), rows_per_shard=1)
     ingest(str(folder / "source"), str(folder / "sing-ray"), rows_per_shard=1, progress=False)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _settle() -> None:
+    """Flush written files to disk before a timed run (untimed).
+
+    Each ingest writes as many bytes as it reads (a synthetic source of 16,000 notes
+    is 2 GB). The kernel writes them back to disk some seconds later, whatever runs
+    then: without this, one side's timing would carry the other side's (or the
+    synthetic source's) write-back, by the luck of the order.
+    """
+    os.sync()
 
 
 def _warm_page_cache(folder: Path) -> None:

@@ -31,6 +31,7 @@ def test_smallest_table1_has_five_rows(tmp_path, ray_local, monkeypatch):
         values = data["rows"][row.key]
         assert all(math.isfinite(v) and v >= 0 for m in ("spectral_l1", "wav_mse") for v in values[m]), row.key
     assert len(data["orderings"]) == len(table1.ORDERINGS)
+    assert all(v > 0 for v in data["silence"]["wav_mse"] + data["silence"]["spectral_l1"])
     assert all(o["held"] in (True, False) for o in data["orderings"])
     text = (tmp_path / "t1" / "table1.md").read_text()
     assert "| SING (no time embedding) | spectral |" in text and "0.050 | 0.063" in text
