@@ -462,6 +462,27 @@ def log_examples(worker: Worker, examples: list) -> None:
         worker.log_artifacts(folder, "examples")
 
 
+SILENT_PEAK = 1e-4  # -80 dBFS
+
+
+def _warn_if_silent(worker: Worker, examples: list | None) -> None:
+    """Rank 0: say so, and tag the phase's run, when every generated example is silent.
+
+    The spectral loss compares log(1 + |STFT|^2), which has no gradient at silence: a
+    model pushed there early (every epoch then scores exactly the silence baseline)
+    never leaves. The metrics alone do not make that obvious to a person.
+    """
+    if not examples:
+        return
+    peaks = [float(np.abs(e[2]).max()) for e in examples]
+    if max(peaks) >= SILENT_PEAK:
+        return
+    log.warning("%s: all %d generated examples are silent (peak %.1e): the model collapsed to silence. "
+                "Train longer at a lower learning rate, or with --loss wav", worker.phase, len(peaks), max(peaks))
+    if worker.mlflow is not None:
+        worker.mlflow.set_tag(worker.run_id, "sing_ray.silent_output", "true")
+
+
 # ---------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------
@@ -585,6 +606,7 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
         worker.log_metrics({k: v for k, v in final.items() if k.startswith(("test_", "train_"))
                             and k != "train_loss"}, step=max(done, epochs))
         log_examples(worker, examples)
+        _warn_if_silent(worker, examples)
         log.info("%s finished: %s", phase, _format(final))
     with tempfile.TemporaryDirectory() as tmp:
         folder = None

@@ -131,7 +131,7 @@ def test_mlflow_layout_params_metrics_artifacts(trained):
     parent = client.get_run(result.run_id)
     location = client.get_experiment(parent.info.experiment_id).artifact_location
     assert location.startswith(str(trained.work)), location
-    assert parent.data.params["model.channels"] == "128" and parent.data.params["train.loss"] == "spectral"
+    assert parent.data.params["model.channels"] == "128" and parent.data.params["train.loss"] == "wav"
     assert parent.data.params["dataset.num_train"] == "20"
     assert parent.data.tags["sing_ray.registered_model"] == result.model_uri
     children = {r.info.run_name: r for r in _children(client, result.run_id)}
@@ -161,6 +161,9 @@ def test_registered_model_generates_a_note(trained):
     assert ckpt["extra"]["instruments"] == vocabulary
     wav = Generator.from_checkpoint(path).generate([vocabulary[0]], [60], [100])
     assert wav.shape == (1, 64000) and np.isfinite(wav).all()
+    # A note, not silence (what a model collapsed by its loss would give).
+    assert np.abs(wav).max() > 1e-3
+    assert "sing_ray.silent_output" not in trained.client.get_run(result.phases["finetune"].run_id).data.tags
     assert load_checkpoint(result.checkpoints["sequence"])["class"] == "SequenceGenerator"
 
 
