@@ -47,6 +47,7 @@ from ..config import PHASES, Config, load_config
 from ..losses import build_loss
 from ..models import build_autoencoder, build_sequence_generator, build_sing
 from ..nsynth import VELOCITIES
+from ..runtime import keep_freed_memory
 from .steps import autoencoder_step, finetune_step, sequence_step, velocity_indices
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,9 @@ class BenchRow:
     notes_per_cpu_second_ray: float = 0.0
     notes_per_cpu_second_plain: float = 0.0
     cpu_ratio: float = 0.0
+
+
+ROWS_PER_BLOCK = 64
 
 
 def measure_gemm_peak(device: str = "cpu", n: int = 2048, repeats: int = 10, threads: int | None = None) -> float:
@@ -218,6 +222,7 @@ def plain_loop(cfg: Config, phase: str, rows: dict[str, np.ndarray], batch_size:
     """
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    keep_freed_memory()
     model = build_model(cfg, phase).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.phase(phase).lr)
     steps = steps or len(rows["pitch"]) // batch_size - warmup
@@ -240,6 +245,7 @@ def _ray_bench_loop(config: dict) -> None:
     phase, batch_size, warmup, threads = config["phase"], config["batch_size"], config["warmup"], config["threads"]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    keep_freed_memory()  # as the training loops do (sing_ray.train.loops.setup_worker)
     device = ray.train.torch.get_device()
     model = ray.train.torch.prepare_model(build_model(cfg, phase))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.phase(phase).lr)
@@ -271,7 +277,11 @@ def ray_loop(cfg: Config, phase: str, rows: dict[str, np.ndarray], batch_size: i
     ctx = ray.data.DataContext.get_current()
     saved, ctx.enable_progress_bars = ctx.enable_progress_bars, False
     try:
-        dataset = ray.data.from_items(items).materialize()
+        # Blocks of many rows, as the training pipeline's datasets have (Parquet files read
+        # whole): from_items' default of one row per block makes every batch gather its rows
+        # from several blocks through the shard's coordinator actor, tens of milliseconds a
+        # batch, which is Ray Data's per-block cost and not Ray Train's.
+        dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-n // ROWS_PER_BLOCK))).materialize()
         trainer = TorchTrainer(
             _ray_bench_loop,
             train_loop_config={"config": asdict(cfg), "phase": phase, "batch_size": batch_size,

@@ -49,6 +49,7 @@ from ..checkpoint import load_checkpoint, load_model, save_checkpoint
 from ..config import Config, config_from_dict
 from ..losses import build_loss
 from ..models import build_autoencoder, build_sequence_generator, build_sing
+from ..runtime import keep_freed_memory
 from .faults import FaultInjector
 from .steps import (MetricSums, NonFiniteLoss, autoencoder_step, check_finite, finetune_step, sequence_step,
                     velocity_indices)
@@ -134,6 +135,7 @@ def setup_worker(loop: dict) -> Worker:
     import ray.train.torch
 
     _configure_worker_logging()
+    keep_freed_memory()
     ctx = ray.train.get_context()
     cfg = config_from_dict(loop["config"])
     # One intra-op thread per CPU Ray gave this worker: more would fight the other
