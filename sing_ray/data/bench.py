@@ -25,7 +25,7 @@ import pyarrow as pa
 from .. import nsynth
 from ..nsynth_io import write_examples_json, write_note_wav
 from .ingest import DEFAULT_ROWS_PER_SHARD, ingest, list_source, plan_shards, renumber_shards
-from .notes import audio_relpath, build_note_table, read_and_check, rejects_table, write_table
+from .notes import audio_relpath, build_note_table, empty_audio, read_and_check, rejects_table, write_table
 from .storage import resolve
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,10 @@ def plain_ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_S
     index = {name: i for i, name in enumerate(vocab)}
     rejects = [(s, src.display(audio_relpath(s)), r) for s, r in listing.rejects]
     written, kept = [], set()
-    for path, _split, notes in plan_shards(listing.notes, rows_per_shard):
-        accepted, audio, bad = read_and_check(src, notes)
+    shards = plan_shards(listing.notes, rows_per_shard)
+    buffer = empty_audio(max((len(notes) for *_, notes in shards), default=0))
+    for path, _split, notes in shards:
+        accepted, audio, bad = read_and_check(src, notes, buffer=buffer)
         rejects += [(r.note_str, src.display(audio_relpath(r.note_str)), r.reason) for r in bad]
         if accepted:
             table = build_note_table(accepted, [index[n.meta["instrument_str"]] for n in accepted], audio)

@@ -42,7 +42,7 @@ from pyarrow import fs as pafs
 from .. import nsynth
 from ..errors import UserError, ValidationError
 from .notes import (Note, audio_relpath, build_note_table, check_metadata, decode_metas,
-                    encode_metas, place_note, read_and_check, rejects_table, write_table)
+                    empty_audio, encode_metas, place_note, read_and_check, rejects_table, write_table)
 from .schema import NOTE_SCHEMA, SCHEMA_VERSION
 from .storage import Location, resolve
 
@@ -279,12 +279,15 @@ def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool
         instrument names, and the rejected note_strs with their reasons.
     """
     reports = []
-    for row in batch.to_pylist():
+    rows = batch.to_pylist()
+    # One decode buffer for every shard of this task (see read_and_check).
+    buffer = empty_audio(max((len(n) for row in rows for n in row["note_strs"]), default=0))
+    for row in rows:
         for path, split, note_strs, metas, instruments in zip(
                 row["paths"], row["splits"], row["note_strs"], row["metas"], row["instruments"]):
             notes = [Note(s, m, split) for s, m in zip(note_strs, decode_metas(metas))]
             ids = dict(zip(note_strs, instruments))
-            accepted, audio, rejects = read_and_check(source, notes, strict=strict)
+            accepted, audio, rejects = read_and_check(source, notes, strict=strict, buffer=buffer)
             written = 0
             if accepted and not (strict and rejects):
                 table = build_note_table(accepted, [ids[n.note_str] for n in accepted], audio)

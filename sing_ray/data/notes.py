@@ -203,19 +203,26 @@ class Reject:
     sane_metadata: bool
 
 
-def read_and_check(source: Location, notes: Sequence[Note], strict: bool = False
-                   ) -> tuple[list[Note], np.ndarray, list[Reject]]:
+def read_and_check(source: Location, notes: Sequence[Note], strict: bool = False,
+                   buffer: np.ndarray | None = None) -> tuple[list[Note], np.ndarray, list[Reject]]:
     """Check the metadata of some notes, then decode and check their WAVs into one buffer.
 
     Args:
         source: the NSynth-layout folder.
         notes: the notes (placed, unchecked).
         strict: stop at the first bad note (it is the last reject).
+        buffer: an :func:`empty_audio` buffer of at least ``len(notes)`` rows to decode
+            into, reused shard after shard: a fresh 64 MB buffer per shard costs the
+            kernel a page fault and a zeroed page per 4 KiB, which two processes
+            reading at once contend for. The returned audio then lives in it, until
+            the next call overwrites it. None: a new buffer.
 
     Returns:
         (accepted notes, their audio (A, NUM_FRAMES) int16, rejects).
     """
-    audio = empty_audio(len(notes))
+    if buffer is not None and len(buffer) < len(notes):
+        raise ValueError(f"buffer of {len(buffer)} rows for {len(notes)} notes")
+    audio = empty_audio(len(notes)) if buffer is None else buffer[:len(notes)]
     keep = np.zeros(len(notes), dtype=bool)
     rejects: list[Reject] = []
     for i, note in enumerate(notes):
