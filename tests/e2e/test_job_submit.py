@@ -145,3 +145,5 @@ def test_quickstart_job_is_refused_without_token_stops_resumes_and_tracks(tmp_pa
             info = sf.info(library / rel)
             assert (info.samplerate, info.frames, info.channels) == (16000, 64000, 1)
         assert len(list(library.glob("*.sfz"))) == 2
+        # Notes, not silence (a model collapsed by its loss renders a silent library).
+        assert (manifest["peak"] > 1e-4).all(), manifest[["note_str", "peak"]]
