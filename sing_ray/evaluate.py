@@ -489,6 +489,28 @@ def _subsample(batch: dict[str, np.ndarray], fraction: float, seed: int) -> dict
     return {k: v[keep] for k, v in batch.items()}
 
 
+def sample_split(dataset: str, split: str, max_notes: int | None = None, seed: int = 0):
+    """One split as a Ray Dataset: every note, or a stable sample of at most ``max_notes``.
+
+    The sample is chosen by :func:`keep_note`, so every caller scoring the same split
+    with the same ``max_notes`` and ``seed`` gets the same notes.
+
+    Returns:
+        ``(dataset, split_size)``: the split's size from the manifest (None if it does not say).
+    """
+    from .data.dataset import load_manifest, make_note_dataset
+
+    split_size = load_manifest(dataset).get("splits", {}).get(split, {}).get("accepted")
+    ds = make_note_dataset(dataset, split)
+    if max_notes is not None and split_size and max_notes < split_size:
+        # Over-sample by a margin so the hash-chosen sample rarely falls short of max_notes.
+        fraction = min(1.0, 1.2 * max_notes / split_size + 8 / split_size)
+        ds = ds.map_batches(_subsample, batch_format="numpy", fn_kwargs={"fraction": fraction, "seed": seed})
+    if max_notes is not None:
+        ds = ds.limit(max_notes)
+    return ds, split_size
+
+
 PASSTHROUGH_COLUMNS = ("note_str", "instrument_str", "instrument_family_str", "pitch", "velocity")
 
 
@@ -559,17 +581,7 @@ def score_split(checkpoint: bytes, dataset: str, split: str = "test", *, max_not
     """
     import ray
 
-    from .data.dataset import load_manifest, make_note_dataset
-
-    manifest = load_manifest(dataset)
-    split_size = manifest.get("splits", {}).get(split, {}).get("accepted")
-    ds = make_note_dataset(dataset, split)
-    if max_notes is not None and split_size and max_notes < split_size:
-        # Over-sample by a margin so the hash-chosen sample rarely falls short of max_notes.
-        fraction = min(1.0, 1.2 * max_notes / split_size + 8 / split_size)
-        ds = ds.map_batches(_subsample, batch_format="numpy", fn_kwargs={"fraction": fraction, "seed": seed})
-    if max_notes is not None:
-        ds = ds.limit(max_notes)
+    ds, split_size = sample_split(dataset, split, max_notes, seed)
     ref = ray.put(checkpoint)
     scored = ds.map_batches(
         NoteScorer, batch_format="numpy", batch_size=batch_size,

@@ -12,6 +12,7 @@ from typing import Iterable, Mapping
 
 SAMPLE_RATE = 16000
 NUM_FRAMES = 64000            # samples per note: 4 s at 16 kHz
+SILENT_PEAK = 1e-4            # -80 dBFS: a generated note whose peak is below this is silent
 VELOCITIES = (25, 50, 75, 100, 127)
 PITCH_RANGE = (0, 127)
 SPLITS = ("train", "valid", "test")

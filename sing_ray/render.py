@@ -68,7 +68,6 @@ FORMATS = {"wav": ("WAV", "audio/wav"), "flac": ("FLAC", "audio/flac")}
 DTYPES = ("float32", "bfloat16")
 DEFAULT_PITCHES = "21:108"        # the 88 keys of a piano
 TMP_MARK = ".tmp-"
-SILENT_PEAK = 1e-4                 # -80 dBFS: below this a note counts as silent
 _NOTE_FILE = re.compile(r"^(?P<instrument>[A-Za-z0-9_.]+)-(?P<pitch>\d{3})-(?P<velocity>\d{3})\.(?P<ext>wav|flac)$")
 _NSYNTH_INSTRUMENT = re.compile(r"^(?P<family>[a-z_]+)_(?:acoustic|electronic|synthetic)_\d{3}$")
 _MIX_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -794,14 +793,14 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
     write_manifest(out, rows.values(), plan.digest)
     sfz = write_library_sfz(out, rows.values(), plan.grid_instruments, plan.fmt,
                             {m.name: m.spec for m in plan.mixes})
-    silent = sum(1 for r in rows.values() if r["peak"] < SILENT_PEAK)
+    silent = sum(1 for r in rows.values() if r["peak"] < nsynth.SILENT_PEAK)
     summary = RenderSummary(out.uri, out.display(MANIFEST), [out.display(s) for s in sfz], total, skipped,
                             rendered, len(rows), seconds, rendered * nsynth.NUM_FRAMES / nsynth.SAMPLE_RATE,
                             first_batch_s, first_batch_notes, silent)
     log.info("%s", summary.describe())
     if silent:
         log.warning("%d of %d notes of %s are silent (peak below %.0f dBFS)%s", silent, len(rows), out.uri,
-                    20 * math.log10(SILENT_PEAK),
+                    20 * math.log10(nsynth.SILENT_PEAK),
                     ": the model outputs silence; see its training run's valid metrics against the "
                     "silence baseline" if silent == len(rows) else "")
     return summary

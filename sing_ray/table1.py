@@ -152,19 +152,11 @@ def silence_baseline(dataset: str, *, max_train_notes: int | None = None, max_te
     """
     import numpy as np
 
-    from .data.dataset import load_manifest, make_note_dataset
-    from .evaluate import _subsample
+    from .evaluate import sample_split
 
-    manifest = load_manifest(dataset)
     values: dict[str, list] = {"spectral_l1": [], "wav_mse": [], "num_notes": []}
     for split, cap in (("train", max_train_notes), ("test", max_test_notes)):
-        ds = make_note_dataset(dataset, split)
-        size = manifest.get("splits", {}).get(split, {}).get("accepted")
-        if cap is not None and size and cap < size:
-            fraction = min(1.0, 1.2 * cap / size + 8 / size)
-            ds = ds.map_batches(_subsample, batch_format="numpy", fn_kwargs={"fraction": fraction, "seed": seed})
-        if cap is not None:
-            ds = ds.limit(cap)
+        ds, _ = sample_split(dataset, split, cap, seed)
         cols: dict[str, list] = {"spectral_l1": [], "wav_mse": []}
         for batch in ds.map_batches(_silence_batch, batch_format="numpy").iter_batches(batch_format="numpy",
                                                                                         batch_size=None):

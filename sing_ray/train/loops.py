@@ -9,9 +9,9 @@ Train restarts it (a worker died) or when the pipeline run is resumed, and then,
 2. validates on ``valid`` (wav MSE, spectral L1; the sequence phase also the
    embedding MSE), every worker scoring every ``world_size``-th batch, summed with
    one all-reduce;
-3. rank 0 writes the epoch's checkpoint, keeps a copy as the phase's resume point
-   in the run folder, logs metrics and the checkpoint to the phase's MLflow run, and
-   every rank calls ``ray.train.report`` (rank 0 with the checkpoint).
+3. rank 0 writes the epoch's checkpoint as the phase's resume point in the run
+   folder, logs metrics and the checkpoint to the phase's MLflow run, and every rank
+   calls ``ray.train.report`` (rank 0 with that folder, which Ray copies).
 
 Why a resume point of our own: Ray Train's controller registers a reported checkpoint
 a little after ``ray.train.report`` returns, so a job stopped in between resumes from
@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, load_model, save_checkpoint
 from ..config import Config, config_from_dict
+from ..nsynth import SILENT_PEAK
 from ..losses import build_loss
 from ..models import build_autoencoder, build_sequence_generator, build_sing
 from ..runtime import keep_freed_memory
@@ -345,21 +346,26 @@ def _resume_points(run_dir: str | Path, phase: str) -> list[tuple[int, Path]]:
     return sorted(points)
 
 
-def save_resume_point(run_dir: str | Path, phase: str, checkpoint_folder: Path, epoch: int) -> Path:
-    """Copy an epoch's checkpoint folder to the phase's resume point, then drop older ones.
+def save_resume_point(worker: Worker, model, optimizer, epoch: int, metrics: dict) -> Path:
+    """Write an epoch's checkpoint folder as the phase's resume point, then drop older ones.
 
-    The copy appears under its final name only when complete (copy, then rename), so
-    a job killed at any moment leaves the previous point or the new one, never half of one.
+    The folder appears under its final name only when complete (written, then
+    renamed), so a job killed at any moment leaves the previous point or the new
+    one, never half of one. It is also the folder reported to Ray Train.
+
+    Returns:
+        the folder (``MODEL_FILE`` and ``OPTIMIZER_FILE`` in it).
     """
-    root = resume_folder(run_dir, phase)
-    root.mkdir(parents=True, exist_ok=True)
+    run_dir = worker.loop["run_dir"]
+    root = resume_folder(run_dir, worker.phase)
     final = root / f"epoch-{epoch:03d}"
     tmp = root / f".epoch-{epoch:03d}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(checkpoint_folder, tmp)
+    tmp.mkdir(parents=True)
+    _write_checkpoint(worker, tmp, model, optimizer, epoch, metrics)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    for older, folder in _resume_points(run_dir, phase):
+    for older, folder in _resume_points(run_dir, worker.phase):
         if older < epoch:
             shutil.rmtree(folder, ignore_errors=True)
     return final
@@ -464,9 +470,6 @@ def log_examples(worker: Worker, examples: list) -> None:
         worker.log_artifacts(folder, "examples")
 
 
-SILENT_PEAK = 1e-4  # -80 dBFS
-
-
 def _warn_if_silent(worker: Worker, examples: list | None) -> None:
     """Rank 0: say so, and tag the phase's run, when every generated example is silent.
 
@@ -512,7 +515,8 @@ def _report(worker: Worker, metrics: dict, checkpoint_folder: Path | None = None
     import ray.train
 
     checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_folder)) if checkpoint_folder else None
-    ray.train.report(metrics, checkpoint=checkpoint)
+    # Ray copies the folder into its storage; the resume point must stay where it is.
+    ray.train.report(metrics, checkpoint=checkpoint, delete_local_checkpoint_after_upload=False)
 
 
 def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
@@ -587,16 +591,13 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
                    "notes_per_second": float(totals[1]) / max(seconds, 1e-9), "epoch_seconds": seconds,
                    "lr": float(optimizer.param_groups[0]["lr"])}
         metrics.update(evaluate(worker, model, spec, "valid", "valid"))
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = None
-            if worker.is_chief:
-                folder = Path(tmp)
-                path = _write_checkpoint(worker, folder, model, optimizer, epoch, metrics)
-                save_resume_point(run_dir, phase, folder, epoch)
-                worker.log_metrics({k: v for k, v in metrics.items() if k not in ("epoch", "status")}, step=epoch)
-                worker.log_artifact(path, f"checkpoints/epoch-{epoch:03d}")
-                log.info("%s epoch %d/%d: %s", phase, epoch, epochs, _format(metrics))
-            _report(worker, metrics, folder)
+        folder = None
+        if worker.is_chief:
+            folder = save_resume_point(worker, model, optimizer, epoch, metrics)
+            worker.log_metrics({k: v for k, v in metrics.items() if k not in ("epoch", "status")}, step=epoch)
+            worker.log_artifact(folder / MODEL_FILE, f"checkpoints/epoch-{epoch:03d}")
+            log.info("%s epoch %d/%d: %s", phase, epoch, epochs, _format(metrics))
+        _report(worker, metrics, folder)
 
     # The end of the phase: Table 1's metrics on test and on the train split, and examples.
     examples: list | None = [] if worker.is_chief else None

@@ -24,13 +24,24 @@ def worker(tmp_path):
                   loop={"run_dir": str(tmp_path / "run"), "instruments": ["bass_synthetic_000"]})
 
 
-def _checkpoint(worker, folder: Path, epoch: int) -> tuple[Path, torch.nn.Module]:
+def _model(worker, epoch: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(epoch)
     model = build_autoencoder(worker.cfg.model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def _checkpoint(worker, folder: Path, epoch: int) -> tuple[Path, torch.nn.Module]:
+    """A checkpoint folder as Ray Train would hold it (registered from an earlier report)."""
+    model, optimizer = _model(worker, epoch)
     folder.mkdir(parents=True)
     loops._write_checkpoint(worker, folder, model, optimizer, epoch, {"train_loss": 1.0 / epoch})
     return folder, model
+
+
+def _resume_point(worker, epoch: int) -> torch.nn.Module:
+    model, optimizer = _model(worker, epoch)
+    save_resume_point(worker, model, optimizer, epoch, {"train_loss": 1.0 / epoch})
+    return model
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -39,8 +50,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_restore_prefers_the_resume_point_over_an_older_registered_checkpoint(worker, tmp_path, monkeypatch):
     registered, _ = _checkpoint(worker, tmp_path / "ray-epoch-1", 1)
-    newer, newer_model = _checkpoint(worker, tmp_path / "epoch-2", 2)
-    save_resume_point(worker.loop["run_dir"], worker.phase, newer, 2)
+    newer_model = _resume_point(worker, 2)
     monkeypatch.setattr(ray.train, "get_checkpoint", lambda: ray.train.Checkpoint.from_directory(str(registered)))
 
     model = build_autoencoder(worker.cfg.model)
@@ -50,8 +60,7 @@ def test_restore_prefers_the_resume_point_over_an_older_registered_checkpoint(wo
 
 
 def test_restore_takes_the_registered_checkpoint_when_it_is_newer(worker, tmp_path, monkeypatch):
-    older, _ = _checkpoint(worker, tmp_path / "epoch-1", 1)
-    save_resume_point(worker.loop["run_dir"], worker.phase, older, 1)
+    _resume_point(worker, 1)
     registered, registered_model = _checkpoint(worker, tmp_path / "ray-epoch-3", 3)
     monkeypatch.setattr(ray.train, "get_checkpoint", lambda: ray.train.Checkpoint.from_directory(str(registered)))
 
@@ -65,11 +74,10 @@ def test_nothing_to_restore_starts_from_scratch(worker, monkeypatch):
     assert loops._restore(worker, build_autoencoder(worker.cfg.model)) == (0, None)
 
 
-def test_resume_point_keeps_only_the_latest_complete_epoch(worker, tmp_path):
+def test_resume_point_keeps_only_the_latest_complete_epoch(worker):
     root = resume_folder(worker.loop["run_dir"], worker.phase)
     for epoch in (1, 2, 3):
-        folder, _ = _checkpoint(worker, tmp_path / f"e{epoch}", epoch)
-        save_resume_point(worker.loop["run_dir"], worker.phase, folder, epoch)
+        _resume_point(worker, epoch)
     # A copy cut short by a kill is left under a temporary name and never taken for a point.
     (root / ".epoch-004.tmp-1").mkdir()
     (root / ".epoch-004.tmp-1" / MODEL_FILE).write_bytes(b"partial")
