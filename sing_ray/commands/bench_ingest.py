@@ -26,6 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", default=None, metavar="DIR",
                         help="where the outputs (and the synthetic folder) go (default: a temporary "
                              "folder, removed at the end)")
+    parser.add_argument("--control", action="store_true",
+                        help="an A/A run: time the plain loop on both sides, to see how far this "
+                             "machine's noise alone moves the ratio")
     parser.add_argument("--num-cpus", type=int, default=None, metavar="N",
                         help="CPUs of the local Ray (default: all)")
 
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_bench(source=args.source, num_notes=args.num_notes,
                            rows_per_shard=args.rows_per_shard, work_dir=args.work_dir,
-                           repeats=args.repeats)
+                           repeats=args.repeats, control=args.control)
     finally:
         if started_ray:
             import ray

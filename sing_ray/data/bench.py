@@ -127,9 +127,13 @@ class BenchResult:
     """Figures of one benchmark run (wall clock; notes/s over listed notes).
 
     Attributes:
+        control: an A/A run, the plain loop on both sides (see :func:`run_bench`).
         plain_runs, ray_runs: seconds of each timed ingest, in the order run
-            (the two sides alternate). The figures are their medians, which a
-            busy shared machine disturbs less than a single run.
+            (the two sides alternate). The headline figures are their medians,
+            which a busy shared machine disturbs less than a single run. The
+            best runs' ratio is printed too: noise only ever adds time, so it is
+            the steadier figure where writes into fresh page cache cost a
+            varying amount (see :func:`_settle`).
     """
 
     num_notes: int
@@ -138,6 +142,7 @@ class BenchResult:
     plain_runs: list[float]
     ray_runs: list[float]
     identical_shards: bool
+    control: bool = False
 
     @property
     def plain_seconds(self) -> float:
@@ -159,18 +164,30 @@ class BenchResult:
     def ratio(self) -> float:
         return self.plain_seconds / self.ray_seconds
 
+    @property
+    def best_ratio(self) -> float:
+        """Ratio of the two sides' fastest runs."""
+        return min(self.plain_runs) / min(self.ray_runs)
+
     def format(self) -> str:
         runs = len(self.plain_runs)
-        return "\n".join([
+        other = "plain (B)" if self.control else "sing-ray"
+        lines = [
             f"ingest benchmark: {self.num_notes} notes, {self.rows_per_shard} rows per shard, "
             f"Ray with {self.num_cpus} CPU(s), median of {runs} run(s) each",
             f"  plain loop : {self.plain_seconds:7.2f} s  {self.plain_notes_per_second:8.1f} notes/s"
             f"   (runs: {_seconds(self.plain_runs)})",
-            f"  sing-ray   : {self.ray_seconds:7.2f} s  {self.ray_notes_per_second:8.1f} notes/s"
+            f"  {other:<11}: {self.ray_seconds:7.2f} s  {self.ray_notes_per_second:8.1f} notes/s"
             f"   (runs: {_seconds(self.ray_runs)})",
-            f"  ratio      : {self.ratio:.2f}x  (sing-ray notes/s / plain loop notes/s)",
+            f"  ratio      : {self.ratio:.2f}x  ({other} notes/s / plain loop notes/s)",
+            f"  best runs  : plain loop {min(self.plain_runs):.2f} s, {other} {min(self.ray_runs):.2f} s,"
+            f" ratio {self.best_ratio:.2f}x",
             f"  shards identical: {'yes' if self.identical_shards else 'NO'}",
-        ])
+        ]
+        if self.control:
+            lines.append("  control run (A/A): the plain loop on both sides; the ratio's distance from "
+                         "1.00 is the machine's noise")
+        return "\n".join(lines)
 
 
 def _seconds(runs: list[float]) -> str:
@@ -206,7 +223,7 @@ def start_ray(num_cpus: int | None = None) -> bool:
 
 def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
               rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, work_dir: str | None = None,
-              repeats: int = DEFAULT_REPEATS, keep: bool = False) -> BenchResult:
+              repeats: int = DEFAULT_REPEATS, keep: bool = False, control: bool = False) -> BenchResult:
     """Ingest one folder with the plain loop and with sing-ray, alternately, and compare.
 
     Args:
@@ -216,6 +233,9 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
         work_dir: where outputs (and the synthetic source) go; a temporary folder if None.
         repeats: timed ingests per side; the figures are medians.
         keep: keep the outputs of the last runs instead of deleting them.
+        control: an A/A run: the plain loop on both sides, timed exactly as the real
+            run is. Its ratio should be 1.00; how far it strays is how far the
+            machine's noise alone moves the real ratio.
 
     Returns:
         the :class:`BenchResult`. Ray is started with :func:`start_ray` if it is not running.
@@ -240,26 +260,38 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
         # path pays one-off costs (imports in Ray's worker processes, pyarrow's lazy
         # initialisation in this one) that a long-running job or cluster pays once.
         _warm_up(work / "warm-up", num_cpus)
-        plain_runs, ray_runs = [], []
+        runs = {"plain": [], "sing-ray": []}
+
+        def plain_side(name):
+            counts = plain_ingest(source, str(work / name), rows_per_shard)
+            return counts["accepted"], counts["rejected"]
+
+        def ray_side(name):
+            summary = ingest(source, str(work / name), rows_per_shard=rows_per_shard, progress=False)
+            return summary.accepted, summary.rejected
+
+        sides = {"plain": plain_side, "sing-ray": plain_side if control else ray_side}
+        results = {}
         for run in range(repeats):
-            for name in ("plain", "sing-ray"):
+            # ABBA order: whichever side runs second inherits the machine the first
+            # left behind (page-cache write-back, freed pages), so neither always does.
+            order = ("plain", "sing-ray") if run % 2 == 0 else ("sing-ray", "plain")
+            for name in order:
+                # Each side removes its own previous output just before it runs, and
+                # so starts from the same state (see _settle).
                 shutil.rmtree(work / name, ignore_errors=True)
-            _settle()
-            start = time.perf_counter()
-            plain = plain_ingest(source, str(work / "plain"), rows_per_shard)
-            plain_runs.append(time.perf_counter() - start)
-            _settle()
-            start = time.perf_counter()
-            summary = ingest(source, str(work / "sing-ray"), rows_per_shard=rows_per_shard,
-                             progress=False)
-            ray_runs.append(time.perf_counter() - start)
+                _settle()
+                start = time.perf_counter()
+                results[name] = sides[name](name)
+                runs[name].append(time.perf_counter() - start)
             log.info("run %d/%d: plain loop %.2f s, sing-ray %.2f s", run + 1, repeats,
-                     plain_runs[-1], ray_runs[-1])
-        if (summary.accepted, summary.rejected) != (plain["accepted"], plain["rejected"]):
-            raise RuntimeError(f"the two ingests disagree: sing-ray {summary.accepted} accepted, "
-                               f"{summary.rejected} rejected; plain loop {plain}")
+                     runs["plain"][-1], runs["sing-ray"][-1])
+        plain_runs, ray_runs = runs["plain"], runs["sing-ray"]
+        if results["plain"] != results["sing-ray"]:
+            raise RuntimeError("the two ingests disagree (accepted, rejected): "
+                               f"plain loop {results['plain']}, sing-ray {results['sing-ray']}")
         return BenchResult(listed, rows_per_shard, num_cpus, plain_runs, ray_runs,
-                           _same_files(work / "plain", work / "sing-ray"))
+                           _same_files(work / "plain", work / "sing-ray"), control)
     finally:
         if not keep and work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -284,6 +316,13 @@ def _settle() -> None:
     is 2 GB). The kernel writes them back to disk some seconds later, whatever runs
     then: without this, one side's timing would carry the other side's (or the
     synthetic source's) write-back, by the luck of the order.
+
+    What flushing cannot even out: on this project's virtual machine the same
+    4,000-note ingest spends 0.3 to 1.8 s in the kernel, nearly all of it copying
+    into fresh page-cache pages, whose cost seems to depend on whether the host
+    still backs the guest's free memory. Each side deletes its own previous
+    output just before its own run, and the runs go in ABBA order, so both
+    sides meet the same mix of conditions; ``--control`` measures what is left.
     """
     os.sync()
 

@@ -52,3 +52,16 @@ def test_bench_command(tmp_path, ray_local, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "plain loop" in out and "sing-ray" in out and "notes/s" in out and "shards identical: yes" in out
+
+
+def test_control_run_times_the_plain_loop_on_both_sides(tmp_path, ray_local, monkeypatch):
+    import sing_ray.data.bench as bench
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("a control run must not call sing-ray's ingest")
+
+    monkeypatch.setattr(bench, "ingest", no_ray)
+    monkeypatch.setattr(bench, "_warm_up", lambda *a: None)
+    result = run_bench(num_notes=12, rows_per_shard=4, work_dir=str(tmp_path), repeats=2, control=True)
+    assert result.control and result.identical_shards and len(result.ray_runs) == 2
+    assert "plain (B)" in result.format() and "sing-ray" not in result.format()
