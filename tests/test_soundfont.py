@@ -17,9 +17,6 @@ from sing_ray import nsynth
 from sing_ray import soundfont as S
 from sing_ray.errors import UserError
 
-pytestmark = pytest.mark.skipif(not S.DEFAULT_SF2.is_file(),
-                                reason=f"{S.DEFAULT_SF2} missing: run scripts/setup.sh")
-
 # A small selection for the builds: a piano (decays), a flute (sustains), and
 # FluidR3's Contrabass, whose preset has no zone from C4 up: 60 and 72 are silent.
 BUILD = dict(programs=(0, 73, 43), pitches=(48, 60, 72), velocities=(25, 100))
@@ -312,7 +309,8 @@ def test_ray_workers_write_the_same_folder(built, ray_local, tmp_path):
 
 
 def test_the_ingest_accepts_the_output(built, ray_local, tmp_path):
-    ingest = pytest.importorskip("sing_ray.data.ingest", reason="the ingest (issue 2) is not there yet")
+    from sing_ray.data import ingest
+
     out, build = built
     summary = ingest.ingest(str(out), str(tmp_path / "dataset"), progress=False)
     assert summary.listed == build.num_written
