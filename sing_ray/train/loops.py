@@ -378,26 +378,24 @@ def _restore(worker: Worker, model: torch.nn.Module) -> tuple[int, dict | None]:
     """
     import ray.train
 
-    def load(folder: Path) -> tuple[int, dict, dict]:
-        state = torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
-        return int(state["epoch"]), state, load_checkpoint(folder / MODEL_FILE)
-
-    best = None
+    points = _resume_points(worker.loop["run_dir"], worker.phase)
+    point_epoch = points[-1][0] if points else -1
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            best = load(Path(folder))
-    points = _resume_points(worker.loop["run_dir"], worker.phase)
-    if points and (best is None or points[-1][0] > best[0]):
-        if best is not None and worker.is_chief:
+            state = torch.load(Path(folder) / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+            if int(state["epoch"]) >= point_epoch:
+                model.load_state_dict(load_checkpoint(Path(folder) / MODEL_FILE)["state"])
+                return int(state["epoch"]), state["optimizer"]
+        if worker.is_chief:
             log.info("%s: Ray Train's latest registered checkpoint is epoch %d; the resume point "
-                     "is epoch %d, which is used", worker.phase, best[0], points[-1][0])
-        best = load(points[-1][1])
-    if best is None:
+                     "is epoch %d, which is used", worker.phase, int(state["epoch"]), point_epoch)
+    if not points:
         return 0, None
-    epoch, state, ckpt = best
-    model.load_state_dict(ckpt["state"])
-    return epoch, state["optimizer"]
+    folder = points[-1][1]
+    state = torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+    model.load_state_dict(load_checkpoint(folder / MODEL_FILE)["state"])
+    return int(state["epoch"]), state["optimizer"]
 
 
 def _write_checkpoint(worker: Worker, folder: Path, model, optimizer, epoch: int, metrics: dict) -> Path:
