@@ -10,6 +10,11 @@ Metrics, per note, of a model's output against the real note (see docs/evaluatio
 - ``fd_logmel``: the Fréchet distance between Gaussians fitted to real and to generated notes
   over a fixed, weight-free embedding (:data:`EMBEDDING_NAME`). It is *not* FAD-VGGish and its
   values are not comparable with published FAD numbers; it needs nothing downloaded.
+- loudness: the RMS level in dBFS of the generated (``rms_db``) and of the real note
+  (``rms_db_real``) and their difference (``rms_db_diff``); a generated note below
+  :data:`NEAR_SILENT_DB` is near-silent.
+- ``spectral_l1_silence``: Table 1's spectral L1 of an all-zero output against the real note,
+  the bar a model must clear: one that scores like silence has learnt nothing.
 
 Summaries are given overall, per instrument family and per pitch octave. The Ray part
 (:func:`evaluate_model`) generates and scores notes with Ray Data ``map_batches`` on an actor
@@ -67,6 +72,17 @@ PITCH_RESOLUTION = 0.05           # semitones per pyin bin: f0 quantised to 5 ce
 PITCH_MIN_VOICED_FRAMES = 3       # fewer voiced frames than this: no f0 (a miss)
 
 SUMMARY_METRICS = ("wav_mse", "spectral_l1", "mrstft")
+
+# A generated note whose RMS level lies below this is near-silent: some 30 dB under the real
+# notes (the SoundFont notes sit around -28 dBFS RMS), next to nothing at a normal listening
+# level. A level, not a peak: nsynth.SILENT_PEAK (-80 dBFS peak) marks a rendered note as
+# silent outright, which a note holding one faint click would escape.
+NEAR_SILENT_DB = -60.0
+# The level given to digital silence, so that an all-zero note has a finite RMS level (JSON and
+# MLflow hold no -inf): below anything 16-bit audio can hold (-98 dBFS).
+RMS_DB_FLOOR = -120.0
+# A spectral L1 within this share of silence's is no better than silence (as table1.SILENCE_RTOL).
+SILENCE_RTOL = 1e-3
 
 
 # --------------------------------------------------------------------------- per-note metrics
@@ -220,6 +236,21 @@ def frechet_distance(real: np.ndarray, generated: np.ndarray) -> float:
     return frechet_from_stats(*gaussian_stats(real), *gaussian_stats(generated))
 
 
+def rms_dbfs(wav: np.ndarray | torch.Tensor) -> np.ndarray:
+    """RMS level of each note in dBFS (a full-scale square wave is 0 dBFS).
+
+    Args:
+        wav: (B, T) or (T,) waveforms in [-1, 1].
+    Returns:
+        (B,) float64 (a float for one note), floored at :data:`RMS_DB_FLOOR` (digital silence).
+    """
+    x = wav.detach().cpu().double().numpy() if torch.is_tensor(wav) else np.asarray(wav, dtype=np.float64)
+    rms = np.sqrt(np.mean(np.square(x), axis=-1))
+    floor = 10.0 ** (RMS_DB_FLOOR / 20.0)
+    db = 20.0 * np.log10(np.maximum(rms, floor))
+    return db if np.ndim(db) else float(db)
+
+
 def note_metrics(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
                  pitches: Sequence[int] | None = None, *, with_pitch: bool = True,
                  with_reference_pitch: bool = True, with_embedding: bool = True,
@@ -234,7 +265,9 @@ def note_metrics(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.T
         with_embedding: compute both notes' embeddings for the Fréchet distance.
     Returns:
         ``wav_mse``, ``spectral_l1``, ``mrstft``, ``mrstft_sc``, ``mrstft_logmag``: (B,);
-        with pitch: ``f0`` and ``cents`` (B,), NaN where untracked; with the reference, also
+        ``spectral_l1_silence`` (B,): the spectral L1 an all-zero output would score;
+        ``rms_db``, ``rms_db_real`` (B,): RMS levels in dBFS, and ``rms_db_diff`` (generated
+        minus real, dB); with pitch: ``f0`` and ``cents`` (B,), NaN where untracked; with the reference, also
         ``f0_real`` and ``cents_real``; with embeddings: ``emb_real`` and ``emb_generated`` (B, 64).
     """
     out_t = torch.as_tensor(np.asarray(output, dtype=np.float32)) if not torch.is_tensor(output) else output.float()
@@ -244,6 +277,12 @@ def note_metrics(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.T
     out_t, ref_t = out_t.cpu(), ref_t.cpu()
     result = {k: v.numpy().astype(np.float64) for k, v in table1_metrics(out_t, ref_t).items()}
     result.update({k: v.numpy().astype(np.float64) for k, v in multi_resolution_stft_distance(out_t, ref_t).items()})
+    # log(1 + 0) = 0, so silence's spectral L1 is the mean of l(x); computed as Table 1 does,
+    # on an all-zero output, so that a silent model's score equals it exactly.
+    result["spectral_l1_silence"] = table1_metrics(torch.zeros_like(ref_t), ref_t)["spectral_l1"].numpy().astype(np.float64)
+    result["rms_db"] = rms_dbfs(out_t)
+    result["rms_db_real"] = rms_dbfs(ref_t)
+    result["rms_db_diff"] = result["rms_db"] - result["rms_db_real"]
     if with_pitch or with_reference_pitch:
         if pitches is None or len(pitches) != out_t.shape[0]:
             raise ValueError("pitch metrics need one MIDI pitch per note")
@@ -283,7 +322,12 @@ def summarize_group(notes: Mapping[str, np.ndarray], mask: np.ndarray | None = N
         mask: (N,) bool.
         min_fd_notes: the Fréchet distance needs this many notes (it is biased upward with few).
     Returns:
-        ``num_notes``; the mean of each of :data:`SUMMARY_METRICS`; with pitch columns
+        ``num_notes``; the mean of each of :data:`SUMMARY_METRICS`; with ``spectral_l1_silence``
+        its mean and ``spectral_l1_vs_silence`` (mean spectral L1 / silence's: 1 or more is no
+        better than an all-zero output); with levels ``median_rms_db``, ``median_rms_db_real``,
+        ``median_rms_db_diff`` (generated − real), ``median_abs_rms_db_diff``,
+        ``num_near_silent`` and ``near_silent_share`` (generated notes below
+        :data:`NEAR_SILENT_DB`) and ``num_near_silent_real``; with pitch columns
         ``pitch_accuracy`` (share within 50 cents, untracked notes counting as misses),
         ``median_abs_cents`` (over tracked notes), ``untracked_share``, and for the real notes
         ``pitch_accuracy_real``; with embeddings ``fd_logmel`` (None below ``min_fd_notes``).
@@ -297,6 +341,26 @@ def summarize_group(notes: Mapping[str, np.ndarray], mask: np.ndarray | None = N
     for key in SUMMARY_METRICS:
         if key in notes:
             out[key] = float(np.mean(np.asarray(notes[key])[mask]))
+    if "spectral_l1_silence" in notes:
+        silence = float(np.mean(np.asarray(notes["spectral_l1_silence"])[mask]))
+        out["spectral_l1_silence"] = silence
+        if "spectral_l1" in out:
+            # A ratio of means, not a mean of ratios: quiet notes, whose silence L1 is
+            # small, would otherwise dominate.
+            out["spectral_l1_vs_silence"] = out["spectral_l1"] / silence if silence > 0 else None
+    if "rms_db" in notes:
+        level = np.asarray(notes["rms_db"], dtype=np.float64)[mask]
+        out["median_rms_db"] = float(np.median(level))
+        out["num_near_silent"] = int((level < NEAR_SILENT_DB).sum())
+        out["near_silent_share"] = out["num_near_silent"] / n
+    if "rms_db_real" in notes:
+        level_real = np.asarray(notes["rms_db_real"], dtype=np.float64)[mask]
+        out["median_rms_db_real"] = float(np.median(level_real))
+        out["num_near_silent_real"] = int((level_real < NEAR_SILENT_DB).sum())
+        if "rms_db" in notes:
+            diff = level - level_real
+            out["median_rms_db_diff"] = float(np.median(diff))
+            out["median_abs_rms_db_diff"] = float(np.median(np.abs(diff)))
     if "cents" in notes:
         cents = np.asarray(notes["cents"], dtype=np.float64)[mask]
         tracked = np.isfinite(cents)
@@ -345,40 +409,174 @@ MRSTFT_DESCRIPTION = (
     "mean over STFT sizes (n_fft, hop) " + ", ".join(f"({a}, {b})" for a, b in MRSTFT_RESOLUTIONS)
     + f" of spectral convergence + mean |log max(|S|, {MRSTFT_EPS:g}) - log max(|S_hat|, {MRSTFT_EPS:g})|.")
 
+LOUDNESS_DESCRIPTION = (
+    "RMS level of the whole 4 s note in dBFS (20 log10 RMS; a full-scale square wave is 0 dBFS; "
+    f"digital silence is given {RMS_DB_FLOOR:g}); gen − real is the generated note's level minus "
+    f"the real note's, per note, then the median; a generated note below {NEAR_SILENT_DB:g} dBFS "
+    "is near-silent.")
+SILENCE_DESCRIPTION = (
+    "silence's L1 is Table 1's spectral L1 of an all-zero output against the same real notes; "
+    "L1 / silence's is the model's mean spectral L1 over silence's: 1 or more means the model "
+    "scores no better than outputting nothing.")
+
 _COLUMNS = (("num_notes", "notes", "{:d}"), ("wav_mse", "wav MSE", "{:.5f}"),
             ("spectral_l1", "spectral L1", "{:.4f}"), ("mrstft", "MR-STFT", "{:.4f}"),
-            ("pitch_accuracy", "pitch acc.", "{:.1%}"), ("median_abs_cents", "median |cents|", "{:.1f}"),
+            ("pitch_accuracy", "pitch acc.", "{:.1%}"), ("median_abs_cents", "median \\|cents\\|", "{:.1f}"),
             ("pitch_accuracy_real", "pitch acc. (real)", "{:.1%}"), ("fd_logmel", "FD logmel", "{:.3f}"))
+# Loudness and the silence baseline, per group: what a listener notices first.
+LEVEL_COLUMNS = (("num_notes", "notes", "{:d}"), ("median_rms_db", "RMS dBFS", "{:.1f}"),
+                 ("median_rms_db_real", "real RMS dBFS", "{:.1f}"),
+                 ("median_rms_db_diff", "gen − real dB", "{:+.1f}"),
+                 ("median_abs_rms_db_diff", "\\|gen − real\\| dB", "{:.1f}"),
+                 ("num_near_silent", "near-silent", "{:d}"), ("near_silent_share", "near-silent share", "{:.0%}"),
+                 ("spectral_l1", "spectral L1", "{:.4f}"), ("spectral_l1_silence", "silence's L1", "{:.4f}"),
+                 ("spectral_l1_vs_silence", "L1 / silence's", "{:.2f}"))
+_LEVEL_KEYS = ("median_rms_db", "median_rms_db_real")
 
 
-def _cell(value: Any, fmt: str) -> str:
+def _cell(value: Any, fmt: str, key: str = "") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
+    if key in _LEVEL_KEYS and value <= RMS_DB_FLOOR:
+        return "silent"
     return fmt.format(value)
 
 
-def markdown_table(rows: Mapping[str, Mapping[str, Any]], first: str) -> str:
-    """A Markdown table of summaries, one row per key of ``rows``; absent columns are left out."""
-    present = [c for c in _COLUMNS if any(c[0] in r for r in rows.values())]
+def markdown_table(rows: Mapping[str, Mapping[str, Any]], first: str,
+                   columns: Sequence[tuple[str, str, str]] = _COLUMNS) -> str:
+    """A Markdown table of summaries, one row per key of ``rows``; absent columns are left out.
+
+    Args:
+        rows: ``{row name: summary}`` (:func:`summarize_group`'s fields).
+        first: the first column's heading.
+        columns: ``(key, heading, format)`` triples; the default is the Table 1, MR-STFT, pitch
+            and FD columns, :data:`LEVEL_COLUMNS` the loudness and silence ones.
+    """
+    present = [c for c in columns if any(c[0] in r for r in rows.values())]
     lines = ["| " + " | ".join([first] + [c[1] for c in present]) + " |",
              "| " + " | ".join(["---"] + ["---:"] * len(present)) + " |"]
     for name, row in rows.items():
-        lines.append("| " + " | ".join([str(name)] + [_cell(row.get(k), f) for k, _, f in present]) + " |")
+        lines.append("| " + " | ".join([str(name)] + [_cell(row.get(k), f, k) for k, _, f in present]) + " |")
     return "\n".join(lines)
+
+
+def _share(count: int | None, total: int) -> str:
+    return "–" if count is None else f"{count} of {total} ({count / total:.0%})" if total else "–"
+
+
+# The rows of :func:`listener_table`, by name; the quick start prints the short set.
+LISTENER_ROWS = ("in_tune", "level", "level_diff", "abs_level_diff", "near_silent", "spectral_l1",
+                 "spectral_l1_vs_silence")
+SHORT_LISTENER_ROWS = ("in_tune", "level_diff", "near_silent", "spectral_l1", "spectral_l1_vs_silence")
+
+
+def listener_table(overall: Mapping[str, Any], rows: Sequence[str] = LISTENER_ROWS) -> str:
+    """The model's scores beside the real notes' and an all-zero output's, as a Markdown table.
+
+    Args:
+        overall: one group's summary (:func:`summarize_group`).
+        rows: which of :data:`LISTENER_ROWS`; a row whose numbers are absent is left out.
+    Returns:
+        a table with columns *model*, *real notes*, *silence (all-zero output)*.
+    """
+    n = int(overall.get("num_notes") or 0)
+    g = overall.get
+
+    def level(key: str) -> str:
+        return _cell(g(key), "{:.1f}", key)
+
+    table = {
+        "in_tune": (f"in tune (f0 within {PITCH_TOLERANCE_CENTS:g} cents)", "pitch_accuracy",
+                    _cell(g("pitch_accuracy"), "{:.1%}"), _cell(g("pitch_accuracy_real"), "{:.1%}"), "0.0%"),
+        "level": ("median loudness (RMS dBFS)", "median_rms_db", level("median_rms_db"),
+                  level("median_rms_db_real"), "silent"),
+        "level_diff": ("median loudness difference, generated − real (dB)", "median_rms_db_diff",
+                       _cell(g("median_rms_db_diff"), "{:+.1f}"), "0.0", "−∞"),
+        "abs_level_diff": ("median \\|generated − real\\| (dB)", "median_abs_rms_db_diff",
+                           _cell(g("median_abs_rms_db_diff"), "{:.1f}"), "0.0", "∞"),
+        "near_silent": (f"near-silent notes (RMS below {NEAR_SILENT_DB:g} dBFS)", "num_near_silent",
+                        _share(g("num_near_silent"), n), _share(g("num_near_silent_real"), n), _share(n, n)),
+        "spectral_l1": ("spectral L1 (Table 1)", "spectral_l1", _cell(g("spectral_l1"), "{:.4f}"), "0.0000",
+                        _cell(g("spectral_l1_silence"), "{:.4f}")),
+        "spectral_l1_vs_silence": ("spectral L1 / silence's", "spectral_l1_vs_silence",
+                                   _cell(g("spectral_l1_vs_silence"), "{:.2f}"), "0.00", "1.00"),
+    }
+    lines = [f"| {n} notes | model | real notes | silence (all-zero output) |", "| --- | ---: | ---: | ---: |"]
+    for name in rows:
+        label, key, *cells = table[name]
+        if key in overall:
+            lines.append("| " + " | ".join([label, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def scores_like_silence(overall: Mapping[str, Any]) -> bool:
+    """True when the mean spectral L1 is no better than an all-zero output's (within :data:`SILENCE_RTOL`)."""
+    ratio = overall.get("spectral_l1_vs_silence")
+    return ratio is not None and ratio >= 1.0 - SILENCE_RTOL
+
+
+def listener_verdict(overall: Mapping[str, Any]) -> list[str]:
+    """Plain sentences on what a listener would notice, from one group's summary.
+
+    Says outright when the model scores no better than silence and when its notes are
+    near-silent; then the loudness gap and pitch accuracy against the real notes.
+    """
+    g = overall.get
+    n = int(g("num_notes") or 0)
+    out: list[str] = []
+    if g("spectral_l1_vs_silence") is not None:
+        if scores_like_silence(overall):
+            out.append(f"**No better than silence**: the mean spectral L1 ({g('spectral_l1'):.4f}) is "
+                       f"{g('spectral_l1_vs_silence'):.2f} times that of an all-zero output on the same notes "
+                       f"({g('spectral_l1_silence'):.4f}); by Table 1's measure this model has learnt nothing.")
+        else:
+            out.append(f"Better than silence: the mean spectral L1 ({g('spectral_l1'):.4f}) is "
+                       f"{g('spectral_l1_vs_silence'):.2f} times an all-zero output's ({g('spectral_l1_silence'):.4f}).")
+    if g("num_near_silent") is not None and n:
+        k = g("num_near_silent")
+        if k == n:
+            out.append(f"**The model outputs near-silence**: all {n} generated notes are below "
+                       f"{NEAR_SILENT_DB:g} dBFS RMS.")
+        elif k:
+            out.append(f"{k} of {n} generated notes ({k / n:.0%}) are near-silent (below {NEAR_SILENT_DB:g} dBFS RMS).")
+        else:
+            out.append(f"No generated note is near-silent (below {NEAR_SILENT_DB:g} dBFS RMS).")
+    diff = g("median_rms_db_diff")
+    if diff is not None and g("median_rms_db_real") is not None:
+        side = "quieter" if diff < 0 else "louder"
+        out.append(f"Generated notes are a median {abs(diff):.1f} dB {side} than the real notes "
+                   f"(median level {_cell(g('median_rms_db'), '{:.1f}', 'median_rms_db')} against "
+                   f"{g('median_rms_db_real'):.1f} dBFS; median |difference| {g('median_abs_rms_db_diff'):.1f} dB).")
+    if g("pitch_accuracy") is not None:
+        real = g("pitch_accuracy_real")
+        out.append(f"{g('pitch_accuracy'):.0%} of generated notes are in tune (f0 within "
+                   f"{PITCH_TOLERANCE_CENTS:g} cents)" + (f", against {real:.0%} of the real notes with the same "
+                                                          "tracker." if real is not None else "."))
+    return out
+
+
+def listener_summary(overall: Mapping[str, Any], rows: Sequence[str] = LISTENER_ROWS) -> str:
+    """:func:`listener_verdict` as a bullet list, then :func:`listener_table`."""
+    verdict = listener_verdict(overall)
+    return "\n".join([f"- {line}" for line in verdict] + ([""] if verdict else []) + [listener_table(overall, rows)])
 
 
 def format_markdown(report: Mapping[str, Any]) -> str:
     """The Markdown form of an evaluation report (see :func:`evaluate_model`)."""
+    summary = report["summary"]
     parts = [f"# Evaluation of {report['model']}", "",
              f"- dataset: `{report['dataset']}`, split `{report['split']}`, {report['num_notes']} notes"
              + (f" (of {report['split_size']})" if report.get("split_size") else ""),
              f"- model: {report.get('model_class', '?')}"
              + (f", phase {report['phase']}" if report.get("phase") else ""),
              f"- wall time: {report.get('seconds', 0):.1f} s", "",
-             "## Overall", "", markdown_table({"all": report["summary"]["overall"]}, ""), "",
-             "## Per instrument family", "", markdown_table(report["summary"]["by_family"], "family"), "",
+             "## What a listener would notice", "", listener_summary(summary["overall"]), "",
+             "## Overall", "", markdown_table({"all": summary["overall"]}, ""), "",
+             "## Per instrument family", "", markdown_table(summary["by_family"], "family"), "",
+             *_level_table(summary["by_family"], "family"),
              "## Per pitch octave (C4 = MIDI 60 starts octave 4)", "",
-             markdown_table(report["summary"]["by_octave"], "octave"), "",
+             markdown_table(summary["by_octave"], "octave"), "",
+             *_level_table(summary["by_octave"], "octave"),
              "## Definitions", "",
              "- wav MSE, spectral L1: the paper's Table 1 columns; spectral L1 is the mean of "
              "|log(1+|STFT x|²) − log(1+|STFT x̂|²)| (n_fft 1024, hop 256).",
@@ -386,10 +584,19 @@ def format_markdown(report: Mapping[str, Any]) -> str:
              f"- pitch: {PITCH_DESCRIPTION} 'pitch acc. (real)' is the same tracker on the real notes: "
              "the ceiling the tracker allows on this data.",
              f"- FD logmel: Fréchet distance between Gaussians fitted to real and generated notes over "
-             f"{EMBEDDING_DESCRIPTION} Biased upward for small groups; compare only at equal note counts."]
+             f"{EMBEDDING_DESCRIPTION} Biased upward for small groups; compare only at equal note counts.",
+             f"- loudness: {LOUDNESS_DESCRIPTION}",
+             f"- silence: {SILENCE_DESCRIPTION}"]
     if report.get("figures"):
         parts += ["", "## Figures", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report["figures"]]
     return "\n".join(parts) + "\n"
+
+
+def _level_table(rows: Mapping[str, Mapping[str, Any]], first: str) -> list[str]:
+    """:data:`LEVEL_COLUMNS` as Markdown lines (with a blank line after), or none without level columns."""
+    if not any("median_rms_db" in r or "spectral_l1_silence" in r for r in rows.values()):
+        return []
+    return [markdown_table(rows, first, LEVEL_COLUMNS), ""]
 
 
 def _jsonable(value: Any) -> Any:
@@ -677,7 +884,9 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
         "num_notes": int(len(notes["note_str"])), "split_size": split_size, "max_notes": max_notes,
         "seed": seed, "summary": summarize(notes),
         "definitions": {"embedding": EMBEDDING_DESCRIPTION, "pitch": PITCH_DESCRIPTION,
-                        "mrstft": MRSTFT_DESCRIPTION, "pitch_tolerance_cents": PITCH_TOLERANCE_CENTS},
+                        "mrstft": MRSTFT_DESCRIPTION, "pitch_tolerance_cents": PITCH_TOLERANCE_CENTS,
+                        "loudness": LOUDNESS_DESCRIPTION, "silence": SILENCE_DESCRIPTION,
+                        "near_silent_db": NEAR_SILENT_DB, "rms_db_floor": RMS_DB_FLOOR},
     }
     paths: dict[str, Path] = {}
     if figures:
@@ -691,8 +900,11 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
         run_id = log_evaluation(report, paths, tracking_uri, experiment)
         report["mlflow_run_id"] = run_id
     overall = report["summary"]["overall"]
-    log.info("%s [%s], %d notes: spectral L1 %.4f, wav MSE %.5f; report in %s", model, split,
-             overall["num_notes"], overall["spectral_l1"], overall["wav_mse"], paths["markdown"])
+    log.info("%s [%s], %d notes: spectral L1 %.4f (silence's %.4f), wav MSE %.5f, %d near-silent; report in %s",
+             model, split, overall["num_notes"], overall["spectral_l1"], overall["spectral_l1_silence"],
+             overall["wav_mse"], overall["num_near_silent"], paths["markdown"])
+    if scores_like_silence(overall):
+        log.warning("%s scores no better than silence on %s [%s]", model, dataset, split)
     return EvaluationResult(report=report, notes=notes, paths=paths, run_id=run_id)
 
 

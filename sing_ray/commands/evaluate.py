@@ -11,7 +11,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Generate every note of a dataset split with MODEL and score it against the real note: "
         "wav MSE and spectral L1 (the paper's Table 1), a multi-resolution STFT distance, pitch "
         "accuracy (pyin f0 within 50 cents of the MIDI pitch) and a Fréchet distance over fixed "
-        "log-mel statistics (not FAD-VGGish); overall, per instrument family and per pitch octave. "
+        "log-mel statistics (not FAD-VGGish); RMS loudness in dBFS beside the real note's, near-silent "
+        "notes (below -60 dBFS) counted, and spectral L1 beside that of an all-zero output (a model "
+        "that scores like silence has learnt nothing); overall, per instrument family and per pitch octave. "
         "Writes OUT/evaluation.md, OUT/evaluation.json, OUT/evaluation_notes.csv and PNG figures, "
         "and logs them to MLflow. An Autoencoder checkpoint is scored on its reconstructions. "
         "See docs/evaluation.md.")
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import ray
 
     from ..errors import UserError
-    from ..evaluate import evaluate_model, markdown_table
+    from ..evaluate import evaluate_model, listener_summary, markdown_table
     from ..runtime import init_ray
 
     if args.max_notes is not None and args.max_notes < 1:
@@ -67,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if started:
             ray.shutdown()
-    print(markdown_table({"all": result.report["summary"]["overall"]}, args.split))
+    overall = result.report["summary"]["overall"]
+    print(listener_summary(overall))
+    print()
+    print(markdown_table({"all": overall}, args.split))
     print(f"report: {result.paths['markdown']}")
     if result.run_id:
         print(f"MLflow run: {result.run_id}")

@@ -122,3 +122,92 @@ def test_keep_note_is_stable_and_near_the_fraction():
     kept = [n for n in names if ev.keep_note(n, 0.25, seed=3)]
     assert kept == [n for n in names if ev.keep_note(n, 0.25, seed=3)]
     assert 400 < len(kept) < 600
+
+
+def test_half_scale_copy_is_six_db_quieter_and_silence_is_near_silent():
+    real = np.stack([harmonic(60), harmonic(64, seed=1)])
+    generated = np.stack([0.5 * real[0], np.zeros_like(real[1])])
+    m = ev.note_metrics(generated, real, [60, 64], with_pitch=False, with_reference_pitch=False,
+                        with_embedding=False)
+    expected_real = 20 * np.log10(np.sqrt(np.mean(real.astype(np.float64) ** 2, axis=1)))
+    assert m["rms_db_real"] == pytest.approx(expected_real, abs=1e-6)
+    # Half the amplitude: 20 log10(0.5) = -6.02 dB, whatever the note.
+    assert m["rms_db_diff"][0] == pytest.approx(-6.0206, abs=1e-3)
+    assert m["rms_db"][0] == pytest.approx(m["rms_db_real"][0] - 6.0206, abs=1e-3)
+    # Digital silence sits at the floor, far below the near-silent line.
+    assert m["rms_db"][1] == ev.RMS_DB_FLOOR < ev.NEAR_SILENT_DB
+    # Silence's spectral L1 is the mean of l(x), and an all-zero output scores it exactly.
+    assert m["spectral_l1_silence"] == pytest.approx(
+        log_power(torch.from_numpy(real)).double().mean(dim=(-1, -2)).numpy(), rel=1e-5)
+    assert m["spectral_l1"][1] == m["spectral_l1_silence"][1]
+    assert m["spectral_l1"][0] < m["spectral_l1_silence"][0]
+    assert ev.rms_dbfs(np.full(100, 0.5)) == pytest.approx(-6.0206, abs=1e-3)
+
+
+def _level_notes(generated: np.ndarray, real: np.ndarray, pitches) -> dict:
+    m = ev.note_metrics(generated, real, pitches, with_embedding=False)
+    k = len(real)
+    return {"note_str": np.array([f"n{i}" for i in range(k)]), "instrument_family_str": np.array(["flute"] * k),
+            "pitch": np.asarray(pitches), "velocity": np.full(k, 100), **m}
+
+
+def test_silent_model_summary_says_no_better_than_silence(tmp_path):
+    real = np.stack([harmonic(p, seed=p) for p in (48, 60, 67)])
+    s = ev.summarize(_level_notes(np.zeros_like(real), real, [48, 60, 67]))["overall"]
+    assert s["num_near_silent"] == 3 and s["near_silent_share"] == 1.0 and s["num_near_silent_real"] == 0
+    assert s["spectral_l1_vs_silence"] == 1.0 and ev.scores_like_silence(s)
+    assert s["median_rms_db"] == ev.RMS_DB_FLOOR
+    assert s["pitch_accuracy"] == 0.0 and s["pitch_accuracy_real"] == 1.0
+    verdict = " ".join(ev.listener_verdict(s))
+    assert "**No better than silence**" in verdict and "**The model outputs near-silence**" in verdict
+    table = ev.listener_table(s)
+    assert "| near-silent notes (RMS below -60 dBFS) | 3 of 3 (100%) | 0 of 3 (0%) | 3 of 3 (100%) |" in table
+    assert "| spectral L1 / silence's | 1.00 | 0.00 | 1.00 |" in table
+    assert "| median loudness (RMS dBFS) | silent |" in table
+
+
+def test_half_scale_model_summary_and_report(tmp_path):
+    real = np.stack([harmonic(p, seed=p) for p in (48, 60, 67)])
+    notes = _level_notes(0.5 * real, real, [48, 60, 67])
+    summary = ev.summarize(notes)
+    s = summary["overall"]
+    assert s["median_rms_db_diff"] == pytest.approx(-6.0206, abs=1e-3)
+    assert s["median_abs_rms_db_diff"] == pytest.approx(6.0206, abs=1e-3)
+    assert s["median_rms_db"] == pytest.approx(s["median_rms_db_real"] - 6.0206, abs=1e-3)
+    assert s["num_near_silent"] == 0 and s["near_silent_share"] == 0.0
+    assert s["spectral_l1_silence"] == pytest.approx(float(notes["spectral_l1_silence"].mean()))
+    assert s["spectral_l1_vs_silence"] == pytest.approx(s["spectral_l1"] / s["spectral_l1_silence"])
+    assert 0 < s["spectral_l1_vs_silence"] < 1 and not ev.scores_like_silence(s)
+    assert s["pitch_accuracy"] == 1.0
+    verdict = " ".join(ev.listener_verdict(s))
+    assert "a median 6.0 dB quieter than the real notes" in verdict and "No better than silence" not in verdict
+    report = {"model": "m.pt", "dataset": "ds", "split": "test", "num_notes": 3, "summary": summary}
+    paths = ev.write_report(report, tmp_path, notes)
+    text = paths["markdown"].read_text()
+    assert "## What a listener would notice" in text
+    assert "| median loudness difference, generated − real (dB) | -6.0 | 0.0 | −∞ |" in text
+    # Per family: the loudness and silence columns, real beside generated.
+    assert "| flute | 3 | " in text and "silence's L1" in text and "| -6.0 | 6.0 | 0 | 0% |" in text
+    saved = json.loads(paths["json"].read_text())["summary"]["overall"]
+    for key in ("median_rms_db", "median_rms_db_real", "median_rms_db_diff", "median_abs_rms_db_diff",
+                "spectral_l1_silence", "spectral_l1_vs_silence", "num_near_silent", "near_silent_share"):
+        assert saved[key] == pytest.approx(s[key]), key
+    header = paths["notes"].read_text().splitlines()[0].split(",")
+    assert {"rms_db", "rms_db_real", "rms_db_diff", "spectral_l1_silence"} <= set(header)
+
+
+def test_log_evaluation_logs_the_listener_metrics(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    real = np.stack([harmonic(60), harmonic(64, seed=1)])
+    notes = _level_notes(np.stack([0.5 * real[0], np.zeros_like(real[1])]), real, [60, 64])
+    report = {"model": "m.pt", "dataset": "ds", "split": "test", "num_notes": 2, "summary": ev.summarize(notes)}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = ev.log_evaluation(report, ev.write_report(report, tmp_path / "rep"), uri, "eval-test")
+    metrics = mlflow.MlflowClient(uri).get_run(run_id).data.metrics
+    assert metrics["test_num_near_silent"] == 1 and metrics["test_near_silent_share"] == 0.5
+    overall = report["summary"]["overall"]
+    for key in ("median_rms_db", "median_rms_db_real", "median_rms_db_diff", "median_abs_rms_db_diff",
+                "spectral_l1_silence", "spectral_l1_vs_silence"):
+        assert metrics[f"test_{key}"] == pytest.approx(overall[key]), key
