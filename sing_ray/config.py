@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -23,7 +25,9 @@ import yaml
 
 PHASES = ("autoencoder", "sequence", "finetune")
 PRESETS = ("paper", "small", "tiny")
-LOSSES = ("spectral", "wav")
+# The terms a loss expression (``train.loss``) may sum; sing_ray.losses builds each.
+LOSS_TERMS = ("spectral", "wav", "mrstft", "loudness")
+LOSSES = LOSS_TERMS
 SPECTRAL_DISTANCES = ("l1", "mse")
 
 
@@ -64,16 +68,28 @@ class PhaseConfig:
 class TrainConfig:
     """What is trained and how."""
 
-    loss: str = "spectral"        # spectral | wav
-    spectral_distance: str = "l1"  # l1 | mse
-    n_fft: int = 1024
+    # A weighted sum of terms (spectral, wav, mrstft, loudness), e.g. "spectral" (the
+    # paper's) or "mrstft + 0.5*spectral + 0.05*wav"; see parse_loss and docs/training.md.
+    loss: str = "spectral"
+    spectral_distance: str = "l1"  # spectral term: l1 | mse
+    log_offset: float = 1.0       # spectral term: log(log_offset + |STFT|^2); 1.0 is the paper's
+    n_fft: int = 1024             # spectral and loudness terms: STFT size / frame length
     hop_length: int = 256
+    # mrstft term (auraloss.freq.MultiResolutionSTFTLoss): hop fft // 4, window fft.
+    mrstft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64)
+    mrstft_eps: float = 1e-7      # floor of the power |STFT|^2 before the log (auraloss's eps)
     truncated_steps: int = 32     # truncated back-propagation through time (sequence phase)
     seed: int = 1234
     num_examples: int = 4         # generated notes logged per phase
     autoencoder: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=50))
     sequence: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=50))
     finetune: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=20))
+
+    def __post_init__(self) -> None:
+        # YAML and JSON give lists; a tuple keeps the dataclass hashable and equal to
+        # itself after an asdict / config_from_dict round trip.
+        if isinstance(self.mrstft_fft_sizes, list):
+            object.__setattr__(self, "mrstft_fft_sizes", tuple(self.mrstft_fft_sizes))
 
     def phase(self, name: str) -> PhaseConfig:
         if name not in PHASES:
@@ -105,12 +121,7 @@ class Config:
     def validate(self) -> "Config":
         """Check values that would otherwise fail deep inside a worker. Returns self."""
         m, t, r = self.model, self.train, self.run
-        if t.loss not in LOSSES:
-            raise ConfigError(f"train.loss: {t.loss!r} is not one of {', '.join(LOSSES)}")
-        if t.spectral_distance not in SPECTRAL_DISTANCES:
-            raise ConfigError(
-                f"train.spectral_distance: {t.spectral_distance!r} is not one of "
-                f"{', '.join(SPECTRAL_DISTANCES)}")
+        _validate_loss(t, m)
         for name in ("dimension", "channels", "kernel_size", "stride", "context_size",
                      "hidden_size", "num_layers", "wav_length"):
             if getattr(m, name) <= 0:
@@ -156,6 +167,80 @@ class Config:
         return (m.wav_length + 2 * m.pad - m.kernel_size) // m.stride + 1
 
 
+_WEIGHT = r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_TERM = re.compile(rf"(?:(?P<weight>{_WEIGHT})\s*\*\s*)?(?P<name>[A-Za-z_]\w*)")
+_LOSS_EXAMPLE = "e.g. 'spectral' or 'mrstft + 0.5*spectral + 0.05*wav'"
+
+
+def parse_loss(expression: str) -> tuple[tuple[str, float], ...]:
+    """Parse a loss expression: a sum of terms ``NAME`` or ``WEIGHT*NAME``.
+
+    ``"mrstft + 0.5*spectral"`` -> ``(("mrstft", 1.0), ("spectral", 0.5))``. Names are
+    :data:`LOSS_TERMS`; weights are positive decimal numbers (``0.5``, ``2``, ``1e-2``);
+    each name appears at most once. The terms keep the expression's order.
+
+    Raises:
+        ConfigError: naming the bad term and listing the known ones.
+    """
+    if not isinstance(expression, str) or not expression.strip():
+        raise ConfigError(f"train.loss: expected a sum of loss terms ({_LOSS_EXAMPLE}), got {expression!r}")
+    if re.search(r"(?<![0-9.][eE])-", expression):
+        raise ConfigError(f"train.loss: {expression!r}: terms are added with positive weights; "
+                          f"'-' is not allowed ({_LOSS_EXAMPLE})")
+    known = ", ".join(LOSS_TERMS)
+    terms: dict[str, float] = {}
+    # Split on '+', but not on the sign of an exponent (1e+2).
+    for part in re.split(r"(?<![0-9.][eE])\+", expression):
+        text = part.strip()
+        match = _TERM.fullmatch(text)
+        if not text or match is None:
+            what = "an empty term" if not text else f"term {text!r}"
+            raise ConfigError(f"train.loss: {what} in {expression!r}; each term is NAME or WEIGHT*NAME "
+                              f"with NAME one of {known} ({_LOSS_EXAMPLE})")
+        name, weight_text = match["name"], match["weight"]
+        if name not in LOSS_TERMS:
+            close = difflib.get_close_matches(name, LOSS_TERMS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"train.loss: unknown term {name!r} in {expression!r}{hint}; "
+                              f"known terms: {known}")
+        weight = 1.0 if weight_text is None else float(weight_text)
+        if not (math.isfinite(weight) and weight > 0):
+            raise ConfigError(f"train.loss: the weight of {name!r} in {expression!r} must be a positive "
+                              f"number, got {weight_text}")
+        if name in terms:
+            raise ConfigError(f"train.loss: term {name!r} appears twice in {expression!r}; "
+                              "give it once, with the summed weight")
+        terms[name] = weight
+    return tuple(terms.items())
+
+
+def _validate_loss(t: "TrainConfig", m: "ModelConfig") -> None:
+    terms = dict(parse_loss(t.loss))
+    if t.spectral_distance not in SPECTRAL_DISTANCES:
+        raise ConfigError(
+            f"train.spectral_distance: {t.spectral_distance!r} is not one of "
+            f"{', '.join(SPECTRAL_DISTANCES)}")
+    for name in ("n_fft", "hop_length"):
+        value = getattr(t, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
+    for name in ("log_offset", "mrstft_eps"):
+        value = getattr(t, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and value > 0):
+            raise ConfigError(f"train.{name} must be a positive number, got {value!r}")
+    sizes = t.mrstft_fft_sizes
+    if not isinstance(sizes, tuple) or not sizes or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 4 for n in sizes):
+        raise ConfigError(f"train.mrstft_fft_sizes must be a non-empty list of FFT sizes >= 4 "
+                          f"(e.g. 2048,1024,512), got {sizes!r}")
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"train.mrstft_fft_sizes: {sizes!r} lists a size twice")
+    if "mrstft" in terms and max(sizes) > m.wav_length:
+        raise ConfigError(f"train.mrstft_fft_sizes: {max(sizes)} is longer than a note "
+                          f"(model.wav_length {m.wav_length})")
+
+
 def _from_mapping(cls, data: Mapping[str, Any], where: str):
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
@@ -169,6 +254,12 @@ def _from_mapping(cls, data: Mapping[str, Any], where: str):
         default = getattr(cls(), key) if key in known else None
         if is_dataclass(default):
             kwargs[key] = _from_mapping(type(default), value, f"{where}{key}.")
+        elif isinstance(default, float) and isinstance(value, str):
+            # PyYAML reads 1e-7 (no dot) as a string.
+            try:
+                kwargs[key] = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}{key}: expected float, got {value!r}") from None
         else:
             kwargs[key] = value
     return cls(**kwargs)
@@ -187,6 +278,15 @@ def _preset_dict(name: str) -> dict:
 
 
 def _parse_value(text: str, current: Any, key: str) -> Any:
+    if isinstance(current, tuple):
+        # "1024,512,256" (brackets allowed): items of the default's element type.
+        kind = type(current[0]) if current else str
+        items = [p.strip() for p in text.strip().strip("[]()").split(",") if p.strip()]
+        try:
+            return tuple(kind(p) for p in items)
+        except ValueError:
+            raise ConfigError(f"{key}: expected comma-separated {kind.__name__}s such as "
+                              f"{','.join(map(str, current))}, got {text!r}") from None
     if isinstance(current, bool):
         low = text.lower()
         if low in ("1", "true", "yes", "on"):
@@ -276,7 +376,7 @@ def flatten(cfg: Config | Mapping) -> dict[str, Any]:
 
 
 __all__ = [
-    "PHASES", "PRESETS", "LOSSES", "ConfigError", "ModelConfig", "PhaseConfig", "TrainConfig",
-    "RunConfig", "Config", "config_from_dict", "load_config", "apply_overrides", "flatten", "asdict",
+    "PHASES", "PRESETS", "LOSSES", "LOSS_TERMS", "ConfigError", "ModelConfig", "PhaseConfig", "TrainConfig",
+    "RunConfig", "parse_loss", "Config", "config_from_dict", "load_config", "apply_overrides", "flatten", "asdict",
     "dataclasses",
 ]

@@ -1,8 +1,9 @@
+import json
 from dataclasses import asdict
 
 import pytest
 
-from sing_ray.config import ConfigError, config_from_dict, flatten, load_config
+from sing_ray.config import ConfigError, TrainConfig, config_from_dict, flatten, load_config, parse_loss
 
 
 def test_presets_resolve_and_round_trip():
@@ -35,3 +36,66 @@ def test_overrides_and_their_errors(tmp_path):
     bad.write_text("model: {depth: 3}\n")
     with pytest.raises(ConfigError, match="model.depth"):
         load_config("tiny", path=bad)
+
+
+def test_loss_expressions_parse_into_weighted_terms():
+    assert parse_loss("spectral") == (("spectral", 1.0),)
+    assert parse_loss("wav") == (("wav", 1.0),)
+    assert parse_loss("mrstft + 0.5*spectral + 0.05*wav") == (("mrstft", 1.0), ("spectral", 0.5), ("wav", 0.05))
+    assert parse_loss(" spectral+0.02 * loudness ") == (("spectral", 1.0), ("loudness", 0.02))
+    assert parse_loss("1e-2*wav + 2*mrstft + .5*loudness") == (("wav", 0.01), ("mrstft", 2.0), ("loudness", 0.5))
+    cfg = load_config("tiny", overrides=["train.loss=mrstft + 0.5*spectral"])
+    assert cfg.train.loss == "mrstft + 0.5*spectral"
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("cosine", "unknown term 'cosine' in 'cosine'; known terms: spectral, wav, mrstft, loudness"),
+    ("mrstft + 0.5*spectrl", r"unknown term 'spectrl' .*\(did you mean spectral\?\)"),
+    ("spectral + 0.5*spectral", "term 'spectral' appears twice"),
+    ("0*wav", "weight of 'wav' .* must be a positive number, got 0"),
+    ("spectral - 0.1*wav", "'-' is not allowed"),
+    ("-1*wav", "'-' is not allowed"),
+    ("spectral +", r"an empty term in 'spectral \+'"),
+    ("spectral*0.5", r"term 'spectral\*0.5' .* NAME or WEIGHT\*NAME"),
+    ("0.5 mrstft", "term '0.5 mrstft'"),
+    ("", "expected a sum of loss terms"),
+])
+def test_bad_loss_expressions_name_the_term(expression, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_loss(expression)
+    with pytest.raises(ConfigError, match="train.loss"):
+        load_config("tiny", overrides=[f"train.loss={expression}"])
+
+
+def test_loss_fields_from_yaml_set_and_round_trips(tmp_path):
+    default = load_config("paper").train
+    assert (default.loss, default.log_offset, default.spectral_distance) == ("spectral", 1.0, "l1")
+    assert default.mrstft_fft_sizes == (2048, 1024, 512, 256, 128, 64) and default.mrstft_eps == 1e-7
+    path = tmp_path / "c.yaml"
+    # PyYAML reads 1e-6 (no dot) as a string; float fields take it.
+    path.write_text("train:\n  loss: mrstft + 0.5*spectral\n  mrstft_fft_sizes: [1024, 256]\n"
+                    "  mrstft_eps: 1e-6\n  log_offset: 0.01\n")
+    cfg = load_config("tiny", path=path)
+    assert (cfg.train.mrstft_fft_sizes, cfg.train.mrstft_eps, cfg.train.log_offset) == ((1024, 256), 1e-6, 0.01)
+    cfg = load_config("tiny", path=path, overrides=["train.mrstft_fft_sizes=1024,512,256"])
+    assert cfg.train.mrstft_fft_sizes == (1024, 512, 256)
+    assert load_config("tiny", overrides=["train.mrstft_fft_sizes=[512, 64]"]).train.mrstft_fft_sizes == (512, 64)
+    assert config_from_dict(asdict(cfg)) == cfg
+    assert config_from_dict(json.loads(json.dumps(asdict(cfg)))) == cfg   # lists, as a JSON config gives
+    assert TrainConfig(mrstft_fft_sizes=[512, 64]) == TrainConfig(mrstft_fft_sizes=(512, 64))
+    flat = flatten(cfg)
+    assert flat["train.mrstft_fft_sizes"] == (1024, 512, 256) and flat["train.loss"] == "mrstft + 0.5*spectral"
+    assert str(flat["train.mrstft_fft_sizes"]) == "(1024, 512, 256)"   # the MLflow param
+    with pytest.raises(ConfigError, match="expected comma-separated ints"):
+        load_config("tiny", overrides=["train.mrstft_fft_sizes=1024,big"])
+    with pytest.raises(ConfigError, match="non-empty list of FFT sizes"):
+        load_config("tiny", overrides=["train.mrstft_fft_sizes="])
+    with pytest.raises(ConfigError, match="lists a size twice"):
+        load_config("tiny", overrides=["train.mrstft_fft_sizes=512,512"])
+    with pytest.raises(ConfigError, match="longer than a note"):
+        load_config("tiny", overrides=["train.loss=mrstft", "train.mrstft_fft_sizes=131072"])
+    with pytest.raises(ConfigError, match="train.log_offset must be a positive number"):
+        load_config("tiny", overrides=["train.log_offset=0"])
+    with pytest.raises(ConfigError, match="train.mrstft_eps must be a positive number"):
+        load_config("tiny", overrides=["train.mrstft_eps=-1"])
+
