@@ -36,11 +36,18 @@ def stft_magnitude(wav: torch.Tensor, n_fft: int = 1024, hop_length: int = 256) 
     return mag[0] if squeeze else mag
 
 
-def log_power(wav: torch.Tensor, n_fft: int = 1024, hop_length: int = 256) -> torch.Tensor:
-    """``l(x) = log(1 + |STFT(x)|^2)``: the representation SING's spectral loss compares.
+def log_power(wav: torch.Tensor, n_fft: int = 1024, hop_length: int = 256,
+              offset: float = 1.0) -> torch.Tensor:
+    """``l(x) = log(offset + |STFT(x)|^2)``: the representation SING's spectral loss compares.
+
+    ``offset`` 1.0 is the paper's ``log(1 + |STFT(x)|^2)`` (computed with ``log1p``,
+    the same numbers as before the offset existed). A smaller offset lowers the floor
+    below which quiet bins all look alike: with 1.0, a bin whose power is far below 1
+    (a near-silent output) contributes ``log(1 + p) ~ p``, whose gradient vanishes.
 
     Args:
         wav: (B, T) waveform in [-1, 1].
+        offset: positive; added to the power before the log.
     Returns:
         (B, n_fft // 2 + 1, frames).
     """
@@ -53,7 +60,31 @@ def log_power(wav: torch.Tensor, n_fft: int = 1024, hop_length: int = 256) -> to
     # |z|^2 from real and imaginary parts: abs() then square has an infinite
     # gradient at 0, which silence in the target would hit.
     power = spec.real.square() + spec.imag.square()
-    out = torch.log1p(power)
+    out = torch.log1p(power) if offset == 1.0 else torch.log(power + offset)
+    return out[0] if squeeze else out
+
+
+def log_rms(wav: torch.Tensor, frame_length: int = 1024, hop_length: int = 256,
+            floor: float = 1e-5) -> torch.Tensor:
+    """Natural log of the RMS amplitude of each frame: a loudness envelope.
+
+    Frames are rectangular, ``frame_length`` long, every ``hop_length`` samples,
+    centred as the STFT's (``frame_length // 2`` zeros on each side). The floor is
+    added in power, ``log(sqrt(mean(x^2) + floor^2))``, so the envelope is smooth and
+    bottoms out at ``log(floor)`` (1e-5: -100 dBFS) instead of minus infinity.
+
+    Args:
+        wav: (B, T) or (T,) waveform.
+    Returns:
+        (B, 1 + T // hop_length) for an even ``frame_length`` (or (frames,)).
+    """
+    squeeze = wav.dim() == 1
+    if squeeze:
+        wav = wav.unsqueeze(0)
+    half = frame_length // 2
+    power = F.pad(wav.square().unsqueeze(1), (half, half))
+    mean_square = F.avg_pool1d(power, frame_length, hop_length).squeeze(1)
+    out = 0.5 * torch.log(mean_square + floor * floor)
     return out[0] if squeeze else out
 
 

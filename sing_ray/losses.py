@@ -1,21 +1,33 @@
-"""SING's losses and the evaluation metrics of the paper's Table 1."""
+"""SING's losses, the other training losses, and the evaluation metrics of the paper's Table 1.
+
+A training loss is a weighted sum of terms named by ``train.loss``
+(``"spectral"``, ``"mrstft + 0.5*spectral + 0.05*wav"``; the syntax is
+:func:`sing_ray.config.parse_loss`). Each term is a small ``nn.Module`` whose
+arguments are its constructor's; :func:`build_loss` turns the config into one
+:class:`WeightedLoss`. The paper's loss is the term ``spectral`` with the default
+``log_offset`` of 1.0.
+"""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .dsp import log_power
+from .config import SPECTRAL_DISTANCES, TrainConfig, parse_loss
+from .dsp import log_power, log_rms
+
+MRSTFT_FFT_SIZES = (2048, 1024, 512, 256, 128, 64)
 
 
 def spectral_loss(output: torch.Tensor, target: torch.Tensor, n_fft: int = 1024,
-                  hop_length: int = 256, distance: str = "l1") -> torch.Tensor:
-    """``|| l(x_hat) - l(x) ||`` with ``l(x) = log(1 + |STFT x|^2)``, averaged over bins.
+                  hop_length: int = 256, distance: str = "l1", log_offset: float = 1.0) -> torch.Tensor:
+    """``|| l(x_hat) - l(x) ||`` with ``l(x) = log(log_offset + |STFT x|^2)``, averaged over bins.
 
     Comparing log power spectra ignores phase, which the paper shows matters:
     the decoder may shift partials in phase freely, which a waveform loss
-    punishes for no audible reason.
+    punishes for no audible reason. ``log_offset`` 1.0 is the paper's ``log(1 + p)``.
 
     Args:
         output, target: (B, T) waveforms.
@@ -23,13 +35,11 @@ def spectral_loss(output: torch.Tensor, target: torch.Tensor, n_fft: int = 1024,
     Returns:
         scalar tensor.
     """
-    a = log_power(output, n_fft, hop_length)
-    b = log_power(target, n_fft, hop_length)
-    if distance == "l1":
-        return F.l1_loss(a, b)
-    if distance == "mse":
-        return F.mse_loss(a, b)
-    raise ValueError(f"unknown spectral distance {distance!r}; expected l1 or mse")
+    if distance not in SPECTRAL_DISTANCES:
+        raise ValueError(f"unknown spectral distance {distance!r}; expected l1 or mse")
+    a = log_power(output, n_fft, hop_length, log_offset)
+    b = log_power(target, n_fft, hop_length, log_offset)
+    return F.l1_loss(a, b) if distance == "l1" else F.mse_loss(a, b)
 
 
 def wav_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -37,14 +47,165 @@ def wav_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(output, target)
 
 
-def build_loss(loss: str = "spectral", spectral_distance: str = "l1", n_fft: int = 1024,
-               hop_length: int = 256) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The training loss named by the config (``train.loss``)."""
-    if loss == "spectral":
-        return lambda out, ref: spectral_loss(out, ref, n_fft, hop_length, spectral_distance)
-    if loss == "wav":
-        return wav_loss
-    raise ValueError(f"unknown loss {loss!r}; expected spectral or wav")
+class SpectralLoss(nn.Module):
+    """The paper's loss: :func:`spectral_loss` (term ``spectral``).
+
+    At a near-silent output its gradient vanishes: a bin of power ``p << log_offset``
+    contributes ``log(log_offset + p) ~ log(log_offset) + p / log_offset``, whose
+    derivative in the waveform is proportional to the bin's amplitude. A model that
+    falls quiet early in training gets almost no push back (docs/training.md, Silence).
+    """
+
+    def __init__(self, n_fft: int = 1024, hop_length: int = 256, distance: str = "l1",
+                 log_offset: float = 1.0):
+        super().__init__()
+        if distance not in SPECTRAL_DISTANCES:
+            raise ValueError(f"unknown spectral distance {distance!r}; expected l1 or mse")
+        if not log_offset > 0:
+            raise ValueError(f"log_offset must be positive, got {log_offset}")
+        self.n_fft, self.hop_length, self.distance, self.log_offset = n_fft, hop_length, distance, log_offset
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Args: (B, T) waveforms. Returns: scalar."""
+        return spectral_loss(output, target, self.n_fft, self.hop_length, self.distance, self.log_offset)
+
+
+class WavLoss(nn.Module):
+    """:func:`wav_loss`, mean squared error on waveforms (term ``wav``)."""
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Args: (B, T) waveforms. Returns: scalar."""
+        return wav_loss(output, target)
+
+
+class MRSTFTLoss(nn.Module):
+    """auraloss's multi-resolution STFT loss (term ``mrstft``) on (B, T) waveforms.
+
+    For each FFT size (hop ``fft // 4``, Hann window of ``fft``): spectral convergence
+    ``||Y - X||_F / ||Y||_F`` plus the L1 distance of log magnitudes, averaged over the
+    resolutions (Yamamoto et al., 2019). Its log magnitude, floored at ``sqrt(eps)``,
+    has a gradient of ``1 / |X|`` at a quiet bin, so a near-silent output is pushed
+    towards the target's level, where the paper's ``log(1 + p)`` barely moves it.
+
+    Args:
+        fft_sizes: FFT sizes, largest first by convention.
+        eps: floor of the power ``|STFT|^2`` (auraloss's ``eps``) before the log.
+    """
+
+    def __init__(self, fft_sizes: Sequence[int] = MRSTFT_FFT_SIZES, eps: float = 1e-7):
+        super().__init__()
+        # Imported here: only configs that use the term need auraloss loaded.
+        from auraloss.freq import MultiResolutionSTFTLoss
+
+        sizes = [int(n) for n in fft_sizes]
+        self.fft_sizes, self.eps = tuple(sizes), eps
+        self.inner = MultiResolutionSTFTLoss(
+            fft_sizes=sizes, hop_sizes=[n // 4 for n in sizes], win_lengths=sizes, window="hann_window",
+            w_sc=1.0, w_log_mag=1.0, w_lin_mag=0.0, w_phs=0.0, eps=eps)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Args: (B, T) waveforms (auraloss takes (B, C, T): one channel is added). Returns: scalar."""
+        return self.inner(output.unsqueeze(1), target.unsqueeze(1))
+
+
+class LoudnessLoss(nn.Module):
+    """L1 distance between frame loudness envelopes (term ``loudness``).
+
+    The envelope is :func:`sing_ray.dsp.log_rms`: the natural log of each frame's RMS
+    amplitude (``frame_length`` samples every ``hop_length``), floored smoothly at
+    ``floor`` (1e-5: -100 dBFS). A difference of 1 is a factor e (8.7 dB). Scaling the
+    output by ``g`` moves its envelope by ``log g`` in every frame above the floor, so
+    the level gets a gradient of the same size at any level, silence included.
+    """
+
+    def __init__(self, frame_length: int = 1024, hop_length: int = 256, floor: float = 1e-5):
+        super().__init__()
+        if not floor > 0:
+            raise ValueError(f"floor must be positive, got {floor}")
+        self.frame_length, self.hop_length, self.floor = frame_length, hop_length, floor
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Args: (B, T) waveforms. Returns: scalar."""
+        a = log_rms(output, self.frame_length, self.hop_length, self.floor)
+        b = log_rms(target, self.frame_length, self.hop_length, self.floor)
+        return F.l1_loss(a, b)
+
+
+class WeightedLoss(nn.Module):
+    """A weighted sum of named loss terms: ``sum(weight * term(output, target))``.
+
+    Args:
+        terms: ``{name: (weight, module)}`` in the expression's order.
+    """
+
+    def __init__(self, terms: Mapping[str, tuple[float, nn.Module]]):
+        super().__init__()
+        if not terms:
+            raise ValueError("a loss needs at least one term")
+        self.weights = {name: float(weight) for name, (weight, _) in terms.items()}
+        self.terms = nn.ModuleDict({name: module for name, (_, module) in terms.items()})
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Args: (B, T) waveforms. Returns: scalar, the weighted sum."""
+        return self._sum(self.components(output, target))
+
+    def components(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each term's value, unweighted: ``{name: scalar}`` (for logging each term)."""
+        return {name: module(output, target) for name, module in self.terms.items()}
+
+    def _sum(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        total = None
+        for name, value in values.items():
+            weight = self.weights[name]
+            # A lone term of weight 1 is returned as is: "spectral" is the paper's loss, bit for bit.
+            value = value if weight == 1.0 else weight * value
+            total = value if total is None else total + value
+        return total
+
+    def describe(self) -> str:
+        """The loss as an expression, e.g. ``mrstft + 0.5*spectral``."""
+        return " + ".join(name if w == 1.0 else f"{w:g}*{name}" for name, w in self.weights.items())
+
+    def extra_repr(self) -> str:
+        return self.describe()
+
+
+def build_loss_terms(train: TrainConfig) -> dict[str, tuple[float, nn.Module]]:
+    """The terms of ``train.loss``, each built from its ``train.*`` fields: ``{name: (weight, module)}``.
+
+    Raises:
+        ConfigError: an expression :func:`sing_ray.config.parse_loss` refuses.
+    """
+    def make(name: str) -> nn.Module:
+        if name == "spectral":
+            return SpectralLoss(train.n_fft, train.hop_length, train.spectral_distance, train.log_offset)
+        if name == "wav":
+            return WavLoss()
+        if name == "mrstft":
+            return MRSTFTLoss(train.mrstft_fft_sizes, train.mrstft_eps)
+        if name == "loudness":
+            return LoudnessLoss(train.n_fft, train.hop_length)
+        raise AssertionError(f"parse_loss admitted an unbuilt term {name!r}")
+
+    return {name: (weight, make(name)) for name, weight in parse_loss(train.loss)}
+
+
+def build_loss(train: TrainConfig | str = "spectral", **fields) -> WeightedLoss:
+    """The training loss ``loss(output, target) -> scalar`` that ``train.loss`` names.
+
+    Build it once per phase and call it every step (auraloss's modules are made here).
+
+    Args:
+        train: the ``TrainConfig``, or a loss expression with other ``TrainConfig``
+            fields as keywords: ``build_loss("spectral", spectral_distance="mse")``.
+    Returns:
+        a :class:`WeightedLoss`; (B, T) waveforms in, a scalar out.
+    """
+    if isinstance(train, str):
+        train = TrainConfig(loss=train, **fields)
+    elif fields:
+        raise TypeError("build_loss: keyword fields go with a loss expression, not a TrainConfig")
+    return WeightedLoss(build_loss_terms(train))
 
 
 @torch.no_grad()

@@ -18,8 +18,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="an ingested dataset folder or URI (sing-ray data ingest)")
     parser.add_argument("--preset", default="tiny", choices=PRESETS, help="model and training sizes")
     parser.add_argument("--config", default=None, metavar="YAML", help="a YAML file applied over the preset")
-    parser.add_argument("--loss", choices=("spectral", "wav"), default=None,
-                        help="training loss of the autoencoder and finetune phases (default: the preset's)")
+    parser.add_argument("--loss", default=None, metavar="EXPR",
+                        help="training loss of the autoencoder and finetune phases, a weighted sum of "
+                             "spectral, wav, mrstft, loudness: 'spectral' (the paper's), 'wav', "
+                             "'mrstft + 0.5*spectral' (default: the preset's)")
     parser.add_argument("--time-dim", type=int, default=None, metavar="N",
                         help="width of the time lookup table; 0 removes it (the paper's ablation)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",

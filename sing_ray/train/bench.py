@@ -140,8 +140,13 @@ def build_model(cfg: Config, phase: str) -> torch.nn.Module:
     return build_sing(cfg.model, NUM_INSTRUMENTS)
 
 
-def bench_step(cfg: Config, phase: str, model, optimizer, batch: dict[str, np.ndarray], device) -> torch.Tensor:
-    """One training step of ``phase`` on a numpy batch (conversion to tensors included)."""
+def bench_step(cfg: Config, phase: str, model, optimizer, batch: dict[str, np.ndarray], device,
+               loss_fn=None) -> torch.Tensor:
+    """One training step of ``phase`` on a numpy batch (conversion to tensors included).
+
+    ``loss_fn``: the phase's waveform loss, built once by the caller as the training loops
+    do (None: built here, from ``cfg.train``).
+    """
     symbols = (torch.from_numpy(batch["instrument"].astype(np.int64)).to(device),
                torch.from_numpy(batch["pitch"].astype(np.int64)).to(device),
                velocity_indices(torch.from_numpy(batch["velocity"].astype(np.int64)).to(device)))
@@ -150,7 +155,7 @@ def bench_step(cfg: Config, phase: str, model, optimizer, batch: dict[str, np.nd
         target = torch.from_numpy(np.array(batch["embedding"], dtype=np.float32)).to(device)
         return sequence_step(model, optimizer, *symbols, target, t.truncated_steps, F.mse_loss)
     wav = torch.from_numpy(np.array(batch["wav"], dtype=np.float32)).to(device)
-    loss_fn = build_loss(t.loss, t.spectral_distance, t.n_fft, t.hop_length)
+    loss_fn = loss_fn if loss_fn is not None else build_loss(t)
     if phase == "autoencoder":
         return autoencoder_step(model, optimizer, wav, loss_fn)
     return finetune_step(model, optimizer, *symbols, wav, loss_fn)
@@ -227,9 +232,10 @@ def plain_loop(cfg: Config, phase: str, rows: dict[str, np.ndarray], batch_size:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.phase(phase).lr)
     steps = steps or len(rows["pitch"]) // batch_size - warmup
     windows = _Windows(warmup, steps, device)
+    loss_fn = build_loss(cfg.train)
     for i, batch in enumerate(_slices(rows, batch_size)):
         windows.before(i)
-        loss = bench_step(cfg, phase, model, optimizer, batch, device)
+        loss = bench_step(cfg, phase, model, optimizer, batch, device, loss_fn)
         windows.after(i, loss)
     return windows.seconds, steps * batch_size, windows.cpu_seconds
 
@@ -251,9 +257,10 @@ def _ray_bench_loop(config: dict) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.phase(phase).lr)
     shard = ray.train.get_dataset_shard("train")
     windows = _Windows(warmup, config["steps"], str(device))
+    loss_fn = build_loss(cfg.train)
     for i, batch in enumerate(shard.iter_batches(batch_size=batch_size, batch_format="numpy", drop_last=True)):
         windows.before(i)
-        loss = bench_step(cfg, phase, model, optimizer, batch, device)
+        loss = bench_step(cfg, phase, model, optimizer, batch, device, loss_fn)
         windows.after(i, loss)
     metrics = {"seconds": windows.seconds, "cpu_seconds": windows.cpu_seconds,
                "notes": config["steps"] * batch_size}

@@ -279,7 +279,7 @@ def _autoencoder_spec(worker: Worker) -> PhaseSpec:
         return model(_wav(batch, w.device)), None
 
     return PhaseSpec(build=lambda w: build_autoencoder(w.cfg.model), train_batch=train_batch, predict=predict,
-                     loss_fn=build_loss(t.loss, t.spectral_distance, t.n_fft, t.hop_length))
+                     loss_fn=build_loss(t))
 
 
 def _sequence_spec(worker: Worker) -> PhaseSpec:
@@ -323,7 +323,7 @@ def _finetune_spec(worker: Worker) -> PhaseSpec:
         return model(*_symbols(batch, w.device)), None
 
     return PhaseSpec(build=build, train_batch=train_batch, predict=predict,
-                     loss_fn=build_loss(t.loss, t.spectral_distance, t.n_fft, t.hop_length))
+                     loss_fn=build_loss(t))
 
 
 # ---------------------------------------------------------------------------
