@@ -926,7 +926,6 @@ def draw_figures(checkpoint: bytes, info: Mapping, notes: Mapping[str, np.ndarra
     """
     from . import figures as fig
     from .checkpoint import load_model
-    from .data.dataset import WAV_COLUMN
 
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -934,15 +933,10 @@ def draw_figures(checkpoint: bytes, info: Mapping, notes: Mapping[str, np.ndarra
         model, _ = load_model(checkpoint)
         paths["instrument_embeddings"] = fig.plot_instrument_embeddings(
             model, info["instruments"], out / "instrument_embeddings.png")
-    chosen = fig.choose_grid_notes(notes, max_families, max_pitches)
-    if chosen:
-        real = fetch_notes(dataset, split, chosen)
-        fn, _ = build_note_model(checkpoint)
-        generated = fn(real["instrument_str"], real["pitch"], real["velocity"], real[WAV_COLUMN])
-        labels = [f"{s} ({fam})" for s, fam in zip(chosen, real["instrument_family_str"])]
-        paths["spectrograms"] = fig.plot_spectrogram_grid(
-            real[WAV_COLUMN], generated, labels, out / "spectrograms.png",
-            families=[str(f) for f in real["instrument_family_str"]], pitches=[int(p) for p in real["pitch"]])
+    sheet = draw_spectrogram_sheet(checkpoint, notes, dataset, split, out / "spectrograms.png",
+                                   max_families, max_pitches)
+    if sheet is not None:
+        paths["spectrograms"] = sheet
     if training_run:
         try:
             paths["training_curves"] = fig.plot_training_curves(training_run, out / "training_curves.png",
@@ -950,6 +944,38 @@ def draw_figures(checkpoint: bytes, info: Mapping, notes: Mapping[str, np.ndarra
         except UserError as err:
             log.warning("no training curves: %s", err)
     return paths
+
+
+def draw_spectrogram_sheet(checkpoint: bytes, notes: Mapping[str, np.ndarray], dataset: str, split: str,
+                           path: str | Path, max_families: int = 4, max_pitches: int = 4) -> Path | None:
+    """Real beside generated spectrograms of a few scored notes (:func:`figures.plot_spectrogram_grid`).
+
+    The notes are chosen among ``notes`` by :func:`figures.choose_grid_notes` (families with most
+    notes as rows, pitches low to high as columns), their real audio fetched from the split and
+    the model's output generated here, on the driver.
+
+    Args:
+        checkpoint: the model's checkpoint bytes.
+        notes: per-note columns of the scored notes (``note_str``, ``instrument_family_str``,
+            ``pitch``, ``velocity``).
+        dataset, split: where the real notes are.
+        path: the PNG to write.
+    Returns:
+        the path, or None when there are no notes to draw.
+    """
+    from . import figures as fig
+    from .data.dataset import WAV_COLUMN
+
+    chosen = fig.choose_grid_notes(notes, max_families, max_pitches)
+    if not chosen:
+        return None
+    real = fetch_notes(dataset, split, chosen)
+    fn, _ = build_note_model(checkpoint)
+    generated = fn(real["instrument_str"], real["pitch"], real["velocity"], real[WAV_COLUMN])
+    labels = [f"{s} ({fam})" for s, fam in zip(chosen, real["instrument_family_str"])]
+    return fig.plot_spectrogram_grid(
+        real[WAV_COLUMN], generated, labels, path,
+        families=[str(f) for f in real["instrument_family_str"]], pitches=[int(p) for p in real["pitch"]])
 
 
 def find_training_run(model: str, tracking_uri: str | None = None, search_paths: bool = True) -> str | None:
