@@ -62,6 +62,13 @@ class PhaseConfig:
     epochs: int = 50
     lr: float = 3e-4
     batch_size: int = 64          # global: split across workers, must divide
+    # This phase's loss expression (as train.loss); "" uses train.loss. The sequence phase
+    # fits embeddings with MSE and takes none.
+    loss: str = ""
+    # Samples each training example is cut to, at a random offset (0: the whole note).
+    # The decoder is convolutional, so a 1 s crop teaches it what the whole note does at
+    # a quarter of the cost per step; validation and test always score whole notes.
+    crop: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,10 @@ class TrainConfig:
         if name not in PHASES:
             raise ConfigError(f"unknown phase {name!r}; expected one of {', '.join(PHASES)}")
         return getattr(self, name)
+
+    def phase_loss(self, name: str) -> str:
+        """The loss expression phase ``name`` trains on: its own ``loss``, else ``train.loss``."""
+        return self.phase(name).loss or self.loss
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,11 @@ class Config:
                 raise ConfigError(f"train.{phase}.epochs must be >= 0, got {p.epochs}")
             if p.lr <= 0:
                 raise ConfigError(f"train.{phase}.lr must be positive, got {p.lr}")
+            if p.crop and (p.crop < 0 or p.crop % m.stride or not m.kernel_size <= p.crop <= m.wav_length):
+                raise ConfigError(
+                    f"train.{phase}.crop ({p.crop}) must be 0 (whole notes) or a multiple of model.stride "
+                    f"({m.stride}) between model.kernel_size ({m.kernel_size}) and model.wav_length "
+                    f"({m.wav_length})")
             if p.batch_size <= 0 or p.batch_size % r.num_workers:
                 raise ConfigError(
                     f"train.{phase}.batch_size ({p.batch_size}) must be a positive multiple of "
@@ -172,7 +188,7 @@ _TERM = re.compile(rf"(?:(?P<weight>{_WEIGHT})\s*\*\s*)?(?P<name>[A-Za-z_]\w*)")
 _LOSS_EXAMPLE = "e.g. 'spectral' or 'mrstft + 0.5*spectral + 0.05*wav'"
 
 
-def parse_loss(expression: str) -> tuple[tuple[str, float], ...]:
+def parse_loss(expression: str, where: str = "train.loss") -> tuple[tuple[str, float], ...]:
     """Parse a loss expression: a sum of terms ``NAME`` or ``WEIGHT*NAME``.
 
     ``"mrstft + 0.5*spectral"`` -> ``(("mrstft", 1.0), ("spectral", 0.5))``. Names are
@@ -183,9 +199,9 @@ def parse_loss(expression: str) -> tuple[tuple[str, float], ...]:
         ConfigError: naming the bad term and listing the known ones.
     """
     if not isinstance(expression, str) or not expression.strip():
-        raise ConfigError(f"train.loss: expected a sum of loss terms ({_LOSS_EXAMPLE}), got {expression!r}")
+        raise ConfigError(f"{where}: expected a sum of loss terms ({_LOSS_EXAMPLE}), got {expression!r}")
     if re.search(r"(?<![0-9.][eE])-", expression):
-        raise ConfigError(f"train.loss: {expression!r}: terms are added with positive weights; "
+        raise ConfigError(f"{where}: {expression!r}: terms are added with positive weights; "
                           f"'-' is not allowed ({_LOSS_EXAMPLE})")
     known = ", ".join(LOSS_TERMS)
     terms: dict[str, float] = {}
@@ -195,20 +211,20 @@ def parse_loss(expression: str) -> tuple[tuple[str, float], ...]:
         match = _TERM.fullmatch(text)
         if not text or match is None:
             what = "an empty term" if not text else f"term {text!r}"
-            raise ConfigError(f"train.loss: {what} in {expression!r}; each term is NAME or WEIGHT*NAME "
+            raise ConfigError(f"{where}: {what} in {expression!r}; each term is NAME or WEIGHT*NAME "
                               f"with NAME one of {known} ({_LOSS_EXAMPLE})")
         name, weight_text = match["name"], match["weight"]
         if name not in LOSS_TERMS:
             close = difflib.get_close_matches(name, LOSS_TERMS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"train.loss: unknown term {name!r} in {expression!r}{hint}; "
+            raise ConfigError(f"{where}: unknown term {name!r} in {expression!r}{hint}; "
                               f"known terms: {known}")
         weight = 1.0 if weight_text is None else float(weight_text)
         if not (math.isfinite(weight) and weight > 0):
-            raise ConfigError(f"train.loss: the weight of {name!r} in {expression!r} must be a positive "
+            raise ConfigError(f"{where}: the weight of {name!r} in {expression!r} must be a positive "
                               f"number, got {weight_text}")
         if name in terms:
-            raise ConfigError(f"train.loss: term {name!r} appears twice in {expression!r}; "
+            raise ConfigError(f"{where}: term {name!r} appears twice in {expression!r}; "
                               "give it once, with the summed weight")
         terms[name] = weight
     return tuple(terms.items())
@@ -216,6 +232,12 @@ def parse_loss(expression: str) -> tuple[tuple[str, float], ...]:
 
 def _validate_loss(t: "TrainConfig", m: "ModelConfig") -> None:
     terms = dict(parse_loss(t.loss))
+    for phase in ("autoencoder", "finetune"):
+        if t.phase(phase).loss:
+            terms.update(parse_loss(t.phase(phase).loss, f"train.{phase}.loss"))
+    if t.sequence.loss:
+        raise ConfigError("train.sequence.loss: the sequence phase fits the encoder's embeddings with MSE; "
+                          "its loss cannot be set")
     if t.spectral_distance not in SPECTRAL_DISTANCES:
         raise ConfigError(
             f"train.spectral_distance: {t.spectral_distance!r} is not one of "

@@ -170,7 +170,7 @@ class WeightedLoss(nn.Module):
         return self.describe()
 
 
-def build_loss_terms(train: TrainConfig) -> dict[str, tuple[float, nn.Module]]:
+def build_loss_terms(train: TrainConfig, phase: str | None = None) -> dict[str, tuple[float, nn.Module]]:
     """The terms of ``train.loss``, each built from its ``train.*`` fields: ``{name: (weight, module)}``.
 
     Raises:
@@ -187,10 +187,12 @@ def build_loss_terms(train: TrainConfig) -> dict[str, tuple[float, nn.Module]]:
             return LoudnessLoss(train.n_fft, train.hop_length)
         raise AssertionError(f"parse_loss admitted an unbuilt term {name!r}")
 
-    return {name: (weight, make(name)) for name, weight in parse_loss(train.loss)}
+    expression = train.loss if phase is None else train.phase_loss(phase)
+    where = "train.loss" if phase is None or not train.phase(phase).loss else f"train.{phase}.loss"
+    return {name: (weight, make(name)) for name, weight in parse_loss(expression, where)}
 
 
-def build_loss(train: TrainConfig | str = "spectral", **fields) -> WeightedLoss:
+def build_loss(train: TrainConfig | str = "spectral", phase: str | None = None, **fields) -> WeightedLoss:
     """The training loss ``loss(output, target) -> scalar`` that ``train.loss`` names.
 
     Build it once per phase and call it every step (auraloss's modules are made here).
@@ -198,6 +200,7 @@ def build_loss(train: TrainConfig | str = "spectral", **fields) -> WeightedLoss:
     Args:
         train: the ``TrainConfig``, or a loss expression with other ``TrainConfig``
             fields as keywords: ``build_loss("spectral", spectral_distance="mse")``.
+        phase: build that phase's loss (``train.<phase>.loss``, else ``train.loss``).
     Returns:
         a :class:`WeightedLoss`; (B, T) waveforms in, a scalar out.
     """
@@ -205,7 +208,7 @@ def build_loss(train: TrainConfig | str = "spectral", **fields) -> WeightedLoss:
         train = TrainConfig(loss=train, **fields)
     elif fields:
         raise TypeError("build_loss: keyword fields go with a loss expression, not a TrainConfig")
-    return WeightedLoss(build_loss_terms(train))
+    return WeightedLoss(build_loss_terms(train, phase))
 
 
 @torch.no_grad()

@@ -99,3 +99,19 @@ def test_loss_fields_from_yaml_set_and_round_trips(tmp_path):
     with pytest.raises(ConfigError, match="train.mrstft_eps must be a positive number"):
         load_config("tiny", overrides=["train.mrstft_eps=-1"])
 
+
+
+def test_phase_loss_and_crop():
+    cfg = load_config("tiny", overrides=["train.loss=wav", "train.finetune.loss=mrstft + 0.1*wav",
+                                         "train.autoencoder.crop=16128"])
+    assert cfg.train.phase_loss("autoencoder") == "wav"
+    assert cfg.train.phase_loss("finetune") == "mrstft + 0.1*wav"
+    assert cfg.train.autoencoder.crop == 16128 and cfg.train.finetune.crop == 0
+    with pytest.raises(ConfigError, match=r"train.finetune.loss: unknown term 'wave'"):
+        load_config("tiny", overrides=["train.finetune.loss=wave"])
+    with pytest.raises(ConfigError, match="train.sequence.loss"):
+        load_config("tiny", overrides=["train.sequence.loss=wav"])
+    with pytest.raises(ConfigError, match=r"train.autoencoder.crop \(1000\) must be 0 .* multiple of model.stride"):
+        load_config("tiny", overrides=["train.autoencoder.crop=1000"])
+    with pytest.raises(ConfigError, match="between model.kernel_size"):
+        load_config("tiny", overrides=["train.finetune.crop=128000"])

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sing_ray.config import load_config
-from sing_ray.models import (Autoencoder, ConvolutionalDecoder, SequenceGenerator, build_autoencoder,
+from sing_ray.models import (SING, Autoencoder, ConvolutionalDecoder, SequenceGenerator, build_autoencoder,
                              build_sequence_generator, build_sing, num_parameters)
 
 
@@ -79,3 +79,17 @@ def test_windowed_kernels_taper_to_zero():
     out = ae.decoder.synthesis(torch.relu(torch.randn(1, 8, 1)))
     assert out.shape == (1, 1, 1024)
     assert abs(float(out[0, 0, 0] - ae.decoder.synthesis.bias.detach())) < 1e-6
+
+
+def test_sing_span_is_that_window_of_the_whole_note():
+    """Training on a window of a note gives exactly those samples of the whole note, gradients included."""
+    torch.manual_seed(0)
+    model = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1)
+    args = (torch.tensor([0, 2]), torch.tensor([60, 62]), torch.tensor([1, 3]))
+    whole = model(*args)
+    window = model(*args, span=(1000, 1000 + 16128))
+    torch.testing.assert_close(window, whole[:, 1000:1000 + 16128])
+    window.square().sum().backward()
+    assert model.sequence.lstm.weight_ih_l0.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="outside"):
+        model(*args, span=(60000, 64001))

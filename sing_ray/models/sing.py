@@ -39,10 +39,30 @@ class SING(nn.Module):
         return self.sequence.num_frames
 
     def forward(self, instrument: torch.Tensor, pitch: torch.Tensor, velocity: torch.Tensor,
-                instrument_embedding: torch.Tensor | None = None) -> torch.Tensor:
-        """Args: (B,) long each (velocity: index in NSynth's 5). Returns: (B, wav_length)."""
+                instrument_embedding: torch.Tensor | None = None,
+                span: tuple[int, int] | None = None) -> torch.Tensor:
+        """Args: (B,) long each (velocity: index in NSynth's 5).
+
+        ``span=(start, stop)`` returns only those samples of the note, computing only the
+        LSTM steps and decoder frames they depend on (training on windows of notes).
+        Returns: (B, wav_length), or (B, stop - start) with ``span``.
+        """
+        if span is not None:
+            return self._window(instrument, pitch, velocity, *span, instrument_embedding=instrument_embedding)
         frames = self.sequence(instrument, pitch, velocity, instrument_embedding=instrument_embedding)
         return unpad_wav(self.decoder(frames), self.pad)
+
+    def _window(self, instrument, pitch, velocity, start: int, stop: int, instrument_embedding=None,
+                weights: DecoderGemmWeights | None = None) -> torch.Tensor:
+        """Samples ``[start, stop)`` of the unpadded note by the frames-last path."""
+        if not 0 <= start < stop <= self.wav_length:
+            raise ValueError(f"span {start}..{stop} outside the note's {self.wav_length} samples")
+        start, stop = start + self.pad, stop + self.pad
+        _, last = self.decoder.needed_frames(start, stop, self.num_frames)
+        steps = min(self.num_frames, last + self.decoder.kwargs["context_size"] // 2 + 1)
+        frames = self.sequence(instrument, pitch, velocity, length=steps, instrument_embedding=instrument_embedding)
+        return self.decoder.synthesize(frames.transpose(1, 2), start, stop, num_frames=self.num_frames,
+                                       weights=weights)
 
     def synthesize(self, instrument: torch.Tensor, pitch: torch.Tensor, velocity: torch.Tensor,
                    instrument_embedding: torch.Tensor | None = None,
@@ -60,13 +80,8 @@ class SING(nn.Module):
         Returns:
             (B, wav_length), float32 (also when the products run in bfloat16).
         """
-        start, stop = self.pad, self.pad + self.wav_length
-        _, last = self.decoder.needed_frames(start, stop, self.num_frames)
-        steps = min(self.num_frames, last + self.decoder.kwargs["context_size"] // 2 + 1)
-        frames = self.sequence(instrument, pitch, velocity, length=steps,
-                               instrument_embedding=instrument_embedding)
-        return self.decoder.synthesize(frames.transpose(1, 2), start, stop, num_frames=self.num_frames,
-                                       weights=weights)
+        return self._window(instrument, pitch, velocity, 0, self.wav_length,
+                            instrument_embedding=instrument_embedding, weights=weights)
 
 
 MODEL_CLASSES = {cls.__name__: cls for cls in (Autoencoder, SequenceGenerator, SING)}

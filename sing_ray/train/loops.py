@@ -273,13 +273,13 @@ def _autoencoder_spec(worker: Worker) -> PhaseSpec:
     t = worker.cfg.train
 
     def train_batch(model, optimizer, batch, loss_fn, guard, w):
-        return autoencoder_step(model, optimizer, _wav(batch, w.device), loss_fn, guard)
+        return autoencoder_step(model, optimizer, _wav(batch, w.device), loss_fn, guard, crop=t.autoencoder.crop)
 
     def predict(model, batch, w):
         return model(_wav(batch, w.device)), None
 
     return PhaseSpec(build=lambda w: build_autoencoder(w.cfg.model), train_batch=train_batch, predict=predict,
-                     loss_fn=build_loss(t))
+                     loss_fn=build_loss(t, phase="autoencoder"))
 
 
 def _sequence_spec(worker: Worker) -> PhaseSpec:
@@ -317,13 +317,14 @@ def _finetune_spec(worker: Worker) -> PhaseSpec:
         return model
 
     def train_batch(model, optimizer, batch, loss_fn, guard, w):
-        return finetune_step(model, optimizer, *_symbols(batch, w.device), _wav(batch, w.device), loss_fn, guard)
+        return finetune_step(model, optimizer, *_symbols(batch, w.device), _wav(batch, w.device), loss_fn, guard,
+                             crop=t.finetune.crop)
 
     def predict(model, batch, w):
         return model(*_symbols(batch, w.device)), None
 
     return PhaseSpec(build=build, train_batch=train_batch, predict=predict,
-                     loss_fn=build_loss(t))
+                     loss_fn=build_loss(t, phase="finetune"))
 
 
 # ---------------------------------------------------------------------------

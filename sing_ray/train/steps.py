@@ -51,8 +51,23 @@ def velocity_indices(velocity: torch.Tensor) -> torch.Tensor:
     return index
 
 
+def random_offsets(batch: int, length: int, crop: int, stride: int = 1) -> torch.Tensor:
+    """(batch,) random start samples of ``crop``-long windows in ``length`` samples, multiples of ``stride``."""
+    slots = (length - crop) // stride + 1
+    return torch.randint(0, slots, (batch,)) * stride
+
+
+def crop_notes(wav: torch.Tensor, crop: int) -> torch.Tensor:
+    """(B, T) -> (B, crop): each note cut at its own random offset (``crop`` 0 or >= T: unchanged)."""
+    if not crop or crop >= wav.shape[-1]:
+        return wav
+    starts = random_offsets(len(wav), wav.shape[-1], crop).to(wav.device)
+    index = starts.unsqueeze(1) + torch.arange(crop, device=wav.device)
+    return torch.gather(wav, 1, index)
+
+
 def autoencoder_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, wav: torch.Tensor,
-                     loss_fn: LossFn, guard: Guard = check_finite) -> torch.Tensor:
+                     loss_fn: LossFn, guard: Guard = check_finite, crop: int = 0) -> torch.Tensor:
     """Phase 1: reconstruct the notes through the encoder and decoder, one optimizer step.
 
     Args:
@@ -60,10 +75,13 @@ def autoencoder_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, w
         wav: (B, T) waveforms in [-1, 1].
         loss_fn: ``loss_fn(output, target)`` (spectral or waveform loss).
         guard: sees the loss before backward (see module docstring).
+        crop: train on a random ``crop``-sample window of each note (0: whole notes); the
+            encoder and decoder are convolutional, so a window costs its share of a note.
     Returns:
         the loss (scalar, detached), the mean over this batch.
     """
     optimizer.zero_grad(set_to_none=True)
+    wav = crop_notes(wav, crop)
     loss = loss_fn(model(wav), wav)
     guard(loss)
     loss.backward()
@@ -113,18 +131,26 @@ def sequence_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inst
 
 def finetune_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, instrument: torch.Tensor,
                   pitch: torch.Tensor, velocity: torch.Tensor, wav: torch.Tensor, loss_fn: LossFn,
-                  guard: Guard = check_finite) -> torch.Tensor:
+                  guard: Guard = check_finite, crop: int = 0) -> torch.Tensor:
     """Phase 3: generate the notes end to end (LSTM then decoder), one optimizer step.
 
     Args:
         model: the :class:`~sing_ray.models.SING` (possibly DDP-wrapped).
         instrument, pitch, velocity: (B,) long; velocity is the index in NSynth's 5 velocities.
         wav: (B, T) the real notes.
+        crop: synthesize and compare only a random ``crop``-sample window of the notes, the
+            same for the whole batch (0: whole notes). The LSTM still runs from the note's
+            start; the decoder computes only the frames that reach the window.
     Returns:
         the loss (scalar, detached).
     """
     optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(model(instrument, pitch, velocity), wav)
+    if crop and crop < wav.shape[-1]:
+        start = int(random_offsets(1, wav.shape[-1], crop)[0])
+        output = model(instrument, pitch, velocity, span=(start, start + crop))
+        loss = loss_fn(output, wav[:, start:start + crop])
+    else:
+        loss = loss_fn(model(instrument, pitch, velocity), wav)
     guard(loss)
     loss.backward()
     optimizer.step()
