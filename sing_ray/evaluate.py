@@ -807,6 +807,42 @@ def score_split(checkpoint: bytes, dataset: str, split: str = "test", *, max_not
     return {k: v[order] for k, v in notes.items()}, split_size
 
 
+def score_split_here(checkpoint: bytes, dataset: str, split: str = "test", *, max_notes: int = 40,
+                     seed: int = 0, with_pitch: bool = True, with_reference_pitch: bool = True,
+                     with_embedding: bool = False) -> tuple[dict[str, np.ndarray], int | None, dict[str, np.ndarray]]:
+    """:func:`score_split` for a few dozen notes: one Ray Data read, then generation and scoring here.
+
+    The same notes (:func:`sample_split`) and the same numbers as :func:`score_split`, without
+    its actor pool: for a few dozen notes, starting actors (a model load and the pitch
+    tracker's first call in each) costs more than they save, and the audio can stay for
+    figures instead of being read again. The notes' audio comes to the driver: keep
+    ``max_notes`` small (256 KB per note and side).
+
+    Args:
+        checkpoint: checkpoint bytes (SING or Autoencoder).
+        dataset, split: what to score.
+        max_notes: at most this many notes, chosen by :func:`keep_note`.
+    Returns:
+        ``(notes, split_size, audio)``: per-note columns sorted by note_str (as :func:`score_split`),
+        the split's size, and ``{"real": (N, T), "generated": (N, T)}`` in the same order.
+        UserError when the split holds no notes.
+    """
+    from .data.dataset import WAV_COLUMN
+
+    sample, split_size = sample_split(dataset, split, max_notes, seed)
+    rows = sample.take_all()
+    if not rows:
+        raise UserError(f"{dataset}: the {split} split holds no notes to evaluate")
+    rows.sort(key=lambda r: str(r["note_str"]))
+    columns = {k: np.array([r[k] for r in rows]) for k in PASSTHROUGH_COLUMNS}
+    real = np.stack([np.asarray(r[WAV_COLUMN], dtype=np.float32) for r in rows])
+    fn, _ = build_note_model(checkpoint)
+    generated = fn(columns["instrument_str"], columns["pitch"], columns["velocity"], real)
+    columns.update(note_metrics(generated, real, columns["pitch"], with_pitch=with_pitch,
+                                with_reference_pitch=with_reference_pitch, with_embedding=with_embedding))
+    return columns, split_size, {"real": real, "generated": generated}
+
+
 def fetch_notes(dataset: str, split: str, note_strs: Iterable[str]) -> dict[str, np.ndarray]:
     """The real audio and metadata of a few named notes of a split (for figures).
 
@@ -947,12 +983,13 @@ def draw_figures(checkpoint: bytes, info: Mapping, notes: Mapping[str, np.ndarra
 
 
 def draw_spectrogram_sheet(checkpoint: bytes, notes: Mapping[str, np.ndarray], dataset: str, split: str,
-                           path: str | Path, max_families: int = 4, max_pitches: int = 4) -> Path | None:
+                           path: str | Path, max_families: int = 4, max_pitches: int = 4,
+                           audio: Mapping[str, np.ndarray] | None = None) -> Path | None:
     """Real beside generated spectrograms of a few scored notes (:func:`figures.plot_spectrogram_grid`).
 
     The notes are chosen among ``notes`` by :func:`figures.choose_grid_notes` (families with most
-    notes as rows, pitches low to high as columns), their real audio fetched from the split and
-    the model's output generated here, on the driver.
+    notes as rows, pitches low to high as columns); without ``audio`` their real audio is fetched
+    from the split and the model's output generated here, on the driver.
 
     Args:
         checkpoint: the model's checkpoint bytes.
@@ -960,6 +997,8 @@ def draw_spectrogram_sheet(checkpoint: bytes, notes: Mapping[str, np.ndarray], d
             ``pitch``, ``velocity``).
         dataset, split: where the real notes are.
         path: the PNG to write.
+        audio: ``{"real": (N, T), "generated": (N, T)}`` in the order of ``notes``' rows, when
+            already at hand (:func:`score_split_here`).
     Returns:
         the path, or None when there are no notes to draw.
     """
@@ -969,9 +1008,16 @@ def draw_spectrogram_sheet(checkpoint: bytes, notes: Mapping[str, np.ndarray], d
     chosen = fig.choose_grid_notes(notes, max_families, max_pitches)
     if not chosen:
         return None
-    real = fetch_notes(dataset, split, chosen)
-    fn, _ = build_note_model(checkpoint)
-    generated = fn(real["instrument_str"], real["pitch"], real["velocity"], real[WAV_COLUMN])
+    if audio is not None:
+        row = {str(name): i for i, name in enumerate(np.asarray(notes["note_str"]))}
+        idx = [row[name] for name in chosen]
+        real = {k: np.asarray(notes[k])[idx] for k in ("instrument_family_str", "pitch")}
+        real[WAV_COLUMN] = np.asarray(audio["real"])[idx]
+        generated = np.asarray(audio["generated"])[idx]
+    else:
+        real = fetch_notes(dataset, split, chosen)
+        fn, _ = build_note_model(checkpoint)
+        generated = fn(real["instrument_str"], real["pitch"], real["velocity"], real[WAV_COLUMN])
     labels = [f"{s} ({fam})" for s, fam in zip(chosen, real["instrument_family_str"])]
     return fig.plot_spectrogram_grid(
         real[WAV_COLUMN], generated, labels, path,

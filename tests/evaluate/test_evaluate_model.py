@@ -62,13 +62,29 @@ def test_scores_match_direct_computation(small_dataset, checkpoints, tmp_path):
     assert "![spectrograms](spectrograms.png)" in result.paths["markdown"].read_text()
 
 
-def test_autoencoder_reconstruction_and_cli_with_mlflow(small_dataset, checkpoints, tmp_path, monkeypatch):
+def test_scoring_here_gives_the_actor_pools_notes_and_numbers(small_dataset, checkpoints):
+    checkpoint = checkpoints["sing"].read_bytes()
+    options = dict(max_notes=4, with_pitch=False, with_reference_pitch=False, with_embedding=False)
+    pooled, size = ev.score_split(checkpoint, str(small_dataset), "train", **options)
+    here, size_here, audio = ev.score_split_here(checkpoint, str(small_dataset), "train", **options)
+    assert list(here["note_str"]) == list(pooled["note_str"]) and size_here == size
+    for key in ("wav_mse", "spectral_l1", "spectral_l1_silence", "rms_db", "rms_db_real", "pitch", "velocity"):
+        assert np.allclose(here[key], pooled[key], rtol=1e-5), key
+    assert audio["real"].shape == audio["generated"].shape == (4, 64000)
+    assert np.allclose(ev.rms_dbfs(audio["real"]), here["rms_db_real"])
+
+
+def test_autoencoder_reconstruction_and_cli_with_mlflow(small_dataset, checkpoints, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "report"
     code = cli.main(["evaluate", "--model", str(checkpoints["autoencoder"]), "--dataset", str(small_dataset),
                      "--split", "test", "--out", str(out), "--tracking-uri", uri, "--max-notes", "3"])
     assert code == 0
+    printed = capsys.readouterr().out
+    # The listener's summary: the model beside the real notes and silence.
+    assert "| 3 notes | model | real notes | silence (all-zero output) |" in printed
+    assert "spectral L1 / silence's" in printed and "near-silent notes" in printed
     report = json.loads((out / "evaluation.json").read_text())
     assert report["model_class"] == "Autoencoder" and report["num_notes"] >= 1
     # Reference pitch: the synthetic tones sit exactly on their MIDI pitch.
@@ -77,6 +93,10 @@ def test_autoencoder_reconstruction_and_cli_with_mlflow(small_dataset, checkpoin
     runs = mlflow.MlflowClient(uri).search_runs(
         [mlflow.MlflowClient(uri).get_experiment_by_name("sing-ray").experiment_id])
     assert runs and "test_spectral_l1" in runs[0].data.metrics
+    overall = report["summary"]["overall"]
+    for key in ("median_abs_rms_db_diff", "spectral_l1_vs_silence", "num_near_silent", "near_silent_share"):
+        assert runs[0].data.metrics[f"test_{key}"] == pytest.approx(overall[key]), key
+    assert "## What a listener would notice" in (out / "evaluation.md").read_text()
     assert {a.path for a in mlflow.MlflowClient(uri).list_artifacts(runs[0].info.run_id, "evaluation")} >= {
         "evaluation/evaluation.md", "evaluation/evaluation.json", "evaluation/spectrograms.png"}
 
