@@ -225,7 +225,10 @@ def plot_spectrogram_grid(real: np.ndarray, generated: np.ndarray, labels: Seque
                 ax.tick_params(labelsize=6)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.6, label="power (dB)")
-    fig.suptitle("Real beside generated notes across families (rows) and pitches", fontsize=10)
+    # A quarter of an inch above the top panels, whatever the number of rows: at its default
+    # height a one-row sheet's title sits on its panels' titles.
+    fig.suptitle("Real beside generated notes across families (rows) and pitches", fontsize=10,
+                 y=axes[0, 0].get_position().y1 + 0.25 / fig.get_figheight(), va="bottom")
     return _save(fig, path)
 
 
