@@ -5,6 +5,12 @@ chain can be interrupted and run again: the SoundFont build skips finished
 notes, an ingested dataset is reused, training resumes its named run (finished
 phases are skipped, the interrupted one continues from its last checkpoint),
 and rendering renders only what the library lacks.
+
+The last stage shows what was made: the model is scored on held-out test notes
+(in tune, loudness against the real notes, spectral L1 against silence's), and
+the library folder gets a spectrogram sheet (real beside generated) and a demo
+WAV (each instrument plays a scale); both and the scores go to the training run
+in MLflow.
 """
 from __future__ import annotations
 
@@ -14,10 +20,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from . import soundfont
 from .config import load_config
+from .errors import UserError
 
 log = logging.getLogger(__name__)
+
+# The held-out check: at most this many test notes, a stable sample (evaluate.keep_note). Pitch
+# tracking dominates its cost: one pyin call per note and side, measured at 1.3 s on this
+# project's 2-core machine (1.6-2 s while another training shared it), so 16 notes cost
+# 40-65 s, plus one Ray Data read of the split (7-30 s).
+HELDOUT_MAX_NOTES = 16
+SHEET_FAMILIES, SHEET_PITCHES = 3, 3          # the spectrogram sheet: up to 3 x 3 notes
+SHEET_FILE = "spectrograms.png"
+DEMO_FILE = "demo_scale.wav"
+DEMO_PITCHES = (60, 62, 64, 65, 67, 69, 71, 72)
+DEMO_SCALE_NAME = "a C major scale up from C4"
+DEMO_VELOCITY = 127                           # in every scale's velocities
+DEMO_NOTE_SECONDS = 0.5
+# Fades keep the cut notes from clicking: a short fade-in keeps the attack, a longer
+# fade-out stands in for the release the 0.5 s cut removes.
+DEMO_FADE_IN_SECONDS = 0.005
+DEMO_FADE_OUT_SECONDS = 0.05
+DEMO_GAP_SECONDS = 0.25                       # silence between two instruments' scales
+ARTIFACT_PATH = "quickstart"                  # where the sheet and the demo go in the MLflow run
+METRIC_PREFIX = "heldout."                    # the held-out scores' MLflow names: heldout.<summary key>
 
 
 @dataclass(frozen=True)
@@ -52,6 +81,46 @@ SCALES = {
 
 
 @dataclass
+class Demo:
+    """The demo WAV: each instrument of the model playing :data:`DEMO_PITCHES` in turn.
+
+    Attributes:
+        path: the WAV file.
+        instruments: in the order they play; each starts ``seconds_per_instrument`` after the last.
+        pitches: the scale played; unheard: those of its pitches the model never trained on.
+        rms_db: the level of the whole file in dBFS (gaps included).
+        seconds: its length.
+    """
+
+    path: Path
+    instruments: list[str]
+    pitches: list[int]
+    unheard: list[int]
+    rms_db: float
+    seconds: float
+    seconds_per_instrument: float
+
+
+@dataclass
+class Showcase:
+    """What the quick start's last stage made.
+
+    Attributes:
+        scores: the held-out test notes' overall summary (:func:`evaluate.summarize_group`),
+            None when the test split is empty.
+        split_size: notes in the test split (the scores cover ``scores["num_notes"]`` of them).
+        sheet: the spectrogram sheet (None without scored notes); demo: the demo WAV.
+        logged: MLflow artifact paths logged to the training run.
+    """
+
+    scores: dict | None
+    split_size: int | None
+    sheet: Path | None
+    demo: Demo
+    logged: list[str] = field(default_factory=list)
+
+
+@dataclass
 class QuickstartResult:
     workdir: Path
     source: Path
@@ -61,6 +130,7 @@ class QuickstartResult:
     model_uri: str | None
     tracking_uri: str
     render: "object"            # render.RenderSummary
+    showcase: Showcase | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -93,7 +163,7 @@ def run_quickstart(workdir: str | Path = "quickstart", scale: str = "default", *
     timings: dict[str, float] = {}
 
     def stage(name: str, number: int):
-        log.info("quickstart [%d/4] %s", number, name)
+        log.info("quickstart [%d/5] %s", number, name)
         return time.perf_counter()
 
     t = stage("dataset from the FluidR3 SoundFont", 1)
@@ -124,6 +194,11 @@ def run_quickstart(workdir: str | Path = "quickstart", scale: str = "default", *
                        pitches=s.render_pitches, velocities=s.render_velocities)
     summary = render_library(plan, workers=workers)
     timings["render"] = time.perf_counter() - t
+
+    t = stage("held-out scores, spectrogram sheet, demo", 5)
+    shown = show_model(plan.checkpoint, str(dataset), library, result.run_id, result.tracking_uri,
+                       trained_pitches=s.pitches)
+    timings["showcase"] = time.perf_counter() - t
     counts = manifest["counts"]
     log.info("quickstart finished in %.0f s (%s); dataset: %d notes listed, %d accepted, %d rejected",
              sum(timings.values()), ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
@@ -131,4 +206,167 @@ def run_quickstart(workdir: str | Path = "quickstart", scale: str = "default", *
     return QuickstartResult(workdir=workdir, source=source, dataset=dataset, library=library,
                             run_id=result.run_id, model_uri=result.model_uri,
                             tracking_uri=result.tracking_uri,
-                            render=summary, stage_seconds=timings)
+                            render=summary, showcase=shown, stage_seconds=timings)
+
+
+def score_heldout(checkpoint: bytes, dataset: str, *, max_notes: int = HELDOUT_MAX_NOTES):
+    """Score the model on a stable sample of the test split's (held-out) notes, with evaluate's code.
+
+    Scored in this process (:func:`evaluate.score_split_here`): for a few dozen notes an actor
+    pool's start costs more than it saves (measured on the 2-core machine while another
+    training shared it: 24 notes and the sheet took 171 s with two actors, 101-115 s here;
+    40 notes 219-244 s against 127-149 s).
+
+    Args:
+        checkpoint: the SING checkpoint's bytes.
+        dataset: the ingested dataset.
+        max_notes: at most this many notes.
+    Returns:
+        ``(notes, overall, split_size, audio)``: per-note columns, their overall summary
+        (:func:`evaluate.summarize_group`: pitch accuracy beside the real notes', levels,
+        near-silent count, spectral L1 beside silence's), the split's size, and the notes'
+        ``{"real", "generated"}`` audio; ``(None, None, None, None)`` when the test split is empty.
+    """
+    from .evaluate import score_split_here, summarize_group
+
+    try:
+        notes, split_size, audio = score_split_here(checkpoint, dataset, "test", max_notes=max_notes)
+    except UserError as err:
+        log.warning("no held-out scores: %s", err)
+        return None, None, None, None
+    return notes, summarize_group(notes), split_size, audio
+
+
+def fade(wav: np.ndarray, fade_in: int, fade_out: int) -> np.ndarray:
+    """``wav`` (T,) with raised-cosine fades of ``fade_in`` and ``fade_out`` samples at its ends."""
+    out = np.array(wav, dtype=np.float32)
+
+    def ramp(n: int) -> np.ndarray:
+        return (0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)).astype(np.float32)
+
+    n_in, n_out = min(fade_in, len(out)), min(fade_out, len(out))
+    if n_in > 0:
+        out[:n_in] *= ramp(n_in)
+    if n_out > 0:
+        out[len(out) - n_out:] *= ramp(n_out)[::-1]
+    return out
+
+
+def synthesize_scale(generator, instruments: Sequence[str], pitches: Sequence[int] = DEMO_PITCHES,
+                     velocity: int = DEMO_VELOCITY, note_seconds: float = DEMO_NOTE_SECONDS,
+                     gap_seconds: float = DEMO_GAP_SECONDS) -> np.ndarray:
+    """Each instrument playing ``pitches`` in turn: the first ``note_seconds`` of each note, faded.
+
+    Args:
+        generator: a :class:`~sing_ray.generate.Generator`.
+        instruments: names in its vocabulary, played one after another.
+        pitches: the scale; velocity: one NSynth velocity for every note.
+        note_seconds: what is kept of each 4 s note; gap_seconds: silence after each instrument.
+    Returns:
+        (T,) float32 at 16 kHz, ``len(instruments) * (len(pitches) * note + gap)`` samples.
+    """
+    from .nsynth import SAMPLE_RATE
+
+    keep = int(round(note_seconds * SAMPLE_RATE))
+    fade_in, fade_out = int(DEMO_FADE_IN_SECONDS * SAMPLE_RATE), int(DEMO_FADE_OUT_SECONDS * SAMPLE_RATE)
+    gap = np.zeros(int(round(gap_seconds * SAMPLE_RATE)), dtype=np.float32)
+    parts = []
+    for name in instruments:
+        notes = generator.generate([name] * len(pitches), list(pitches), [velocity] * len(pitches))
+        parts += [fade(note[:keep], fade_in, fade_out) for note in notes]
+        parts.append(gap)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def write_demo(checkpoint: bytes, path: Path, *, trained_pitches: Sequence[int] = (),
+               pitches: Sequence[int] = DEMO_PITCHES, velocity: int = DEMO_VELOCITY) -> Demo:
+    """Write the demo WAV (16-bit, 16 kHz): every instrument of the model plays the scale.
+
+    Args:
+        checkpoint: the SING checkpoint's bytes.
+        path: the WAV to write (a temporary name, then renamed).
+        trained_pitches: the pitches the model trained on; the scale's others are reported as unheard
+            (SING's pitch table has a row per MIDI pitch: the rows of unheard pitches are untrained).
+    Returns:
+        the :class:`Demo`.
+    """
+    from .generate import Generator
+    from .nsynth import SAMPLE_RATE
+    from .render import encode_note
+
+    generator = Generator.from_checkpoint(checkpoint)
+    instruments = list(generator.instruments)
+    wav = synthesize_scale(generator, instruments, pitches, velocity)
+    data, stats = encode_note(wav, "wav")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    rms = stats["rms"]
+    heard = set(int(p) for p in trained_pitches)
+    return Demo(path=path, instruments=instruments, pitches=list(pitches),
+                unheard=[int(p) for p in pitches if heard and int(p) not in heard],
+                rms_db=20 * np.log10(rms) if rms > 0 else float("-inf"), seconds=stats["seconds"],
+                seconds_per_instrument=len(pitches) * DEMO_NOTE_SECONDS + DEMO_GAP_SECONDS)
+
+
+def log_showcase(run_id: str, tracking_uri: str, scores: dict | None, files: Sequence[Path],
+                 demo: Demo | None = None) -> list[str]:
+    """Log the held-out scores (``heldout.<key>``), the demo's level and the files to a finished run.
+
+    Returns:
+        the artifact paths logged (``quickstart/<file name>``).
+    """
+    import math
+
+    import mlflow
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient(tracking_uri)
+    now = int(time.time() * 1000)
+    values = {f"{METRIC_PREFIX}{k}": float(v) for k, v in (scores or {}).items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if demo is not None:
+        values["demo.rms_db"] = demo.rms_db
+    metrics = [Metric(k, v, now, 0) for k, v in values.items() if math.isfinite(v)]
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
+    logged = []
+    for path in files:
+        client.log_artifact(run_id, str(path), artifact_path=ARTIFACT_PATH)
+        logged.append(f"{ARTIFACT_PATH}/{Path(path).name}")
+    return logged
+
+
+def show_model(checkpoint: bytes, dataset: str, library: Path, run_id: str, tracking_uri: str, *,
+               trained_pitches: Sequence[int] = (), max_notes: int = HELDOUT_MAX_NOTES) -> Showcase:
+    """Score held-out notes, draw the spectrogram sheet, write the demo WAV, log all to the run.
+
+    Needs Ray initialised (the held-out notes are read with Ray Data).
+
+    Args:
+        checkpoint: the SING checkpoint's bytes.
+        dataset: the ingested dataset (its test split holds the held-out (instrument, pitch) pairs).
+        library: the folder the sheet (:data:`SHEET_FILE`) and the demo (:data:`DEMO_FILE`) go into.
+        run_id, tracking_uri: the MLflow training run they are logged to.
+        trained_pitches: the pitches of the training data (the demo reports the others as unheard).
+    Returns:
+        the :class:`Showcase`.
+    """
+    from .evaluate import SHORT_LISTENER_ROWS, draw_spectrogram_sheet, listener_summary
+
+    library = Path(library)
+    notes, scores, split_size, audio = score_heldout(checkpoint, dataset, max_notes=max_notes)
+    sheet = None
+    if notes is not None:
+        sheet = draw_spectrogram_sheet(checkpoint, notes, dataset, "test", library / SHEET_FILE,
+                                       SHEET_FAMILIES, SHEET_PITCHES, audio=audio)
+        log.info("held-out test notes (%d of %d), generated against real:\n%s", scores["num_notes"],
+                 split_size or scores["num_notes"], listener_summary(scores, SHORT_LISTENER_ROWS))
+    demo = write_demo(checkpoint, library / DEMO_FILE, trained_pitches=trained_pitches)
+    log.info("demo: %s, %d instruments x %d notes, %.1f s, %.1f dBFS RMS%s", demo.path, len(demo.instruments),
+             len(demo.pitches), demo.seconds, demo.rms_db,
+             f"; pitches {', '.join(map(str, demo.unheard))} were not in the training data" if demo.unheard else "")
+    logged = log_showcase(run_id, tracking_uri, scores, [p for p in (sheet, demo.path) if p is not None], demo)
+    return Showcase(scores=scores, split_size=split_size, sheet=sheet, demo=demo, logged=logged)

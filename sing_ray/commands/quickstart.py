@@ -12,7 +12,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Render an NSynth-layout dataset from the FluidR3 General MIDI SoundFont, ingest it, train "
         "SING's three phases (tracked in MLflow, model registered), and render a sample library with "
-        "SFZ files. Re-running resumes where it stopped.")
+        "SFZ files. Then score the model on held-out test notes (in tune, loudness against the real "
+        "notes, spectral L1 against silence's), and write a spectrogram sheet and a demo WAV into the "
+        "library, logged with the scores to the training run. Re-running resumes where it stopped.")
     parser.add_argument("--workdir", default="quickstart", metavar="DIR",
                         help="folder for the dataset, the runs and the library")
     parser.add_argument("--scale", default="default", choices=sorted(SCALES),
@@ -31,8 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the chain; print where the library is and how to open the MLflow UI."""
-    from ..quickstart import run_quickstart
+    """Run the chain; print where everything is, the held-out scores, and how to open the MLflow UI."""
+    from ..evaluate import SHORT_LISTENER_ROWS, listener_summary
+    from ..quickstart import DEMO_SCALE_NAME, run_quickstart
     from ..runtime import init_ray
 
     started = init_ray(num_cpus=args.num_cpus)
@@ -50,5 +53,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"MLflow run:     {result.run_id}" + (f"  (model {result.model_uri})" if result.model_uri else ""))
     print(f"sample library: {result.library}  ({result.render.notes} notes, "
           f"{len(result.render.sfz)} SFZ instruments; load {result.library}/*.sfz in any SFZ sampler)")
+    shown = result.showcase
+    if shown is not None:
+        demo = shown.demo
+        unheard = (f"; pitches {', '.join(map(str, demo.unheard))} were not in the training data"
+                   if demo.unheard else "")
+        print(f"demo:           {demo.path}  ({len(demo.instruments)} instruments in turn, each playing "
+              f"{DEMO_SCALE_NAME}, {demo.seconds_per_instrument:g} s apart; {demo.rms_db:.1f} dBFS RMS{unheard})")
+        if shown.sheet is not None:
+            print(f"spectrograms:   {shown.sheet}  (real beside generated held-out test notes)")
+        if shown.logged:
+            print(f"logged to the MLflow run: {', '.join(shown.logged)} and the held-out scores (heldout.*)")
+        if shown.scores is not None:
+            n = shown.scores["num_notes"]
+            print(f"held-out test notes ({n} of {shown.split_size or n}), generated against real:")
+            print(listener_summary(shown.scores, SHORT_LISTENER_ROWS))
+        else:
+            print("held-out test notes: none (the test split is empty)")
     print(f"open the MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri} --host 127.0.0.1")
     return 0

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import requests
@@ -113,6 +114,9 @@ def test_quickstart_job_is_refused_without_token_stops_resumes_and_tracks(tmp_pa
         logs = _job_logs(dash, headers, "quickstart-2")
         assert final == "SUCCEEDED", logs[-6000:]
         assert "sample library:" in logs and "open the MLflow UI" in logs
+        # The final summary shows what was made: held-out scores beside the real notes' and silence's.
+        assert "held-out test notes (" in logs and "silence (all-zero output)" in logs
+        assert "demo:" in logs and "spectrograms:" in logs
 
         # MLflow: one parent run, a nested run per phase with per-epoch metrics and checkpoints.
         exp = client.get_experiment_by_name("sing-ray")
@@ -136,10 +140,11 @@ def test_quickstart_job_is_refused_without_token_stops_resumes_and_tracks(tmp_pa
         versions = client.search_model_versions("name='sing'")
         assert versions, "the final model must be registered"
 
-        # The library: manifest rows and files agree, every WAV is a whole note.
+        # The library: manifest rows and files agree, every note WAV (under its instrument's
+        # folder) is a whole note.
         library = workdir / "library"
         manifest = pd.read_parquet(library / "manifest.parquet")
-        files = sorted(p.relative_to(library).as_posix() for p in library.rglob("*.wav"))
+        files = sorted(p.relative_to(library).as_posix() for p in library.glob("*/*.wav"))
         assert sorted(manifest["path"]) == files and len(files) == 2 * 2 * 1
         for rel in files:
             info = sf.info(library / rel)
@@ -147,3 +152,21 @@ def test_quickstart_job_is_refused_without_token_stops_resumes_and_tracks(tmp_pa
         assert len(list(library.glob("*.sfz"))) == 2
         # Notes, not silence (a model collapsed by its loss renders a silent library).
         assert (manifest["peak"] > 1e-4).all(), manifest[["note_str", "peak"]]
+
+        # What the quick start shows: a spectrogram sheet and a demo WAV in the library, both
+        # logged to the training run with the held-out scores; the model is not silent.
+        sheet, demo = library / "spectrograms.png", library / "demo_scale.wav"
+        assert sheet.stat().st_size > 10_000
+        audio, rate = sf.read(demo, dtype="float64")
+        assert rate == 16000 and len(audio) > 0
+        demo_db = 20 * np.log10(np.sqrt(np.mean(audio ** 2)))
+        assert demo_db > -60.0, f"the demo WAV is near-silent ({demo_db:.1f} dBFS RMS)"
+        logged = {a.path for a in client.list_artifacts(parent.info.run_id, "quickstart")}
+        assert logged >= {"quickstart/spectrograms.png", "quickstart/demo_scale.wav"}
+        metrics = client.get_run(parent.info.run_id).data.metrics
+        assert metrics["heldout.num_notes"] >= 1
+        assert metrics["heldout.near_silent_share"] < 1.0, metrics
+        assert metrics["demo.rms_db"] == pytest.approx(demo_db, abs=0.1)
+        for key in ("pitch_accuracy", "pitch_accuracy_real", "median_rms_db_diff", "spectral_l1",
+                    "spectral_l1_silence", "spectral_l1_vs_silence", "num_near_silent"):
+            assert f"heldout.{key}" in metrics, key
