@@ -39,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="Ray actors generating and scoring, each with one copy of the model")
     parser.add_argument("--gpu", action="store_true", help="one GPU per actor")
     parser.add_argument("--no-pitch", action="store_true",
-                        help="skip pitch tracking (the slowest metric: about 0.3 s per note and side)")
+                        help="skip pitch tracking (the slowest metric: 0.3-1.3 s per note and side)")
     parser.add_argument("--no-figures", action="store_true", help="draw no figures")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-notes sample")
     parser.add_argument("--num-cpus", type=int, default=None, metavar="N",
