@@ -51,6 +51,9 @@ class ModelConfig:
     instrument_dim: int = 16
     pitch_dim: int = 8
     time_dim: int = 4             # 0 removes the time lookup table (the paper's ablation)
+    # Partials whose phase at each frame the LSTM is given (cos, sin): 0 is the paper's SING;
+    # see SequenceGenerator and docs/training.md ("Why the model made no notes").
+    phase_harmonics: int = 0
     wav_length: int = 64000       # 4 s at 16 kHz
     pad: int = 2304               # padding on each side, as in the public code: 265 frames
 
@@ -137,7 +140,8 @@ class Config:
                      "hidden_size", "num_layers", "wav_length"):
             if getattr(m, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(m, name)}")
-        for name in ("velocity_dim", "instrument_dim", "pitch_dim", "time_dim", "rewrite_layers", "pad"):
+        for name in ("velocity_dim", "instrument_dim", "pitch_dim", "time_dim", "rewrite_layers", "pad",
+                     "phase_harmonics"):
             if getattr(m, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(m, name)}")
         if m.kernel_size % m.stride:

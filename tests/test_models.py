@@ -1,7 +1,10 @@
+import math
+
 import pytest
 import torch
 
 from sing_ray.config import load_config
+from sing_ray.models.sequence import phase_clock
 from sing_ray.models import (SING, Autoencoder, ConvolutionalDecoder, SequenceGenerator, build_autoencoder,
                              build_sequence_generator, build_sing, num_parameters)
 
@@ -93,3 +96,31 @@ def test_sing_span_is_that_window_of_the_whole_note():
     assert model.sequence.lstm.weight_ih_l0.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="outside"):
         model(*args, span=(60000, 64001))
+
+
+def test_phase_clock_turns_each_partial_by_its_frequency():
+    """Partial k of A4 turns k * 440 * 256 / 16000 cycles a frame; partials above 8 kHz are left out."""
+    clock = phase_clock(torch.tensor([69, 105]), start=10, length=3, harmonics=2, frame_hop=256 / 16000)
+    assert clock.shape == (2, 3, 4)
+    for k in (1, 2):
+        angle = 2 * math.pi * k * 440 * 256 / 16000 * torch.arange(10, 13, dtype=torch.float64)
+        torch.testing.assert_close(clock[0, :, k - 1], torch.cos(angle).float(), atol=1e-5, rtol=0)
+        torch.testing.assert_close(clock[0, :, 2 + k - 1], torch.sin(angle).float(), atol=1e-5, rtol=0)
+    # MIDI 105 is 3520 Hz: its second partial (7040 Hz) sounds, its third would not.
+    assert clock[1, :, [1, 3]].abs().sum() > 0
+    assert clock[1, :, :].shape[-1] == 4
+    high = phase_clock(torch.tensor([105]), 0, 3, harmonics=3, frame_hop=256 / 16000)
+    assert torch.all(high[0, :, [2, 5]] == 0)
+
+
+def test_chunked_generation_with_the_phase_clock_equals_whole_note():
+    torch.manual_seed(0)
+    seq = SequenceGenerator(num_instruments=3, dimension=6, hidden_size=12, num_layers=1, num_frames=40,
+                            phase_harmonics=3)
+    args = (torch.tensor([0, 2]), torch.tensor([40, 90]), torch.tensor([1, 3]))
+    whole = seq(*args)
+    chunks, hidden = [], None
+    for start in range(0, 40, 16):
+        out, hidden = seq(*args, start=start, length=min(16, 40 - start), hidden=hidden, return_hidden=True)
+        chunks.append(out)
+    torch.testing.assert_close(torch.cat(chunks, dim=-1), whole)

@@ -1,11 +1,41 @@
 """SING's sequence generator: lookup tables for the note's symbols, an LSTM, one frame per step."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 NUM_VELOCITIES = 5     # NSynth's 25, 50, 75, 100, 127 (see nsynth.velocity_index)
 NUM_PITCHES = 128
+
+
+def phase_clock(pitch: torch.Tensor, start: int, length: int, harmonics: int, frame_hop: float) -> torch.Tensor:
+    """cos and sin of the phase each of the note's first ``harmonics`` partials reaches at every frame.
+
+    Partial ``k`` of MIDI ``pitch`` turns ``k * f0 * frame_hop`` cycles per frame (``frame_hop`` is
+    the frame period in seconds: 256 / 16000); partials above the Nyquist frequency (8 kHz)
+    are zeroed. Deterministic, no weights.
+
+    Args:
+        pitch: (B,) MIDI pitches.
+        start, length: the frames wanted.
+        harmonics: partials (K).
+        frame_hop: seconds between frames.
+    Returns:
+        (B, length, 2 K).
+    """
+    f0 = 440.0 * torch.pow(2.0, (pitch.double() - 69.0) / 12.0)                     # (B,)
+    k = torch.arange(1, harmonics + 1, dtype=torch.float64, device=pitch.device)     # (K,)
+    cycles = (f0[:, None] * k[None, :] * frame_hop) % 1.0                             # (B, K) per frame
+    t = torch.arange(start, start + length, dtype=torch.float64, device=pitch.device)
+    angle = 2 * math.pi * ((cycles[:, None, :] * t[None, :, None]) % 1.0)             # (B, L, K)
+    audible = (f0[:, None] * k[None, :] < 0.5 * SAMPLE_RATE).to(torch.float64)[:, None, :]
+    return torch.cat([torch.cos(angle) * audible, torch.sin(angle) * audible], dim=-1).float()
+
+
+SAMPLE_RATE = 16000    # partials above half of it are left out of the clock
+FRAME_HOP = 256 / SAMPLE_RATE
 
 
 class SequenceGenerator(nn.Module):
@@ -22,21 +52,29 @@ class SequenceGenerator(nn.Module):
         hidden_size, num_layers: LSTM (1024, 3).
         num_frames: steps per note (265); the size of the time table.
         velocity_dim, instrument_dim, pitch_dim, time_dim: table widths (2, 16, 8, 4); 0 drops a table.
+        phase_harmonics: K > 0 adds :func:`phase_clock` (2 K inputs per step): where the note's
+            first K partials are in their cycles at each frame. Not in the paper (0 there). The
+            decoder emits a window every 256 samples, so a frame sequence that makes a pitch
+            other than a multiple of 62.5 Hz has to turn its partials' phase from frame to
+            frame; without the clock the LSTM must learn that oscillator for every pitch,
+            which it does not in minutes of training (docs/training.md).
     """
 
     def __init__(self, num_instruments: int, dimension: int = 128, hidden_size: int = 1024,
                  num_layers: int = 3, num_frames: int = 265, velocity_dim: int = 2,
-                 instrument_dim: int = 16, pitch_dim: int = 8, time_dim: int = 4):
+                 instrument_dim: int = 16, pitch_dim: int = 8, time_dim: int = 4, phase_harmonics: int = 0):
         super().__init__()
         self.kwargs = dict(num_instruments=num_instruments, dimension=dimension, hidden_size=hidden_size,
                            num_layers=num_layers, num_frames=num_frames, velocity_dim=velocity_dim,
-                           instrument_dim=instrument_dim, pitch_dim=pitch_dim, time_dim=time_dim)
+                           instrument_dim=instrument_dim, pitch_dim=pitch_dim, time_dim=time_dim,
+                           phase_harmonics=phase_harmonics)
         self.num_frames, self.num_instruments = num_frames, num_instruments
+        self.phase_harmonics = phase_harmonics
         self.velocity = nn.Embedding(NUM_VELOCITIES, velocity_dim) if velocity_dim else None
         self.instrument = nn.Embedding(num_instruments, instrument_dim) if instrument_dim else None
         self.pitch = nn.Embedding(NUM_PITCHES, pitch_dim) if pitch_dim else None
         self.time = nn.Embedding(num_frames, time_dim) if time_dim else None
-        input_size = velocity_dim + instrument_dim + pitch_dim + time_dim
+        input_size = velocity_dim + instrument_dim + pitch_dim + time_dim + 2 * phase_harmonics
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
         self.output = nn.Linear(hidden_size, dimension)
 
@@ -82,6 +120,9 @@ class SequenceGenerator(nn.Module):
         if self.time is not None:
             t = torch.arange(start, start + length, device=pitch.device)
             steps = torch.cat([steps, self.time(t).unsqueeze(0).expand(batch, length, -1)], dim=-1)
+        if self.phase_harmonics:
+            clock = phase_clock(pitch, start, length, self.phase_harmonics, FRAME_HOP).to(steps.dtype)
+            steps = torch.cat([steps, clock], dim=-1)
         out, hidden = self.lstm(steps, hidden)
         frames = self.output(out).transpose(1, 2)
         return (frames, hidden) if return_hidden else frames

@@ -21,18 +21,18 @@ class SING(nn.Module):
                  kernel_size: int = 1024, stride: int = 256, context_size: int = 9,
                  rewrite_layers: int = 2, hidden_size: int = 1024, num_layers: int = 3,
                  velocity_dim: int = 2, instrument_dim: int = 16, pitch_dim: int = 8, time_dim: int = 4,
-                 wav_length: int = 64000, pad: int = 2304):
+                 wav_length: int = 64000, pad: int = 2304, phase_harmonics: int = 0):
         super().__init__()
         self.kwargs = dict(num_instruments=num_instruments, dimension=dimension, channels=channels,
                            kernel_size=kernel_size, stride=stride, context_size=context_size,
                            rewrite_layers=rewrite_layers, hidden_size=hidden_size, num_layers=num_layers,
                            velocity_dim=velocity_dim, instrument_dim=instrument_dim, pitch_dim=pitch_dim,
-                           time_dim=time_dim, wav_length=wav_length, pad=pad)
+                           time_dim=time_dim, wav_length=wav_length, pad=pad, phase_harmonics=phase_harmonics)
         self.wav_length, self.pad = wav_length, pad
         self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers)
         num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
         self.sequence = SequenceGenerator(num_instruments, dimension, hidden_size, num_layers, num_frames,
-                                          velocity_dim, instrument_dim, pitch_dim, time_dim)
+                                          velocity_dim, instrument_dim, pitch_dim, time_dim, phase_harmonics)
 
     @property
     def num_frames(self) -> int:
@@ -100,7 +100,7 @@ def _autoencoder_kwargs(m: ModelConfig) -> dict:
 def _table_kwargs(m: ModelConfig) -> dict:
     return dict(dimension=m.dimension, hidden_size=m.hidden_size, num_layers=m.num_layers,
                 velocity_dim=m.velocity_dim, instrument_dim=m.instrument_dim, pitch_dim=m.pitch_dim,
-                time_dim=m.time_dim)
+                time_dim=m.time_dim, phase_harmonics=m.phase_harmonics)
 
 
 def build_autoencoder(m: ModelConfig) -> Autoencoder:
