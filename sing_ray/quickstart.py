@@ -57,7 +57,7 @@ class Scale:
     pitches: tuple[int, ...]
     velocities: tuple[int, ...]
     preset: str
-    epochs: tuple[int, int, int]
+    epochs: tuple[int, int, int] | None      # None: the preset's
     render_pitches: str
     render_velocities: str
     render_instruments: str | None = None   # None: every instrument of the model
@@ -66,12 +66,10 @@ class Scale:
 
 SCALES = {
     # The README's quick start: 14 GM programs covering the 11 NSynth families,
-    # 13 pitches, 5 velocities (910 notes), the tiny model, a full-keyboard library.
-    # Epochs: 3/3/2 took 2 min 44 s on an idle 2-core machine and rendered notes 30 dB
-    # quieter than the data; 15/15/8 uses a quarter of the 20-minute budget idle,
-    # leaving room for a busy machine.
+    # 13 pitches, 5 velocities (910 notes), the quick preset with its own epochs (at most
+    # 15 minutes of training on 2 cores), a full-keyboard library.
     "default": Scale(programs=soundfont.DEFAULT_PROGRAMS, pitches=soundfont.DEFAULT_PITCHES,
-                     velocities=soundfont.DEFAULT_VELOCITIES, preset="tiny", epochs=(15, 15, 8),
+                     velocities=soundfont.DEFAULT_VELOCITIES, preset="quick", epochs=None,
                      render_pitches="36:84:4", render_velocities="25,75,127"),
     # The end-to-end test: 4 programs x 6 pitches x 2 velocities, one epoch per phase.
     "smallest": Scale(programs=(0, 24, 40, 73), pitches=(48, 52, 55, 60, 64, 67), velocities=(25, 127),
@@ -180,7 +178,8 @@ def run_quickstart(workdir: str | Path = "quickstart", scale: str = "default", *
     timings["ingest"] = time.perf_counter() - t
 
     t = stage("training: autoencoder, sequence, finetune", 3)
-    epoch_sets = [f"train.{p}.epochs={n}" for p, n in zip(("autoencoder", "sequence", "finetune"), s.epochs)]
+    epoch_sets = ([f"train.{p}.epochs={n}" for p, n in zip(("autoencoder", "sequence", "finetune"), s.epochs)]
+                  if s.epochs else [])
     run_sets = [f"run.run_name={run_name}", f"run.storage_path={workdir / 'runs'}",
                 f"run.num_workers={workers}"]
     if tracking_uri:
