@@ -123,6 +123,9 @@ class SequenceGenerator(nn.Module):
         if self.phase_harmonics:
             clock = phase_clock(pitch, start, length, self.phase_harmonics, FRAME_HOP).to(steps.dtype)
             steps = torch.cat([steps, clock], dim=-1)
-        out, hidden = self.lstm(steps, hidden)
-        frames = self.output(out).transpose(1, 2)
+        # The LSTM runs in float32 even under autocast: it is a small share of the work, and
+        # oneDNN has no bfloat16 LSTM on CPUs without AVX-512 BF16 (the call raises there).
+        with torch.autocast(pitch.device.type, enabled=False):
+            out, hidden = self.lstm(steps.float(), hidden)
+            frames = self.output(out).transpose(1, 2)
         return (frames, hidden) if return_hidden else frames
