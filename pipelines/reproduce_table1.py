@@ -19,8 +19,8 @@ from sing_ray.errors import UserError
 from sing_ray.runtime import init_ray, setup_logging
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, start or join Ray, train the runs, print the table; returns the exit status."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m pipelines.reproduce_table1``."""
     from sing_ray import table1
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.reproduce_table1",
@@ -46,7 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-cpus", type=int, default=None, metavar="N",
                         help="CPUs of the local Ray started when not under `ray job submit` (default: all)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, start or join Ray, train the runs, print the table; returns the exit status."""
+    from sing_ray import table1
+
+    args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     try:
