@@ -900,7 +900,7 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
     from .data.dataset import load_manifest
     from .tracking import resolve_model
 
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     path = resolve_model(model, tracking_uri)
     checkpoint = path.read_bytes()
     _, info = build_note_model(checkpoint)
@@ -930,10 +930,11 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
         paths.update(draw_figures(checkpoint, info, notes, dataset, split, out, tracking_uri, training_run))
         report["figures"] = [str(p) for p in paths.values()]
     report["seconds"] = time.monotonic() - started
+    report["started_at"] = started_at
     paths.update(write_report(report, out, notes))
     run_id = None
     if log_to_mlflow:
-        run_id = log_evaluation(report, paths, tracking_uri, experiment)
+        run_id = log_evaluation(report, paths, tracking_uri, experiment, manifest=manifest)
         report["mlflow_run_id"] = run_id
     overall = report["summary"]["overall"]
     log.info("%s [%s], %d notes: spectral L1 %.4f (silence's %.4f), wav MSE %.5f, %d near-silent; report in %s",
@@ -1077,21 +1078,35 @@ def find_training_run(model: str, tracking_uri: str | None = None, search_paths:
 
 def log_evaluation(report: Mapping[str, Any], paths: Mapping[str, Path], tracking_uri: str | None = None,
                    experiment: str | None = "sing-ray", run_name: str | None = None,
-                   nested: bool = False) -> str:
+                   nested: bool = False, manifest: Mapping[str, Any] | None = None) -> str:
     """Log an evaluation to MLflow: params, overall metrics (``<split>_<metric>``), report and figures.
+
+    The run starts when the evaluation did (``report["started_at"]``, epoch seconds), so the
+    UI shows how long the work took. With the dataset's ``manifest``, the dataset is the
+    run's MLflow dataset input.
 
     Returns:
         the run id.
     """
     import mlflow
+    from mlflow.tracking.fluent import _get_experiment_id
 
-    from .tracking import configure_mlflow
+    from .tracking import configure_mlflow, log_dataset_input
 
     configure_mlflow(tracking_uri, experiment)
+    client = mlflow.MlflowClient()
     split = report["split"]
     name = run_name or f"evaluate-{Path(str(report['model'])).name}-{split}"
-    with mlflow.start_run(run_name=name, nested=nested) as run:
-        mlflow.set_tags({"sing_ray.stage": "evaluate", "sing_ray.model": str(report["model"])})
+    parent = mlflow.active_run() if nested else None
+    tags = {"sing_ray.stage": "evaluate", "sing_ray.model": str(report["model"])}
+    if parent is not None:
+        tags["mlflow.parentRunId"] = parent.info.run_id
+    started = report.get("started_at")
+    created = client.create_run(parent.info.experiment_id if parent is not None else _get_experiment_id(),
+                                start_time=int(started * 1000) if started else None, run_name=name, tags=tags)
+    if manifest is not None:
+        log_dataset_input(client, created.info.run_id, str(report["dataset"]), dict(manifest), f"evaluation ({split})")
+    with mlflow.start_run(run_id=created.info.run_id, nested=parent is not None) as run:
         mlflow.log_params({"model": str(report["model"]), "dataset": str(report["dataset"]), "split": split,
                            "num_notes": report["num_notes"], "max_notes": report.get("max_notes"),
                            "model_class": report.get("model_class"), "embedding": EMBEDDING_NAME})

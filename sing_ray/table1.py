@@ -363,7 +363,8 @@ def reproduce_table1(dataset: str, *, preset: str = "tiny", overrides: Sequence[
     import mlflow
 
     from .config import load_config
-    from .tracking import configure_mlflow
+    from .data.dataset import load_manifest
+    from .tracking import configure_mlflow, log_dataset_input
 
     started = time.monotonic()
     out = Path(out)
@@ -377,6 +378,7 @@ def reproduce_table1(dataset: str, *, preset: str = "tiny", overrides: Sequence[
         mlflow.set_tags({"sing_ray.stage": "table1", "sing_ray.preset": preset})
         mlflow.log_params({"dataset": str(dataset), "preset": preset, "overrides": " ".join(overrides) or "-",
                            "runs": ",".join(runs)})
+        log_dataset_input(mlflow.MlflowClient(), parent.info.run_id, str(dataset), load_manifest(dataset), "training")
         for run in runs:
             run_set = run_overrides(run, overrides)
             cfg = load_config(preset, overrides=run_set)

@@ -16,6 +16,10 @@ log = logging.getLogger(__name__)
 
 REGISTERED_MODEL = "sing"
 CHECKPOINT_ARTIFACT = "checkpoint"
+# MLflow 3's UI opens an experiment in the view its kind names: without the tag it
+# lands on the GenAI overview (traces, judges, prompts) instead of the training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -30,8 +34,44 @@ def configure_mlflow(uri: str | None = None, experiment: str | None = None) -> s
     uri = resolve_tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
     if experiment:
-        mlflow.set_experiment(experiment)
+        found = mlflow.set_experiment(experiment)
+        mark_training_experiment(mlflow.MlflowClient(uri), found.experiment_id)
     return uri
+
+
+def mark_training_experiment(client, experiment_id: str) -> None:
+    """Tag the experiment as model training, so the MLflow UI opens it on its runs."""
+    experiment = client.get_experiment(experiment_id)
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+
+
+def manifest_digest(manifest: dict) -> str:
+    """A short content digest of an ingested dataset's manifest (its notes, shards and split)."""
+    import hashlib
+    import json
+
+    body = {k: v for k, v in manifest.items() if k != "source"}      # the same data read from elsewhere
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def log_dataset_input(client, run_id: str, dataset_uri: str, manifest: dict, context: str) -> None:
+    """Record the ingested dataset a run read as its MLflow dataset input (the UI's lineage).
+
+    Args:
+        dataset_uri: the dataset folder or URI, as the run read it.
+        manifest: its ``manifest.json``; the input's digest is :func:`manifest_digest`.
+        context: ``training`` or ``evaluation`` (and the split), shown beside the input.
+    """
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    name = str(dataset_uri).rstrip("/").rsplit("/", 1)[-1] or str(dataset_uri)
+    dataset = MetaDataset(resolve_dataset_source(str(dataset_uri)), name=name, digest=manifest_digest(manifest))
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(),
+                                                     tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
 
 
 def log_sing_model(checkpoint_path: str | Path, registered_name: str | None = REGISTERED_MODEL,
@@ -43,6 +83,15 @@ def log_sing_model(checkpoint_path: str | Path, registered_name: str | None = RE
     """
     import mlflow
 
+    import pandas as pd
+
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint_path)
+    instruments = list(ckpt.get("extra", {}).get("instruments") or [])
+    if not instruments:
+        raise UserError(f"{checkpoint_path}: checkpoint has no instrument vocabulary (extra.instruments)")
+    example = pd.DataFrame({"instrument": [instruments[0]], "pitch": [60], "velocity": [100]})
     code = Path(__file__).with_name("mlflow_model.py")
     return mlflow.pyfunc.log_model(
         name=name,
@@ -50,7 +99,25 @@ def log_sing_model(checkpoint_path: str | Path, registered_name: str | None = RE
         artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_path)},
         registered_model_name=registered_name,
         pip_requirements=["sing-ray", "torch", "mlflow"],
+        signature=sing_signature(int(((ckpt.get("config") or {}).get("model") or {}).get("wav_length", 64000))),
+        input_example=example,
     )
+
+
+def sing_signature(wav_length: int = 64000):
+    """The pyfunc's signature: rows of (instrument, pitch, velocity[, mix]) to ``wav_length`` floats each.
+
+    ``mix`` is an optional per-row timbre mix, ``"NAME:WEIGHT,NAME:WEIGHT"`` (up to the
+    vocabulary), used instead of ``instrument`` where given.
+    """
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema, TensorSpec
+
+    inputs = Schema([ColSpec("string", "instrument"), ColSpec("long", "pitch"), ColSpec("long", "velocity"),
+                     ColSpec("string", "mix", required=False)])
+    outputs = Schema([TensorSpec(np.dtype("float32"), (-1, wav_length))])
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def resolve_model(model: str | Path, tracking_uri: str | None = None) -> Path:

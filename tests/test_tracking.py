@@ -33,7 +33,35 @@ def test_registered_model_resolves_and_generates(tmp_path, tiny_checkpoint, monk
     assert np.array_equal(gen.generate(["flute_synthetic_001"], [60], [100]), direct)
     pyfunc = mlflow.pyfunc.load_model(info.model_uri)
     out = pyfunc.predict(pd.DataFrame({"instrument": ["guitar_acoustic_000"], "pitch": [64], "velocity": [25]}))
-    assert len(out) == 1 and len(out[0]) == 64000
+    assert out.shape == (1, 64000) and out.dtype == np.float32
+
+
+def test_logged_model_has_a_signature_an_example_and_plays_mixes(tmp_path, tiny_checkpoint, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = configure_mlflow(f"sqlite:///{tmp_path / 'mlflow.db'}", "test")
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("test")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"   # the UI's training view
+    with mlflow.start_run():
+        info = log_sing_model(tiny_checkpoint)
+    registered = mlflow.models.get_model_info("models:/sing/1")
+    inputs = {c["name"]: (c["type"], c.get("required", True)) for c in registered.signature.inputs.to_dict()}
+    assert inputs == {"instrument": ("string", True), "pitch": ("long", True), "velocity": ("long", True),
+                      "mix": ("string", False)}
+    assert registered.signature.outputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 64000)
+    example = mlflow.models.Model.load(info.model_uri).load_input_example(mlflow.artifacts.download_artifacts(info.model_uri))
+    assert list(example.columns) == ["instrument", "pitch", "velocity"]
+    assert example["instrument"][0] == "guitar_acoustic_000"
+    pyfunc = mlflow.pyfunc.load_model(info.model_uri)
+    rows = pd.DataFrame({"instrument": ["flute_synthetic_001", "guitar_acoustic_000"], "pitch": [60, 60],
+                         "velocity": [100, 100], "mix": [None, "guitar_acoustic_000:1,flute_synthetic_001:1"]})
+    out = pyfunc.predict(rows)
+    gen = Generator.from_checkpoint(tiny_checkpoint)
+    assert np.array_equal(out[0], gen.generate(["flute_synthetic_001"], [60], [100])[0])
+    half = gen.generate([0], [60], [100], mix={"guitar_acoustic_000": 0.5, "flute_synthetic_001": 0.5})[0]
+    np.testing.assert_allclose(out[1], half, atol=1e-6)
+    with pytest.raises(Exception, match="pitch"):          # the signature refuses a row without a pitch
+        pyfunc.predict(pd.DataFrame({"instrument": ["flute_synthetic_001"], "velocity": [100]}))
 
 
 def test_generator_rejects_bad_requests(tiny_checkpoint):

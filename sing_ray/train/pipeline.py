@@ -48,6 +48,7 @@ from typing import Any, Sequence
 
 from ..config import PHASES, Config, ConfigError, flatten
 from ..errors import UserError
+from ..tracking import log_dataset_input
 from .faults import faults_from_env
 
 log = logging.getLogger(__name__)
@@ -224,12 +225,17 @@ def _client(uri: str):
 
 
 def _experiment_id(client, name: str) -> str:
+    from ..tracking import mark_training_experiment
+
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
-    return client.create_experiment(name)
+        experiment_id = experiment.experiment_id
+    else:
+        experiment_id = client.create_experiment(name)
+    mark_training_experiment(client, experiment_id)
+    return experiment_id
 
 
 def _find_parent(client, experiment_id: str, name: str):
@@ -288,6 +294,7 @@ def _open_parent(client, plan: _Plan, experiment_id: str, run_name: str, run_dir
     if parent_of:
         tags["mlflow.parentRunId"] = parent_of
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    log_dataset_input(client, run.info.run_id, plan.dataset, plan.manifest, "training")
     params = {**flatten(plan.cfg), **_dataset_params(plan)}
     items = [Param(k, str(v)) for k, v in params.items()]
     for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
@@ -296,7 +303,7 @@ def _open_parent(client, plan: _Plan, experiment_id: str, run_name: str, run_dir
     return run, run_dir, False
 
 
-def _phase_run(client, parent, phase: str, cfg: Config, reopen: bool = True):
+def _phase_run(client, parent, phase: str, plan: _Plan, reopen: bool = True):
     """The nested run of ``phase`` under ``parent``: found again (and marked running if
     ``reopen``), or created with the phase's params."""
     from mlflow.entities import Param, RunStatus
@@ -307,11 +314,13 @@ def _phase_run(client, parent, phase: str, cfg: Config, reopen: bool = True):
         if reopen:
             client.update_run(runs[0].info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
         return runs[0]
+    cfg = plan.cfg
     run = client.create_run(parent.info.experiment_id, run_name=phase, tags={
         "mlflow.parentRunId": parent.info.run_id, PHASE_TAG: phase, STAGE_TAG: STAGE})
+    log_dataset_input(client, run.info.run_id, plan.dataset, plan.manifest, "training")
     p = cfg.train.phase(phase)
     params = {"phase": phase, "epochs": p.epochs, "lr": p.lr, "batch_size": p.batch_size,
-              "loss": "mse (embeddings)" if phase == "sequence" else cfg.train.loss,
+              "loss": "mse (embeddings)" if phase == "sequence" else cfg.train.phase_loss(phase),
               "num_workers": cfg.run.num_workers, "use_gpu": cfg.run.use_gpu}
     if phase == "sequence":
         params["truncated_steps"] = cfg.train.truncated_steps
@@ -528,7 +537,7 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
             tags = client.get_run(parent.info.run_id).data.tags
             final = run_dir / "models" / f"{phase}.pt"
             finished = tags.get(f"sing_ray.phase.{phase}") == "finished" and final.exists()
-            phase_run = _phase_run(client, parent, phase, plan.cfg, reopen=not finished)
+            phase_run = _phase_run(client, parent, phase, plan, reopen=not finished)
             if finished:
                 log.info("%s: finished in an earlier invocation; skipping (%s)", phase, final)
                 metrics = _latest_metrics(client, phase_run.info.run_id)

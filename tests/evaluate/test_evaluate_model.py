@@ -10,10 +10,11 @@ from sing_ray import cli
 from sing_ray import evaluate as ev
 from sing_ray.checkpoint import save_checkpoint
 from sing_ray.config import load_config
-from sing_ray.data.dataset import WAV_COLUMN, load_vocabulary
+from sing_ray.data.dataset import WAV_COLUMN, load_manifest, load_vocabulary
 from sing_ray.data.ingest import ingest
 from sing_ray.errors import UserError
 from sing_ray.models import build_autoencoder, build_sing
+from sing_ray.tracking import manifest_digest
 
 from conftest import make_nsynth
 
@@ -99,6 +100,13 @@ def test_autoencoder_reconstruction_and_cli_with_mlflow(small_dataset, checkpoin
     assert "## What a listener would notice" in (out / "evaluation.md").read_text()
     assert {a.path for a in mlflow.MlflowClient(uri).list_artifacts(runs[0].info.run_id, "evaluation")} >= {
         "evaluation/evaluation.md", "evaluation/evaluation.json", "evaluation/spectrograms.png"}
+    # The UI's story: the run lasts as long as the work, and names the dataset it read.
+    info = runs[0].info
+    assert (info.end_time - info.start_time) / 1000 >= report["seconds"] - 0.5, (info, report["seconds"])
+    (read,) = runs[0].inputs.dataset_inputs
+    assert read.dataset.name == small_dataset.name and str(small_dataset) in read.dataset.source
+    assert read.dataset.digest == manifest_digest(load_manifest(str(small_dataset)))
+    assert {t.key: t.value for t in read.tags}["mlflow.data.context"] == "evaluation (test)"
 
 
 def test_unknown_instruments_and_bad_models_are_user_errors(small_dataset, tmp_path):

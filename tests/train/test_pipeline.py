@@ -27,9 +27,9 @@ import pytest
 from sing_ray import cli
 from sing_ray.checkpoint import load_checkpoint
 from sing_ray.config import load_config
-from sing_ray.data.dataset import load_vocabulary
+from sing_ray.data.dataset import load_manifest, load_vocabulary
 from sing_ray.generate import Generator
-from sing_ray.tracking import resolve_model
+from sing_ray.tracking import manifest_digest, resolve_model
 from sing_ray.train import NonFiniteLossError, run_pipeline
 from sing_ray.train.faults import ENV_VAR
 
@@ -149,6 +149,14 @@ def test_mlflow_layout_params_metrics_artifacts(trained):
         assert any(w.endswith("-generated.wav") for w in wavs) and any(w.endswith("-reference.wav") for w in wavs)
     assert "valid_embedding_mse" in children["sequence"].data.metrics
     assert np.isfinite(parent.data.metrics["autoencoder.test_spectral_l1"])
+    # What the MLflow UI shows: a model-training experiment, each run reading the ingested dataset.
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    digest = manifest_digest(load_manifest(trained.dataset))
+    for run in (parent, *children.values()):
+        (read,) = client.get_run(run.info.run_id).inputs.dataset_inputs
+        assert read.dataset.name == Path(trained.dataset).name and read.dataset.digest == digest, run.info.run_name
+        assert Path(trained.dataset).name in read.dataset.source
+    assert children["finetune"].data.params["loss"] == load_config("tiny").train.phase_loss("finetune")
 
 
 def test_registered_model_generates_a_note(trained):
