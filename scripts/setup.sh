@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(fluidsynth libfluidsynth3 fluid-soundfont-gm libsndfile1)
+# Headless Chromium and its driver: the browser test of the Serve page. Optional: where they
+# cannot be installed, setup says so and that test skips, naming the reason.
+APT_OPTIONAL=(chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -16,6 +19,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+optional=()
+for pkg in "${APT_OPTIONAL[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || optional+=("$pkg")
+done
+if [ ${#optional[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages for the browser test: ${optional[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${optional[@]}" >/dev/null; } \
+    || echo "setup: could not install ${optional[*]}; the Serve page's browser test will skip" >&2
 fi
 
 PYTHON=${PYTHON:-python3}

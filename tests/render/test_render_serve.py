@@ -151,3 +151,146 @@ def test_request_validation_without_a_server():
         assert err.value.status == status
     with pytest.raises(RequestError, match="velocity: expected an integer"):
         parse_note_request('{"instrument": "flute_synthetic_001", "pitch": 60, "velocity": true}', INSTRUMENTS)
+
+
+# ---------------------------------------------------------------------------
+# The page at GET /, in a real browser
+# ---------------------------------------------------------------------------
+
+# Everything but the server under test resolves nowhere: the page must not reach out,
+# and Chromium's own background traffic goes nowhere either.
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--autoplay-policy=no-user-gesture-required", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-default-apps", "--disable-domain-reliability", "--no-first-run",
+                  "--disable-client-side-phishing-detection", "--use-fake-device-for-media-stream")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    import shutil
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip("the page's browser test needs Debian's chromium and chromium-driver, which scripts/setup.sh "
+                    f"installs where it can; missing here: {'chromium' if not chromium else 'chromedriver'}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+def _page(browser, what: str):
+    return browser.execute_script(f"return window.singPage && window.singPage.{what};")
+
+
+def _wait_page(browser, condition: str, timeout: float = 60):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, timeout, poll_frequency=0.1).until(
+        lambda b: b.execute_script(f"const s = window.singPage; return !!(s && ({condition}));"),
+        message=f"the page never reached: {condition}")
+
+
+def _errors(browser):
+    return [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_page_plays_keys_mixes_and_shows_server_errors(serve_url, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    page = requests.get(f"{serve_url}/", timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    # Offline: nothing the page loads comes from elsewhere.
+    for name in ("/", "/static/app.js", "/static/style.css"):
+        text = requests.get(f"{serve_url}{name}", timeout=30).text
+        assert "http://" not in text and "https://" not in text, name
+    assert requests.get(f"{serve_url}/static/..%2F__init__.py", timeout=30).status_code == 404
+
+    browser.get(f"{serve_url}/")
+    _wait_page(browser, "s.ready")
+    assert _errors(browser) == []
+    assert [o.text for o in Select(browser.find_element(By.ID, "instrument")).options] == INSTRUMENTS
+    keys = browser.find_elements(By.CSS_SELECTOR, "#keyboard .key[data-pitch]")
+    assert len(keys) == 49 and {int(k.get_attribute("data-pitch")) for k in keys} == set(range(36, 85))
+
+    # A click fetches the note (a 64,000-frame WAV), plays it, draws it and offers it for download.
+    browser.find_element(By.CSS_SELECTOR, '.key[data-pitch="60"]').click()
+    _wait_page(browser, "s.started >= 1")
+    assert (_page(browser, "lastStatus"), _page(browser, "lastFrames"), _page(browser, "requests")) == (200, 64000, 1)
+    assert _page(browser, "audioState") == "running"
+    painted = browser.execute_script(
+        "const c = document.getElementById('spectrogram'); const d = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 0; i < d.length; i += 4) "
+        "n += d[i] + d[i + 1] + d[i + 2] > 0; return n / (d.length / 4);")
+    assert painted > 0.05, painted
+    link = browser.find_element(By.ID, "download")
+    assert link.is_displayed() and link.get_attribute("href").startswith("blob:")
+    assert link.get_attribute("download").endswith(".wav")
+
+    # The same note again comes from the page's cache; the computer keyboard plays too ('a' is C4).
+    browser.find_element(By.TAG_NAME, "body").send_keys("a")
+    _wait_page(browser, "s.started >= 2")
+    assert (_page(browser, "requests"), _page(browser, "cacheHits")) == (1, 1)
+
+    # A mix of two instruments: a new request, a note back.
+    browser.find_element(By.CSS_SELECTOR, "input[name=timbre][value=mix]").click()
+    assert browser.find_element(By.ID, "mix").is_displayed()
+    browser.find_element(By.CSS_SELECTOR, '.key[data-pitch="64"]').click()
+    _wait_page(browser, "s.started >= 3")
+    assert (_page(browser, "requests"), _page(browser, "lastStatus"), _page(browser, "lastFrames")) == (2, 200, 64000)
+    sent = browser.execute_script("return requestBody(64);")
+    assert json.loads(sent)["mix"] == "guitar_acoustic_000:50,flute_synthetic_001:50"
+
+    # A request the server refuses (a velocity the model does not take) is shown, not swallowed.
+    browser.execute_script("const v = document.getElementById('velocity'); v.add(new Option('64', '64')); v.value = '64';")
+    browser.find_element(By.CSS_SELECTOR, '.key[data-pitch="65"]').click()
+    _wait_page(browser, "s.lastError && s.lastError.status === 422")
+    error = browser.find_element(By.ID, "error")
+    assert error.is_displayed() and "velocity: 64 is not one of" in error.text
+    assert _errors(browser) == [] or all("422" in e["message"] for e in _errors(browser))
+
+
+def test_page_shows_an_overloaded_server_busy(serve_url, browser):
+    from selenium.webdriver.common.by import By
+
+    url = f"{serve_url}/tight/synthesize"
+    browser.get(f"{serve_url}/tight/")                    # the page under another route prefix
+    _wait_page(browser, "s.ready")
+    stop = threading.Event()
+
+    def flood():
+        while not stop.is_set():
+            try:
+                requests.post(url, json=GOOD[0], timeout=120)
+            except requests.RequestException:
+                pass
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for _ in range(6):
+            pool.submit(flood)
+        try:
+            pitch = 40
+            while not _page(browser, "lastError") and pitch < 84:
+                browser.find_element(By.CSS_SELECTOR, f'.key[data-pitch="{pitch}"]').click()
+                pitch += 1
+                try:
+                    _wait_page(browser, "s.lastError", timeout=3)
+                except Exception:
+                    pass
+        finally:
+            stop.set()
+    assert _page(browser, "lastError")["status"] == 503
+    error = browser.find_element(By.ID, "error")
+    assert error.is_displayed() and "busy (503)" in error.text

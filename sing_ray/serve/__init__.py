@@ -8,6 +8,9 @@ Routes (relative to the application's route prefix, ``/`` by default):
   ``instrument`` may be left out.
 - ``GET /instruments``: the vocabulary, pitches and velocities the model takes.
 - ``GET /healthz``: 200 once the model is loaded, with this replica's batch counters.
+- ``GET /``: a page to play the model in a browser (``static/``, shipped in the package, no
+  external resources): an instrument or a mix of up to three, a velocity, an on-screen and
+  computer keyboard; notes come from ``POST /synthesize`` and play with the Web Audio API.
 
 Requests are validated one by one (400 for a body that is not a JSON object, 422
 for a field out of range or an unknown instrument, the message naming the field),
@@ -24,17 +27,25 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from ray import serve
 
-from . import nsynth
-from .errors import UserError
+from .. import nsynth
+from ..errors import UserError
 
 log = logging.getLogger(__name__)
 
 FIELDS = ("instrument", "pitch", "velocity", "mix", "format")
+STATIC = Path(__file__).with_name("static")
+STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".css": "text/css; charset=utf-8"}
+# The page loads nothing from elsewhere and talks only to the server it came from.
+PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+               "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+               "frame-ancestors 'none'")
 CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac"}
 
 
@@ -81,7 +92,7 @@ def parse_note_request(body: bytes | str, instruments: Sequence[str]) -> NoteReq
     """
     import difflib
 
-    from .render import mix_name, mix_spec, parse_mix
+    from ..render import mix_name, mix_spec, parse_mix
 
     try:
         data = json.loads(body)
@@ -153,8 +164,8 @@ class Synthesizer:
                  num_threads: int = 1, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.005):
         import torch
 
-        from .generate import Generator
-        from .tracking import resolve_model
+        from ..generate import Generator
+        from ..tracking import resolve_model
 
         if device == "cpu":
             torch.set_num_threads(max(1, min(int(num_threads), os.cpu_count() or 1)))
@@ -184,14 +195,16 @@ class Synthesizer:
     async def __call__(self, request):
         from starlette.responses import JSONResponse, Response
 
-        from .render import encode_note
+        from ..render import encode_note
 
         path = request.url.path
         root = request.scope.get("root_path") or ""
         if root and path.startswith(root):
             path = path[len(root):]
         path = "/" + path.strip("/")
-        routes = {"/synthesize": "POST", "/instruments": "GET", "/healthz": "GET"}
+        if request.method == "GET" and (path == "/" or path.startswith("/static/")):
+            return static_file(path)
+        routes = {"/": "GET", "/synthesize": "POST", "/instruments": "GET", "/healthz": "GET"}
         if path not in routes:
             return JSONResponse({"error": f"path: no route {path}; try {', '.join(routes)}"}, status_code=404)
         if request.method != routes[path]:
@@ -215,6 +228,19 @@ class Synthesizer:
                                  "Content-Disposition": f'inline; filename="{note.note_str}.{note.fmt}"'})
 
 
+def static_file(path: str):
+    """``/`` (the page) or ``/static/NAME``: a file shipped in ``static/``; 404 for anything else."""
+    from starlette.responses import JSONResponse, Response
+
+    name = "index.html" if path == "/" else path[len("/static/"):]
+    target = STATIC / name
+    if "/" in name or name.startswith(".") or target.suffix not in STATIC_TYPES or not target.is_file():
+        return JSONResponse({"error": f"path: no static file {name!r}"}, status_code=404)
+    return Response(content=target.read_bytes(), media_type=STATIC_TYPES[target.suffix],
+                    headers={"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache",
+                             "X-Content-Type-Options": "nosniff"})
+
+
 def build_app(model: str, *, tracking_uri: str | None = None, dtype: str = "float32", use_gpu: bool = False,
               num_replicas: int = 1, num_cpus: float | None = None, max_batch_size: int = 16,
               batch_wait_timeout_s: float = 0.005, max_ongoing_requests: int | None = None,
@@ -233,7 +259,7 @@ def build_app(model: str, *, tracking_uri: str | None = None, dtype: str = "floa
     Returns:
         a bound :class:`Synthesizer` application.
     """
-    from .render import DTYPES
+    from ..render import DTYPES
 
     if dtype not in DTYPES:
         raise UserError(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
