@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(app, name="sing", route_prefix="/")
-        print(f"serving {args.model} at http://{args.host}:{args.port}/synthesize (Ctrl-C stops)", flush=True)
+        print(f"serving {args.model} at http://{args.host}:{args.port}/synthesize (Ctrl-C stops)\n"
+              f"play it in a browser: http://{args.host}:{args.port}/", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
