@@ -365,24 +365,28 @@ def _status_path(run_dir: Path, phase: str) -> Path:
     return run_dir / "status" / f"{phase}.json"
 
 
-def _datasets(plan: _Plan, phase: str, run_dir: Path) -> dict:
+def _datasets(plan: _Plan, phase: str, run_dir: Path, notes: dict | None = None) -> dict:
     """The Ray Datasets of a phase: ``train`` (split), ``train_eval`` (split), ``valid``, ``test`` (whole).
 
     A split whose float32 waveforms fit in ``MATERIALIZE_BYTES`` is read and decoded
-    once into Ray's object store: every epoch iterates it again (and every worker
-    iterates ``valid`` whole), and re-running the Parquet read and decode tasks each
-    time costs more than the training step on small data. Larger splits stream.
+    once, here on the driver, into Ray's object store (:func:`read_note_split`): every
+    epoch iterates it again (and every worker iterates ``valid`` whole), and re-running
+    the Parquet read and decode tasks each time costs more than the training step on
+    small data. ``notes``, a dict kept by the caller, holds those splits from one phase
+    to the next. Larger splits stream.
     """
-    from ..data.dataset import make_note_dataset
+    from ..data.dataset import make_note_dataset, read_note_split
     from .embeddings import make_embedding_dataset
 
     columns = ["note_str", "instrument", "pitch", "velocity", "wav"]
     bytes_per_note = plan.cfg.model.wav_length * 4
-    notes = {}
+    notes = {} if notes is None else notes
     for split in ("train", "valid", "test"):
-        if plan.count(split):
-            ds = make_note_dataset(plan.dataset, split).select_columns(columns)
-            notes[split] = ds.materialize() if plan.count(split) * bytes_per_note <= MATERIALIZE_BYTES else ds
+        if plan.count(split) and split not in notes:
+            if plan.count(split) * bytes_per_note <= MATERIALIZE_BYTES:
+                notes[split] = read_note_split(plan.dataset, split, columns)
+            else:
+                notes[split] = make_note_dataset(plan.dataset, split).select_columns(columns)
     if phase == "sequence":
         train = make_embedding_dataset(run_dir / "embeddings" / "train")
         if plan.count("train") * plan.cfg.num_frames * plan.cfg.model.dimension * 4 <= MATERIALIZE_BYTES:
@@ -395,7 +399,7 @@ def _datasets(plan: _Plan, phase: str, run_dir: Path) -> dict:
 
 
 def _fit_phase(plan: _Plan, phase: str, phase_run, tracking_uri: str, run_dir: Path,
-               init: dict[str, str | None]):
+               init: dict[str, str | None], notes: dict | None = None):
     """Run one phase's TorchTrainer to the end. Returns (final model path, epochs, resumed_from_epoch)."""
     import ray.data
     import ray.train
@@ -412,7 +416,7 @@ def _fit_phase(plan: _Plan, phase: str, phase_run, tracking_uri: str, run_dir: P
     # epoch and split would bury those lines.
     ctx.enable_progress_bars = False
     try:
-        datasets = _datasets(plan, phase, run_dir)
+        datasets = _datasets(plan, phase, run_dir, notes)
         trainer = TorchTrainer(
             TRAIN_LOOPS[phase],
             train_loop_config=make_loop_config(plan, phase, phase_run.info.run_id, tracking_uri, run_dir, init,
@@ -533,6 +537,7 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
     phase_run = None
     try:
         init: dict[str, str | None] = {"autoencoder": None, "sequence": None}
+        notes: dict = {}            # the splits read once, for every phase (see _datasets)
         for phase in plan.phases:
             tags = client.get_run(parent.info.run_id).data.tags
             final = run_dir / "models" / f"{phase}.pt"
@@ -550,7 +555,7 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
                     _embed(plan, run_dir, init["autoencoder"])
                 log.info("%s: training on %d worker(s)%s", phase, plan.cfg.run.num_workers,
                          " with GPUs" if plan.cfg.run.use_gpu else "")
-                path, epochs, resumed_from = _fit_phase(plan, phase, phase_run, tracking_uri, run_dir, init)
+                path, epochs, resumed_from = _fit_phase(plan, phase, phase_run, tracking_uri, run_dir, init, notes)
                 metrics = _latest_metrics(client, phase_run.info.run_id)
                 client.log_batch(parent.info.run_id, metrics=_parent_metrics(phase, metrics), tags=[
                     RunTag(f"sing_ray.phase.{phase}", "finished"), RunTag(f"sing_ray.checkpoint.{phase}", str(path)),

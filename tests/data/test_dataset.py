@@ -55,6 +55,25 @@ def test_batches_carry_metadata_columns(dataset):
     assert {"note_str", "pitch", "velocity", "instrument_family", "instrument_source"} <= set(batch)
 
 
+def test_a_split_read_here_equals_the_ray_data_read(dataset):
+    from sing_ray.data.dataset import read_note_split
+
+    columns = ["note_str", "instrument", "pitch", "velocity", WAV_COLUMN]
+    for split in nsynth.SPLITS:
+        ray_read = sorted(make_note_dataset(str(dataset / "ds"), split).select_columns(columns).take_all(),
+                          key=lambda r: r["note_str"])
+        here = read_note_split(str(dataset / "ds"), split, columns, rows_per_block=3)
+        rows = sorted(here.take_all(), key=lambda r: r["note_str"])
+        assert [r["note_str"] for r in rows] == [r["note_str"] for r in ray_read] and rows, split
+        for a, b in zip(rows, ray_read):
+            assert set(a) == set(columns)
+            assert (a["instrument"], a["pitch"], a["velocity"]) == (b["instrument"], b["pitch"], b["velocity"])
+            assert a[WAV_COLUMN].dtype == np.float32
+            np.testing.assert_array_equal(a[WAV_COLUMN], b[WAV_COLUMN])
+    with pytest.raises(UserError, match="unknown split"):
+        read_note_split(str(dataset / "ds"), "dev")
+
+
 def test_vocabulary_and_cardinalities(dataset):
     assert load_vocabulary(str(dataset / "ds")) == [
         "brass_acoustic_001", "mallet_electronic_002", "string_synthetic_005"]
