@@ -45,7 +45,7 @@ def _available() -> dict[tuple[str | None, str], tuple[str, str]]:
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sing-ray", description="Train, render and serve SING (Défossez et al., 2018) on Ray.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and Ray's, MLflow's and the workers' own output on the terminal")
     top = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
     wanted = [a for a in argv if not a.startswith("-")][:2]
@@ -97,7 +97,7 @@ def run_pipeline(module: str, argv: Sequence[str] | None = None) -> int:
 
     prog = f"python -m pipelines.{module}"
     parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and Ray's, MLflow's and the workers' own output on the terminal")
     command = importlib.import_module(f"sing_ray.commands.{module}")
     command.configure(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -27,28 +27,31 @@ def init_ray(num_cpus: int | None = None, **kwargs) -> bool:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     address = os.environ.get("RAY_ADDRESS")
     runtime_env = kwargs.pop("runtime_env", None)
+    from . import console
+
+    # Workers' stdout and stderr stay in Ray's log files unless --verbose: the driver
+    # shows their progress itself (console.PhaseProgress).
+    kwargs.setdefault("log_to_driver", console.forward_worker_output())
     if address:
         log.info("joining the Ray cluster at %s", address)
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)
+        ray.init(address=address, runtime_env=runtime_env, configure_logging=console.verbose(), **kwargs)
+        console.quiet_libraries()
         return False
     if num_cpus is None:
         num_cpus = max(os.cpu_count() or 1, MIN_LOCAL_CPUS)
     log.info("starting a local Ray on 127.0.0.1 with %d CPU slots", num_cpus)
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
              _node_ip_address="127.0.0.1", runtime_env=runtime_env,
-             configure_logging=True, logging_level=logging.WARNING, **kwargs)
+             configure_logging=console.verbose(), logging_level=logging.WARNING, **kwargs)
+    console.quiet_libraries()
     return True
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """One logging format for the CLI and the pipelines."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in ("urllib3", "matplotlib", "fsspec", "botocore", "s3fs", "numba", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    """The terminal and log file of every entry point (see :mod:`sing_ray.console`)."""
+    from . import console
+
+    console.setup(verbose)
 
 
 # glibc's malloc: M_TRIM_THRESHOLD (-1) and M_MMAP_THRESHOLD (-3), see mallopt(3).

@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from ..quickstart import DEMO_SCALE_NAME, run_quickstart
     from ..runtime import init_ray
 
+    from .. import console
+
+    console.set_progress(not args.no_progress)
     started = init_ray(num_cpus=args.num_cpus)
     try:
         result = run_quickstart(args.workdir, args.scale, run_name=args.run_name,

@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
     # Config and dataset errors before Ray starts: run_pipeline checks again, for library callers.
     check_inputs(cfg, args.dataset, phases)
+    from .. import console
+
+    console.set_progress(not args.no_progress)
     started = init_ray(num_cpus=args.num_cpus)
     try:
         result = run_pipeline(cfg, args.dataset, phases=phases, register=not args.no_register)

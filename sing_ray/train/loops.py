@@ -469,7 +469,7 @@ def log_examples(worker: Worker, examples: list) -> None:
         worker.log_artifacts(folder, "examples")
 
 
-def _warn_if_silent(worker: Worker, examples: list | None) -> None:
+def _warn_if_silent(worker: Worker, examples: list | None) -> str | None:
     """Rank 0: say so, and tag the phase's run, when every generated example is silent.
 
     The spectral loss compares log(1 + |STFT|^2), which has no gradient at silence: a
@@ -477,14 +477,16 @@ def _warn_if_silent(worker: Worker, examples: list | None) -> None:
     never leaves. The metrics alone do not make that obvious to a person.
     """
     if not examples:
-        return
+        return None
     peaks = [float(np.abs(e[2]).max()) for e in examples]
     if max(peaks) >= SILENT_PEAK:
-        return
-    log.warning("%s: all %d generated examples are silent (peak %.1e): the model collapsed to silence. "
-                "Train longer at a lower learning rate, or with --loss wav", worker.phase, len(peaks), max(peaks))
+        return None
+    message = (f"{worker.phase}: all {len(peaks)} generated examples are silent (peak {max(peaks):.1e}): the model "
+               "collapsed to silence. Train longer at a lower learning rate, or with --loss wav")
+    log.warning("%s", message)
     if worker.mlflow is not None:
         worker.mlflow.set_tag(worker.run_id, "sing_ray.silent_output", "true")
+    return message
 
 
 # ---------------------------------------------------------------------------
@@ -493,21 +495,42 @@ def _warn_if_silent(worker: Worker, examples: list | None) -> None:
 
 
 class _Progress:
-    """Rank 0's progress lines: epoch, step, running loss, notes/s, every few seconds."""
+    """Rank 0's progress: a line in the worker's log every few seconds, and the driver's
+    progress file (epoch, step, running loss, notes/s) every second, which the driver's
+    progress bar reads (:class:`sing_ray.console.PhaseProgress`)."""
 
     def __init__(self, worker: Worker, epoch: int, epochs: int, steps: int):
         self.worker, self.epoch, self.epochs, self.steps = worker, epoch, epochs, steps
-        self.start = self.last = time.monotonic()
+        self.start = self.last = self.last_file = time.monotonic()
         self.every = float(worker.loop.get("log_every_s", 10.0))
+        self.path = worker.loop.get("progress_path")
 
     def update(self, step: int, loss: float, notes: int, force: bool = False) -> None:
         now = time.monotonic()
-        if not self.worker.is_chief or (not force and now - self.last < self.every):
+        if not self.worker.is_chief:
+            return
+        rate = notes * self.worker.world_size / max(now - self.start, 1e-9)
+        if self.path and (force or now - self.last_file >= 1.0):
+            self.last_file = now
+            write_status(self.path, {"epoch": self.epoch, "epochs": self.epochs, "step": step,
+                                     "steps": self.steps, "loss": loss, "notes_per_second": rate})
+        if not force and now - self.last < self.every:
             return
         self.last = now
-        rate = notes * self.worker.world_size / max(now - self.start, 1e-9)
         log.info("%s epoch %d/%d step %d/%d loss %.5f %.1f notes/s", self.worker.phase, self.epoch,
                  self.epochs, step, self.steps, loss, rate)
+
+
+def append_journal(path: str | Path | None, record: dict) -> None:
+    """Append one JSON line to the phase's epoch journal (the driver prints each as it lands)."""
+    import json
+
+    if not path:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
 def _report(worker: Worker, metrics: dict, checkpoint_folder: Path | None = None) -> None:
@@ -596,6 +619,7 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
             worker.log_metrics({k: v for k, v in metrics.items() if k not in ("epoch", "status")}, step=epoch)
             worker.log_artifact(folder / MODEL_FILE, f"checkpoints/epoch-{epoch:03d}")
             log.info("%s epoch %d/%d: %s", phase, epoch, epochs, _format(metrics))
+            append_journal(loop.get("journal_path"), {"epoch": epoch, "epochs": epochs, **metrics})
         _report(worker, metrics, folder)
 
     # The end of the phase: Table 1's metrics on test and on the train split, and examples.
@@ -608,8 +632,9 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
         worker.log_metrics({k: v for k, v in final.items() if k.startswith(("test_", "train_"))
                             and k != "train_loss"}, step=max(done, epochs))
         log_examples(worker, examples)
-        _warn_if_silent(worker, examples)
+        silent = _warn_if_silent(worker, examples)
         log.info("%s finished: %s", phase, _format(final))
+        append_journal(loop.get("journal_path"), {"epochs": epochs, **final, "warnings": [silent] if silent else []})
     with tempfile.TemporaryDirectory() as tmp:
         folder = None
         if worker.is_chief:

@@ -48,6 +48,8 @@ from typing import Any, Sequence
 
 from ..config import PHASES, Config, ConfigError, flatten
 from ..errors import UserError
+from .. import console
+from ..console import PhaseProgress
 from ..tracking import log_dataset_input
 from .faults import faults_from_env
 
@@ -353,6 +355,8 @@ def make_loop_config(plan: _Plan, phase: str, run_id: str, tracking_uri: str, ru
         "run_dir": str(run_dir),
         "snapshot_path": str(run_dir / phase / "checkpoint_manager_snapshot.json"),
         "status_path": str(_status_path(run_dir, phase)),
+        "progress_path": str(run_dir / "progress" / f"{phase}.json"),
+        "journal_path": str(run_dir / "progress" / f"{phase}.jsonl"),
         "faults": plan.faults,
         "num_train_notes": plan.count("train"),
         "batch_size": cfg.train.phase(phase).batch_size // cfg.run.num_workers,
@@ -432,7 +436,9 @@ def _fit_phase(plan: _Plan, phase: str, phase_run, tracking_uri: str, run_dir: P
         )
         started = time.monotonic()
         try:
-            result = trainer.fit()
+            with PhaseProgress(phase, run_dir / "progress" / f"{phase}.json", run_dir / "progress" / f"{phase}.jsonl",
+                               show_bar=console.progress_bars(), logger=log):
+                result = trainer.fit()
         except ray.train.TrainingFailedError as err:
             raise PhaseFailedError(
                 f"phase {phase} failed (after up to run.max_failures = {cfg.run.max_failures} worker restarts): "
@@ -530,6 +536,8 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
     storage = Path(plan.cfg.run.storage_path).expanduser().resolve()
     parent, run_dir, resumed = _open_parent(client, plan, experiment_id, run_name, storage / run_name, nest_under)
     run_name = parent.info.run_name
+    console.log_to(run_dir / "logs" / "driver.log")
+    log.info("Ray's and MLflow's own log lines: %s", run_dir / "logs" / "driver.log")
     plan = replace(plan, cfg=replace(plan.cfg, run=replace(plan.cfg.run, run_name=run_name)))
     result = PipelineResult(run_id=parent.info.run_id, run_name=run_name, experiment_id=experiment_id,
                             tracking_uri=tracking_uri, run_dir=run_dir)

@@ -9,6 +9,7 @@ MLflow's client and the library on disk are checked.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -118,6 +119,17 @@ def test_quickstart_job_is_refused_without_token_stops_resumes_and_tracks(tmp_pa
         # The final summary shows what was made: held-out scores beside the real notes' and silence's.
         assert "held-out test notes (" in logs and "silence (all-zero output)" in logs
         assert "demo:" in logs and "spectrograms:" in logs
+        # A console a person can read: none of Ray's internals, one summary line per epoch of
+        # each phase this job trained (the smallest scale: one epoch each), and the run's log file.
+        internals = ("PlacementGroupCleaner", "TrainController", "(RayTrainWorker", "SplitCoordinator",
+                     "streaming_executor", "Execution plan", "TrainingReport", "RayDeprecationWarning",
+                     "logging_progress", "mlflow.store.db.utils", "Token authentication is enabled")
+        leaked = [line for line in logs.splitlines() if any(s in line for s in internals)]
+        assert not leaked, leaked[:10]
+        for phase in ("sequence", "finetune"):
+            assert len(re.findall(rf"sing_ray\.train\.pipeline: {phase} epoch 1/1: train_loss ", logs)) == 1, phase
+            assert len(re.findall(rf"sing_ray\.train\.pipeline: {phase} finished after 1 epochs", logs)) == 1, phase
+        assert "Ray's and MLflow's own log lines: " in logs
 
         # MLflow: one parent run, a nested run per phase with per-epoch metrics and checkpoints.
         exp = client.get_experiment_by_name("sing-ray")

@@ -1,0 +1,53 @@
+"""The terminal: the driver's view of a training phase, and Ray's internals kept off it unless --verbose."""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sing_ray import console
+
+from conftest import make_nsynth
+
+
+def test_phase_progress_prints_each_epoch_once_and_the_workers_warnings(tmp_path, caplog):
+    progress, journal = tmp_path / "p" / "autoencoder.json", tmp_path / "p" / "autoencoder.jsonl"
+    journal.parent.mkdir()
+    journal.write_text(json.dumps({"epoch": 1, "epochs": 2, "train_loss": 9.0}) + "\n")   # an earlier invocation's
+    caplog.set_level(logging.INFO, logger="sing_ray.train")
+    with console.PhaseProgress("autoencoder", progress, journal, show_bar=False, every_s=0.05) as view:
+        with open(journal, "a") as handle:
+            handle.write(json.dumps({"epoch": 2, "epochs": 2, "train_loss": 0.25, "valid_spectral_l1": 0.05,
+                                     "notes_per_second": 80.0, "epoch_seconds": 3.0, "lr": 1e-3}) + "\n")
+            handle.write(json.dumps({"status": "finished", "epoch": 2, "epochs": 2, "train_loss": 0.25,
+                                     "test_spectral_l1": 0.04, "warnings": ["autoencoder: all 4 examples are silent"]})
+                         + "\n")
+            handle.write('{"epoch": 3, "tra')            # a line still being written is not read yet
+    lines = [r.getMessage() for r in caplog.records if r.name == "sing_ray.train"]
+    assert lines == ["autoencoder epoch 2/2: train_loss 0.25, valid_spectral_l1 0.05, 80 notes/s, 3.0 s",
+                     "autoencoder: all 4 examples are silent",
+                     "autoencoder finished after 2 epochs: train_loss 0.25, test_spectral_l1 0.04"]
+    assert [r.levelname for r in caplog.records if r.name == "sing_ray.train"] == ["INFO", "WARNING", "INFO"]
+    assert len(view.lines) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verbose", [False, True])
+def test_ray_internals_stay_off_the_terminal_unless_verbose(tmp_path, verbose):
+    make_nsynth(tmp_path / "src", pitches=range(60, 63), velocities=(127,))
+    command = [str(Path(sys.executable).with_name("sing-ray")), *(["--verbose"] if verbose else []), "data", "ingest",
+               "--source", str(tmp_path / "src"), "--out", str(tmp_path / "ds"), "--no-progress", "--num-cpus", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    terminal = done.stdout + done.stderr
+    assert "6 accepted, 0 rejected of 6 listed" in terminal
+    ray_lines = [line for line in terminal.splitlines()
+                 if "streaming_executor" in line or "Execution plan" in line or "Token authentication" in line]
+    if verbose:
+        assert ray_lines, terminal[-3000:]
+    else:
+        assert ray_lines == [], ray_lines
