@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import console
 
-    console.set_progress(not args.no_progress)
+    console.set_progress(not getattr(args, "no_progress", False))
     started = init_ray(num_cpus=args.num_cpus)
     try:
         result = run_quickstart(args.workdir, args.scale, run_name=args.run_name,

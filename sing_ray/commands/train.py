@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     check_inputs(cfg, args.dataset, phases)
     from .. import console
 
-    console.set_progress(not args.no_progress)
+    console.set_progress(not getattr(args, "no_progress", False))
     started = init_ray(num_cpus=args.num_cpus)
     try:
         result = run_pipeline(cfg, args.dataset, phases=phases, register=not args.no_register)
