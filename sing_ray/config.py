@@ -72,6 +72,16 @@ class PhaseConfig:
     # The decoder is convolutional, so a 1 s crop teaches it what the whole note does at
     # a quarter of the cost per step; validation and test always score whole notes.
     crop: int = 0
+    # The learning rate at the phase's last epoch, as a fraction of ``lr``: a cosine from
+    # ``lr`` down to ``lr * lr_final``, set at the start of each epoch. 1.0 keeps it constant.
+    lr_final: float = 1.0
+
+    def epoch_lr(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (1-based) of this phase."""
+        if self.lr_final == 1.0 or self.epochs <= 1:
+            return self.lr
+        progress = min(max(epoch - 1, 0) / (self.epochs - 1), 1.0)
+        return self.lr * (self.lr_final + (1.0 - self.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,8 @@ class Config:
                 raise ConfigError(f"train.{phase}.epochs must be >= 0, got {p.epochs}")
             if p.lr <= 0:
                 raise ConfigError(f"train.{phase}.lr must be positive, got {p.lr}")
+            if not 0 < p.lr_final <= 1:
+                raise ConfigError(f"train.{phase}.lr_final must be in (0, 1] (a fraction of lr), got {p.lr_final}")
             if p.crop and (p.crop < 0 or p.crop % m.stride or not m.kernel_size <= p.crop <= m.wav_length):
                 raise ConfigError(
                     f"train.{phase}.crop ({p.crop}) must be 0 (whole notes) or a multiple of model.stride "

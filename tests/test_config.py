@@ -101,6 +101,19 @@ def test_loss_fields_from_yaml_set_and_round_trips(tmp_path):
 
 
 
+def test_learning_rate_decays_on_a_cosine_to_its_final_fraction():
+    cfg = load_config("tiny", overrides=["train.sequence.epochs=5", "train.sequence.lr=0.002",
+                                         "train.sequence.lr_final=0.1"])
+    seq = cfg.train.sequence
+    lrs = [seq.epoch_lr(e) for e in range(1, 6)]
+    assert lrs[0] == pytest.approx(0.002) and lrs[-1] == pytest.approx(0.0002)
+    assert lrs[2] == pytest.approx(0.0011)               # half way: the mean of the two ends
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert cfg.train.autoencoder.epoch_lr(3) == cfg.train.autoencoder.lr   # 1.0: constant
+    with pytest.raises(ConfigError, match=r"train.finetune.lr_final must be in \(0, 1\]"):
+        load_config("tiny", overrides=["train.finetune.lr_final=0"])
+
+
 def test_phase_loss_and_crop():
     cfg = load_config("tiny", overrides=["train.loss=wav", "train.finetune.loss=mrstft + 0.1*wav",
                                          "train.autoencoder.crop=16128"])

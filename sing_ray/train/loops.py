@@ -573,6 +573,8 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
     metrics: dict[str, Any] = {"epoch": done}
 
     for epoch in range(done + 1, epochs + 1):
+        for group in optimizer.param_groups:           # train.<phase>.lr_final: a cosine decay
+            group["lr"] = cfg.train.phase(phase).epoch_lr(epoch)
         model.train()
         progress = _Progress(worker, epoch, epochs, steps_per_epoch)
         started = time.monotonic()

@@ -321,7 +321,7 @@ def _phase_run(client, parent, phase: str, plan: _Plan, reopen: bool = True):
         "mlflow.parentRunId": parent.info.run_id, PHASE_TAG: phase, STAGE_TAG: STAGE})
     log_dataset_input(client, run.info.run_id, plan.dataset, plan.manifest, "training")
     p = cfg.train.phase(phase)
-    params = {"phase": phase, "epochs": p.epochs, "lr": p.lr, "batch_size": p.batch_size,
+    params = {"phase": phase, "epochs": p.epochs, "lr": p.lr, "lr_final": p.lr_final, "batch_size": p.batch_size,
               "loss": "mse (embeddings)" if phase == "sequence" else cfg.train.phase_loss(phase),
               "num_workers": cfg.run.num_workers, "use_gpu": cfg.run.use_gpu}
     if phase == "sequence":
