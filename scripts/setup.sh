@@ -39,10 +39,13 @@ fi
 stamp=.venv/.sing-ray-installed
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: installing sing-ray and its dependencies into .venv (a few minutes the first time)"
-  .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v "is ignored: it is neither" || true
-  .venv/bin/pip install -q -c constraints.txt -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
-  .venv/bin/python -c "import torch, ray, mlflow, soundfile, pyarrow, fluidsynth" \
-    || { echo "setup: the install did not complete" >&2; exit 1; }
+  # pip's and setuptools' own chatter (build warnings, notices) goes to a log, shown on failure.
+  log=.venv/setup.log
+  echo "setup: installing sing-ray and its dependencies into .venv (a few minutes the first time; log: $log)"
+  .venv/bin/pip install -q --upgrade pip >"$log" 2>&1 || true      # an older pip still installs
+  .venv/bin/pip install -q -c constraints.txt -e '.[dev]' >>"$log" 2>&1 \
+    || { tail -n 40 "$log" >&2; echo "setup: pip failed; the whole log is $log" >&2; exit 1; }
+  .venv/bin/python -c "import torch, ray, mlflow, soundfile, pyarrow, fluidsynth, selenium" \
+    || { tail -n 40 "$log" >&2; echo "setup: the install did not complete; log: $log" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
