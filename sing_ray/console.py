@@ -167,6 +167,7 @@ class PhaseProgress:
         self.offset = self.journal_path.stat().st_size if self.journal_path.exists() else 0
         self.progress_path.unlink(missing_ok=True)
         self.lines: list[dict] = []
+        self.seen_progress = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"progress-{phase}", daemon=True)
 
@@ -199,7 +200,10 @@ class PhaseProgress:
             self.offset += len(complete.encode())
             for line in filter(None, complete.split("\n")):
                 self._epoch_line(json.loads(line))
-        if self.show_bar and self.progress_path.exists():
+        if self.progress_path.exists():
+            self.seen_progress = True
+            if not self.show_bar:
+                return
             try:
                 p = json.loads(self.progress_path.read_text())
             except (OSError, ValueError):
@@ -221,6 +225,14 @@ class PhaseProgress:
 
     def _epoch_line(self, record: dict) -> None:
         self.lines.append(record)
+        if record.get("event") == "restored":
+            if len(self.lines) > 1 or self.seen_progress:
+                self.log.warning("%s: the workers restarted (a worker or its node failed) and resumed from the "
+                                 "checkpoint of epoch %s", self.phase, record.get("epoch"))
+            else:
+                self.log.info("%s: resuming after epoch %s of %s (checkpoint restored)", self.phase,
+                              record.get("epoch"), record.get("epochs"))
+            return
         for message in record.get("warnings") or []:
             self.log.warning("%s", message)
         shown = {k: v for k, v in record.items() if isinstance(v, float) and k != "lr"}
@@ -232,5 +244,6 @@ class PhaseProgress:
         if record.get("status") == "finished":
             self.log.info("%s finished after %s epochs: %s", self.phase, record.get("epoch"), text)
         else:
-            self.log.info("%s epoch %s/%s: %s%s, %.1f s", self.phase, record.get("epoch"), record.get("epochs"),
-                          text, rate, shown.get("epoch_seconds", float("nan")))
+            took = f", {shown['epoch_seconds']:.1f} s" if "epoch_seconds" in shown else ""
+            self.log.info("%s epoch %s/%s: %s%s%s", self.phase, record.get("epoch"), record.get("epochs"),
+                          text, rate, took)

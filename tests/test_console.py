@@ -35,6 +35,24 @@ def test_phase_progress_prints_each_epoch_once_and_the_workers_warnings(tmp_path
     assert len(view.lines) == 2
 
 
+def test_a_resume_is_news_and_a_restart_is_a_warning(tmp_path, caplog):
+    progress, journal = tmp_path / "sequence.json", tmp_path / "sequence.jsonl"
+    caplog.set_level(logging.INFO, logger="sing_ray.train")
+    with console.PhaseProgress("sequence", progress, journal, show_bar=False, every_s=0.05) as view:
+        with open(journal, "a") as handle:   # a re-run picks the phase up after its epoch 1
+            handle.write(json.dumps({"event": "restored", "epoch": 1, "epochs": 3}) + "\n")
+        view.poll()
+        with open(journal, "a") as handle:   # then a worker dies in epoch 3: the group restarts
+            handle.write(json.dumps({"epoch": 2, "epochs": 3, "train_loss": 0.5}) + "\n")
+            handle.write(json.dumps({"event": "restored", "epoch": 2, "epochs": 3}) + "\n")
+    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "sing_ray.train"]
+    assert records == [
+        ("INFO", "sequence: resuming after epoch 1 of 3 (checkpoint restored)"),
+        ("INFO", "sequence epoch 2/3: train_loss 0.5"),
+        ("WARNING", "sequence: the workers restarted (a worker or its node failed) and resumed from the "
+                    "checkpoint of epoch 2")]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("verbose", [False, True])
 def test_ray_internals_stay_off_the_terminal_unless_verbose(tmp_path, verbose):

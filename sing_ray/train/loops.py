@@ -564,6 +564,8 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
             group["lr"] = lr
     if done and worker.is_chief:
         worker.log_metrics({"resumed_from_epoch": done}, step=done)
+        # The driver says so on the terminal: a re-run resuming, or workers restarted after a failure.
+        append_journal(loop.get("journal_path"), {"event": "restored", "epoch": done, "epochs": epochs})
 
     guard = _guard_for(worker)
     run_dir = loop["run_dir"]
