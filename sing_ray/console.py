@@ -214,12 +214,17 @@ class PhaseProgress:
         from tqdm import tqdm
 
         total = int(p["epochs"]) * int(p["steps"])
+        done = (int(p["epoch"]) - 1) * int(p["steps"]) + int(p["step"])
         if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.phase, unit="step", dynamic_ncols=True, leave=True,
-                            file=sys.stderr)
+            # initial: a resumed phase's earlier epochs do not count towards the rate and time left.
+            self.bar = tqdm(total=total, initial=done, desc=self.phase, unit="step", dynamic_ncols=True,
+                            leave=True, file=sys.stderr)
         self.bar.total = total
-        self.bar.n = (int(p["epoch"]) - 1) * int(p["steps"]) + int(p["step"])
-        self.bar.set_postfix_str(f"epoch {p['epoch']}/{p['epochs']} loss {p['loss']:.5f} "
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+        valid = next((f" {k} {r[k]:.4g}" for r in reversed(self.lines) for k in
+                      ("valid_spectral_l1", "valid_embedding_mse") if isinstance(r.get(k), float)), "")
+        self.bar.set_postfix_str(f"epoch {p['epoch']}/{p['epochs']} loss {p['loss']:.5f}{valid} "
                                  f"{p['notes_per_second']:.0f} notes/s", refresh=False)
         self.bar.refresh()
 
