@@ -10,26 +10,22 @@ APT_PACKAGES=(fluidsynth libfluidsynth3 fluid-soundfont-gm libsndfile1)
 # Headless Chromium and its driver: the browser test of the Serve page. Optional: where they
 # cannot be installed, setup says so and that test skips, naming the reason.
 APT_OPTIONAL=(chromium chromium-driver)
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing Debian packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-optional=()
-for pkg in "${APT_OPTIONAL[@]}"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || optional+=("$pkg")
-done
-if [ ${#optional[@]} -gt 0 ]; then
-  echo "setup: installing Debian packages for the browser test: ${optional[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${optional[@]}" >/dev/null; } \
-    || echo "setup: could not install ${optional[*]}; the Serve page's browser test will skip" >&2
-fi
+
+# apt_install WHAT PACKAGE...: install the packages not installed yet; returns apt's status.
+apt_install() {
+  local what=$1 missing=() pkg
+  shift
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "setup: installing Debian packages${what:+ $what}: ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+apt_install "" "${APT_PACKAGES[@]}"
+apt_install "for the browser test" "${APT_OPTIONAL[@]}" \
+  || echo "setup: could not install ${APT_OPTIONAL[*]}; the Serve page's browser test will skip" >&2
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
