@@ -47,6 +47,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="config override, repeatable: --set train.autoencoder.lr=1e-4")
     parser.add_argument("--num-cpus", type=int, default=None, metavar="N",
                         help="CPUs of the local Ray started when not under `ray job submit` (default: all)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="one summary line per epoch, no progress bar")
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:

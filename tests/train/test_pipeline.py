@@ -66,7 +66,8 @@ def trained(train_dataset, tmp_path_factory):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             code = cli.main(["train", "--dataset", train_dataset, "--preset", "tiny", "--workers", "2",
-                             "--run-name", RUN, "--tracking-uri", uri, "--storage", str(work / "runs")])
+                             "--run-name", RUN, "--tracking-uri", uri, "--storage", str(work / "runs"),
+                             "--no-progress"])
         ae_only = run_pipeline(load_config("tiny", overrides=_overrides(work, uri, 1)), train_dataset,
                                phases=("autoencoder",))
     return SimpleNamespace(work=work, uri=uri, client=client, first_error=first.value, statuses_after_first=statuses,
