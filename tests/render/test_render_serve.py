@@ -30,10 +30,11 @@ def serve_url(ray_local, tiny_sing, tmp_path_factory):
     try:
         serve.run(build_app(str(tiny_sing), num_cpus=1, max_batch_size=8, batch_wait_timeout_s=0.02),
                   name="sing", route_prefix="/")
-        # One request at a time, one waiting, a slower model: a burst must overflow.
+        # One request at a time, two waiting, a slower model: a burst must overflow. Two waiting,
+        # not one: a browser fetches the page's stylesheet and script side by side.
         small = make_checkpoint(tmp_path_factory.mktemp("small") / "small.pt", preset="small")
         serve.run(build_app(str(small), num_cpus=1, max_batch_size=1, max_ongoing_requests=1,
-                            max_queued_requests=1), name="tight", route_prefix="/tight")
+                            max_queued_requests=2), name="tight", route_prefix="/tight")
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()

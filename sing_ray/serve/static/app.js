@@ -9,7 +9,7 @@ const FIRST_OCTAVE_PITCH = 36, KEYBOARD_OCTAVES = 4;
 // What the page did, for people reading the console and for tests driving a browser.
 const state = {
   instruments: [], pitches: [], velocities: [], sampleRate: 16000,
-  requests: 0, fetched: 0, cacheHits: 0, started: 0, playing: false,
+  requests: 0, fetched: 0, cacheHits: 0, startRetries: 0, started: 0, playing: false,
   lastStatus: null, lastError: null, lastFrames: null, lastNote: null, lastBytes: 0,
   audioState: null,
 };
@@ -264,10 +264,22 @@ function octaveLabel() {
   $("octave-label").textContent = `keys from C${baseOctave}`;
 }
 
+// A busy server (503) is asked again, a little later each time, before the page gives up.
+async function fetchInstruments(tries = 6) {
+  for (let attempt = 1; ; attempt += 1) {
+    const response = await fetch("instruments");
+    if (response.ok) return response;
+    const error = Object.assign(new Error(await errorText(response)), { status: response.status });
+    if (response.status !== 503 || attempt >= tries) throw error;
+    state.startRetries = attempt;
+    $("model-line").textContent = `The server is busy; asking again (${attempt} of ${tries - 1})\u2026`;
+    await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+  }
+}
+
 async function start() {
   try {
-    const response = await fetch("instruments");
-    if (!response.ok) throw Object.assign(new Error(await errorText(response)), { status: response.status });
+    const response = await fetchInstruments();
     const listing = await response.json();
     Object.assign(state, { instruments: listing.instruments, pitches: listing.pitches,
                            velocities: listing.velocities, sampleRate: listing.sample_rate || 16000 });
