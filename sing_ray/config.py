@@ -54,6 +54,9 @@ class ModelConfig:
     # Partials whose phase at each frame the LSTM is given (cos, sin): 0 is the paper's SING;
     # see SequenceGenerator and docs/training.md ("Why the model made no notes").
     phase_harmonics: int = 0
+    # Partials whose phase at each frame the decoder is given beside the frame (0: the paper):
+    # the decoder then turns the partials itself (ConvolutionalDecoder, docs/training.md).
+    decoder_harmonics: int = 0
     wav_length: int = 64000       # 4 s at 16 kHz
     pad: int = 2304               # padding on each side, as in the public code: 265 frames
 
@@ -151,7 +154,7 @@ class Config:
             if getattr(m, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(m, name)}")
         for name in ("velocity_dim", "instrument_dim", "pitch_dim", "time_dim", "rewrite_layers", "pad",
-                     "phase_harmonics"):
+                     "phase_harmonics", "decoder_harmonics"):
             if getattr(m, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(m, name)}")
         if m.kernel_size % m.stride:

@@ -671,7 +671,7 @@ def build_note_model(source: str | Path | bytes, device: str = "cpu") -> tuple[C
         @torch.inference_mode()
         def fn(instrument_str, pitch, velocity, wav):
             x = torch.as_tensor(np.asarray(wav, dtype=np.float32), device=device)
-            return model(x).float().cpu().numpy()
+            return model(x, torch.as_tensor(np.asarray(pitch, dtype=np.int64), device=device)).float().cpu().numpy()
     else:
         raise UserError(f"a {type(model).__name__} checkpoint makes no audio: evaluate a SING "
                         "(finetune) or Autoencoder (autoencoder phase) checkpoint")

@@ -113,3 +113,47 @@ def test_phase_clock_turns_each_partial_by_its_frequency():
     high = phase_clock(torch.tensor([105]), 0, 3, harmonics=3, frame_hop=256 / 16000)
     assert torch.all(high[0, :, [2, 5]] == 0)
 
+
+
+def test_phase_clock_of_a_window_continues_the_whole_notes():
+    """A window cut at any sample (a fractional frame, per note) reads the clock the whole note reads there."""
+    pitch = torch.tensor([61, 93])
+    whole = phase_clock(pitch, start=0, length=40, harmonics=4, frame_hop=256 / 16000)
+    torch.testing.assert_close(phase_clock(pitch, 7, 10, 4, 256 / 16000), whole[:, 7:17])
+    half = phase_clock(pitch, torch.tensor([2.5, 30.0]), 5, 4, 256 / 16000)
+    torch.testing.assert_close(half[1], whole[1, 30:35], atol=1e-5, rtol=0)
+    # Half a frame is 128 samples: the fundamental of MIDI 61 (277.2 Hz) has turned 2.2176 cycles.
+    f0 = 440 * 2 ** ((61 - 69) / 12)
+    angle = 2 * math.pi * f0 * 256 / 16000 * (2.5 + torch.arange(5, dtype=torch.float64))
+    torch.testing.assert_close(half[0, :, 0], torch.cos(angle).float(), atol=1e-5, rtol=0)
+
+
+def test_a_clocked_decoder_needs_the_pitch_and_its_windows_match_the_whole_note():
+    torch.manual_seed(0)
+    model = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1, clock_harmonics=4)
+    assert model.decoder.body[0].in_channels == 8 + 2 * 4
+    args = (torch.tensor([0, 2]), torch.tensor([60, 62]), torch.tensor([1, 3]))
+    whole = model(*args)
+    torch.testing.assert_close(model.synthesize(*args), whole, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model(*args, span=(1000, 1000 + 16128)), whole[:, 1000:1000 + 16128],
+                               rtol=1e-5, atol=1e-6)
+    # Another pitch is another clock: the same frames make another waveform.
+    frames = torch.randn(2, 8, model.num_frames)
+    assert not torch.allclose(model.decoder(frames, args[1]), model.decoder(frames, args[1] + 1))
+    with pytest.raises(ValueError, match="MIDI pitches"):
+        model.decoder(frames)
+
+
+def test_a_clocked_autoencoder_reads_each_windows_clock_at_its_offset():
+    """The decoder of a window at sample offset o reads the clock from note frame o / 256 on."""
+    torch.manual_seed(0)
+    ae = Autoencoder(dimension=4, channels=8, wav_length=16128, pad=2304, clock_harmonics=3)
+    wav, pitch = 0.1 * torch.randn(2, 16128), torch.tensor([57, 70])
+    assert ae(wav, pitch).shape == (2, 16128)
+    embedding = ae.encode(wav[:, :4096])
+    offsets = torch.tensor([512, 1000])
+    seen = []
+    ae.decoder.with_clock = lambda frames, p, start: seen.append(start) or torch.cat(
+        [frames, torch.zeros(*frames.shape[:2], 6)], dim=-1)
+    ae.decode(embedding, pitch, offsets)
+    torch.testing.assert_close(seen[0], torch.tensor([2.0, 1000 / 256], dtype=torch.float64))

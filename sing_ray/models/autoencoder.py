@@ -4,6 +4,13 @@ The decoder turns 128-d frames at 62.5 Hz into a waveform: a context conv, a
 few 1x1 "rewrite" convs, then a transposed conv whose 1024-sample kernel,
 smoothed by a squared Hann window, is overlap-added every 256 samples. The
 encoder mirrors it. Length arithmetic (frames <-> samples) lives on the decoder.
+
+Optionally (``clock_harmonics`` K > 0, not in the paper) the decoder also reads, beside
+every frame, the cos and sin of where the note's first K partials are in their cycles
+(:func:`~sing_ray.models.sequence.phase_clock`, from the MIDI pitch). A window every 256
+samples can only make multiples of 62.5 Hz from frames that stay the same; with the clock
+the decoder turns the partials itself, so the frames the LSTM has to predict need not
+(docs/training.md, "Why the model made no notes").
 """
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..dsp import hann_window, pad_wav, unpad_wav
+from .sequence import SAMPLE_RATE, phase_clock
 
 
 class WindowedConv1d(nn.Conv1d):
@@ -76,16 +84,19 @@ class ConvolutionalDecoder(nn.Module):
         kernel_size, stride: of the final transposed conv (1024, 256).
         context_size: kernel of the first conv, in frames (9), "same" padded.
         rewrite_layers: 1x1 conv + ReLU blocks (2).
+        clock_harmonics: K > 0 adds the phase clock of the note's first K partials (2 K inputs
+            per frame beside the D of the frame); the pitch is then an argument of every call.
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
-                 stride: int = 256, context_size: int = 9, rewrite_layers: int = 2):
+                 stride: int = 256, context_size: int = 9, rewrite_layers: int = 2, clock_harmonics: int = 0):
         super().__init__()
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
-                           context_size=context_size, rewrite_layers=rewrite_layers)
+                           context_size=context_size, rewrite_layers=rewrite_layers, clock_harmonics=clock_harmonics)
         self.kernel_size, self.stride = kernel_size, stride
+        self.clock_harmonics = clock_harmonics
         self.body = nn.Sequential(
-            nn.Conv1d(dimension, channels, context_size, padding=context_size // 2), nn.ReLU(),
+            nn.Conv1d(dimension + 2 * clock_harmonics, channels, context_size, padding=context_size // 2), nn.ReLU(),
             *_rewrite(channels, rewrite_layers))
         self.synthesis = WindowedConvTranspose1d(channels, 1, kernel_size, stride)
 
@@ -101,8 +112,25 @@ class ConvolutionalDecoder(nn.Module):
                              f"plus a multiple of stride ({self.stride})")
         return frames + 1
 
-    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-        """Args: embedding (B, D, L). Returns: (B, wav_length(L))."""
+    def with_clock(self, frames: torch.Tensor, pitch: torch.Tensor | None,
+                   start: int | float | torch.Tensor = 0) -> torch.Tensor:
+        """(B, L, D) frames -> (B, L, D + 2 K): each frame beside the phase clock at its time.
+
+        ``start``: the note frame of ``frames[:, 0]`` (fractional and per note for a window cut
+        at any sample). Unchanged when the decoder has no clock.
+        """
+        if not self.clock_harmonics:
+            return frames
+        if pitch is None:
+            raise ValueError("this decoder reads the phase clock: pass the notes' MIDI pitches")
+        clock = phase_clock(pitch, start, frames.shape[1], self.clock_harmonics, self.stride / SAMPLE_RATE)
+        return torch.cat([frames, clock.to(device=frames.device, dtype=frames.dtype)], dim=-1)
+
+    def forward(self, embedding: torch.Tensor, pitch: torch.Tensor | None = None,
+                start: int | float | torch.Tensor = 0) -> torch.Tensor:
+        """Args: embedding (B, D, L); pitch (B,) MIDI (with a clock); start: the note frame of
+        ``embedding[..., 0]``. Returns: (B, wav_length(L))."""
+        embedding = self.with_clock(embedding.transpose(1, 2), pitch, start).transpose(1, 2)
         return self.synthesis(self.body(embedding)).squeeze(1)
 
     def gemm_weights(self, dtype: torch.dtype | None = None) -> DecoderGemmWeights:
@@ -135,7 +163,8 @@ class ConvolutionalDecoder(nn.Module):
         return first, last
 
     def synthesize(self, frames: torch.Tensor, start: int = 0, stop: int | None = None,
-                   num_frames: int | None = None, weights: DecoderGemmWeights | None = None) -> torch.Tensor:
+                   num_frames: int | None = None, weights: DecoderGemmWeights | None = None,
+                   pitch: torch.Tensor | None = None) -> torch.Tensor:
         """Samples ``[start, stop)`` of what :meth:`forward` gives, as frames-last GEMMs.
 
         The same function as ``forward(frames.transpose(1, 2))[:, start:stop]``, computed
@@ -152,6 +181,7 @@ class ConvolutionalDecoder(nn.Module):
             num_frames: frames of the whole note (default ``L``); beyond it the context conv
                 sees zeros, as the "same"-padded conv of :meth:`forward` does.
             weights: from :meth:`gemm_weights` (default: computed now from the parameters).
+            pitch: (B,) MIDI pitches, for a decoder with a phase clock.
         Returns:
             (B, stop - start) waveform, in the dtype of the products (float32 unless
             weights or autocast say otherwise).
@@ -168,7 +198,7 @@ class ConvolutionalDecoder(nn.Module):
         lo, hi = first - half, last + half + 1
         if min(hi, num_frames) > length:
             raise ValueError(f"frames up to {min(hi, num_frames) - 1} needed, only {length} given")
-        x = frames[:, max(lo, 0):min(hi, num_frames)]
+        x = self.with_clock(frames[:, max(lo, 0):min(hi, num_frames)], pitch, max(lo, 0))
         # The context conv is "same" padded: zeros before frame 0 and after the note's end.
         x = F.pad(x.to(w.context.dtype), (0, 0, max(-lo, 0), max(hi - num_frames, 0)))
         count = last - first + 1
@@ -228,24 +258,31 @@ class Autoencoder(nn.Module):
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2,
-                 wav_length: int = 64000, pad: int = 2304):
+                 wav_length: int = 64000, pad: int = 2304, clock_harmonics: int = 0):
         super().__init__()
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers,
-                           wav_length=wav_length, pad=pad)
+                           wav_length=wav_length, pad=pad, clock_harmonics=clock_harmonics)
         self.wav_length, self.pad = wav_length, pad
         self.encoder = ConvolutionalEncoder(dimension, channels, kernel_size, stride, rewrite_layers)
-        self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers)
+        self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
+                                            clock_harmonics)
         self.num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
 
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
         """Args: wav (B, wav_length). Returns: embeddings (B, D, num_frames)."""
         return self.encoder(pad_wav(wav, self.pad))
 
-    def decode(self, embedding: torch.Tensor) -> torch.Tensor:
-        """Args: embedding (B, D, num_frames). Returns: (B, wav_length)."""
-        return unpad_wav(self.decoder(embedding), self.pad)
+    def decode(self, embedding: torch.Tensor, pitch: torch.Tensor | None = None,
+               offset: int | torch.Tensor = 0) -> torch.Tensor:
+        """Args: embedding (B, D, frames); pitch (B,) MIDI (a decoder with a clock needs it);
+        offset: the sample of the note where the encoded waveform starts (0, or (B,) for
+        windows). Returns: (B, samples)."""
+        start = torch.as_tensor(offset, dtype=torch.float64) / self.decoder.stride if self.decoder.clock_harmonics else 0
+        return unpad_wav(self.decoder(embedding, pitch, start), self.pad)
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """Args: wav (B, wav_length). Returns: reconstruction (B, wav_length)."""
-        return self.decode(self.encode(wav))
+    def forward(self, wav: torch.Tensor, pitch: torch.Tensor | None = None,
+                offset: int | torch.Tensor = 0) -> torch.Tensor:
+        """Args: wav (B, samples), the whole note or a window of it starting at sample ``offset``
+        (int, or (B,)); pitch (B,) MIDI. Returns: the reconstruction (B, samples)."""
+        return self.decode(self.encode(wav), pitch, offset)

@@ -10,7 +10,8 @@ NUM_VELOCITIES = 5     # NSynth's 25, 50, 75, 100, 127 (see nsynth.velocity_inde
 NUM_PITCHES = 128
 
 
-def phase_clock(pitch: torch.Tensor, start: int, length: int, harmonics: int, frame_hop: float) -> torch.Tensor:
+def phase_clock(pitch: torch.Tensor, start: int | float | torch.Tensor, length: int, harmonics: int,
+                frame_hop: float) -> torch.Tensor:
     """cos and sin of the phase each of the note's first ``harmonics`` partials reaches at every frame.
 
     Partial ``k`` of MIDI ``pitch`` turns ``k * f0 * frame_hop`` cycles per frame (``frame_hop`` is
@@ -19,7 +20,8 @@ def phase_clock(pitch: torch.Tensor, start: int, length: int, harmonics: int, fr
 
     Args:
         pitch: (B,) MIDI pitches.
-        start, length: the frames wanted.
+        start, length: the frames wanted; ``start`` may be fractional and per note ((B,), e.g. a
+            window cut at any sample of the note starts at its sample offset / 256).
         harmonics: partials (K).
         frame_hop: seconds between frames.
     Returns:
@@ -27,9 +29,10 @@ def phase_clock(pitch: torch.Tensor, start: int, length: int, harmonics: int, fr
     """
     f0 = 440.0 * torch.pow(2.0, (pitch.double() - 69.0) / 12.0)                     # (B,)
     k = torch.arange(1, harmonics + 1, dtype=torch.float64, device=pitch.device)     # (K,)
-    cycles = (f0[:, None] * k[None, :] * frame_hop) % 1.0                             # (B, K) per frame
-    t = torch.arange(start, start + length, dtype=torch.float64, device=pitch.device)
-    angle = 2 * math.pi * ((cycles[:, None, :] * t[None, :, None]) % 1.0)             # (B, L, K)
+    cycles = f0[:, None] * k[None, :] * frame_hop                                     # (B, K) per frame
+    first = torch.as_tensor(start, dtype=torch.float64, device=pitch.device).reshape(-1, 1)   # (B or 1, 1)
+    t = first + torch.arange(length, dtype=torch.float64, device=pitch.device)        # (B or 1, L)
+    angle = 2 * math.pi * ((cycles[:, None, :] * t[:, :, None]) % 1.0)                # (B, L, K)
     audible = (f0[:, None] * k[None, :] < 0.5 * SAMPLE_RATE).to(torch.float64)[:, None, :]
     return torch.cat([torch.cos(angle) * audible, torch.sin(angle) * audible], dim=-1).float()
 

@@ -21,15 +21,17 @@ class SING(nn.Module):
                  kernel_size: int = 1024, stride: int = 256, context_size: int = 9,
                  rewrite_layers: int = 2, hidden_size: int = 1024, num_layers: int = 3,
                  velocity_dim: int = 2, instrument_dim: int = 16, pitch_dim: int = 8, time_dim: int = 4,
-                 wav_length: int = 64000, pad: int = 2304, phase_harmonics: int = 0):
+                 wav_length: int = 64000, pad: int = 2304, phase_harmonics: int = 0, clock_harmonics: int = 0):
         super().__init__()
         self.kwargs = dict(num_instruments=num_instruments, dimension=dimension, channels=channels,
                            kernel_size=kernel_size, stride=stride, context_size=context_size,
                            rewrite_layers=rewrite_layers, hidden_size=hidden_size, num_layers=num_layers,
                            velocity_dim=velocity_dim, instrument_dim=instrument_dim, pitch_dim=pitch_dim,
-                           time_dim=time_dim, wav_length=wav_length, pad=pad, phase_harmonics=phase_harmonics)
+                           time_dim=time_dim, wav_length=wav_length, pad=pad, phase_harmonics=phase_harmonics,
+                           clock_harmonics=clock_harmonics)
         self.wav_length, self.pad = wav_length, pad
-        self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers)
+        self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
+                                            clock_harmonics)
         num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
         self.sequence = SequenceGenerator(num_instruments, dimension, hidden_size, num_layers, num_frames,
                                           velocity_dim, instrument_dim, pitch_dim, time_dim, phase_harmonics)
@@ -50,7 +52,7 @@ class SING(nn.Module):
         if span is not None:
             return self._window(instrument, pitch, velocity, *span, instrument_embedding=instrument_embedding)
         frames = self.sequence(instrument, pitch, velocity, instrument_embedding=instrument_embedding)
-        return unpad_wav(self.decoder(frames), self.pad)
+        return unpad_wav(self.decoder(frames, pitch), self.pad)
 
     def _window(self, instrument, pitch, velocity, start: int, stop: int, instrument_embedding=None,
                 weights: DecoderGemmWeights | None = None) -> torch.Tensor:
@@ -62,7 +64,7 @@ class SING(nn.Module):
         steps = min(self.num_frames, last + self.decoder.kwargs["context_size"] // 2 + 1)
         frames = self.sequence(instrument, pitch, velocity, length=steps, instrument_embedding=instrument_embedding)
         return self.decoder.synthesize(frames.transpose(1, 2), start, stop, num_frames=self.num_frames,
-                                       weights=weights)
+                                       weights=weights, pitch=pitch)
 
     def synthesize(self, instrument: torch.Tensor, pitch: torch.Tensor, velocity: torch.Tensor,
                    instrument_embedding: torch.Tensor | None = None,
@@ -94,7 +96,7 @@ def num_parameters(module: nn.Module) -> int:
 def _autoencoder_kwargs(m: ModelConfig) -> dict:
     return dict(dimension=m.dimension, channels=m.channels, kernel_size=m.kernel_size, stride=m.stride,
                 context_size=m.context_size, rewrite_layers=m.rewrite_layers,
-                wav_length=m.wav_length, pad=m.pad)
+                wav_length=m.wav_length, pad=m.pad, clock_harmonics=m.decoder_harmonics)
 
 
 def _table_kwargs(m: ModelConfig) -> dict:

@@ -157,7 +157,7 @@ def bench_step(cfg: Config, phase: str, model, optimizer, batch: dict[str, np.nd
     wav = torch.from_numpy(np.array(batch["wav"], dtype=np.float32)).to(device)
     loss_fn = loss_fn if loss_fn is not None else build_loss(t)
     if phase == "autoencoder":
-        return autoencoder_step(model, optimizer, wav, loss_fn)
+        return autoencoder_step(model, optimizer, wav, loss_fn, pitch=symbols[1])
     return finetune_step(model, optimizer, *symbols, wav, loss_fn)
 
 

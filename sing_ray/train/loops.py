@@ -273,10 +273,11 @@ def _autoencoder_spec(worker: Worker) -> PhaseSpec:
     t = worker.cfg.train
 
     def train_batch(model, optimizer, batch, loss_fn, guard, w):
-        return autoencoder_step(model, optimizer, _wav(batch, w.device), loss_fn, guard, crop=t.autoencoder.crop)
+        return autoencoder_step(model, optimizer, _wav(batch, w.device), loss_fn, guard, crop=t.autoencoder.crop,
+                                pitch=_symbols(batch, w.device)[1])
 
     def predict(model, batch, w):
-        return model(_wav(batch, w.device)), None
+        return model(_wav(batch, w.device), _symbols(batch, w.device)[1]), None
 
     return PhaseSpec(build=lambda w: build_autoencoder(w.cfg.model), train_batch=train_batch, predict=predict,
                      loss_fn=build_loss(t, phase="autoencoder"))
@@ -294,7 +295,7 @@ def _sequence_spec(worker: Worker) -> PhaseSpec:
         frames = model(*_symbols(batch, w.device))
         wav = _wav(batch, w.device)
         embedding_mse = (frames - autoencoder.encode(wav)).square().mean(dim=(1, 2))
-        return autoencoder.decode(frames), embedding_mse
+        return autoencoder.decode(frames, _symbols(batch, w.device)[1]), embedding_mse
 
     def build(w):
         return build_sequence_generator(w.cfg.model, num_instruments=len(w.loop["instruments"]))

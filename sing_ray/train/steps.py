@@ -57,17 +57,22 @@ def random_offsets(batch: int, length: int, crop: int, stride: int = 1) -> torch
     return torch.randint(0, slots, (batch,)) * stride
 
 
-def crop_notes(wav: torch.Tensor, crop: int) -> torch.Tensor:
-    """(B, T) -> (B, crop): each note cut at its own random offset (``crop`` 0 or >= T: unchanged)."""
+def crop_notes(wav: torch.Tensor, crop: int, return_offsets: bool = False):
+    """(B, T) -> (B, crop): each note cut at its own random offset (``crop`` 0 or >= T: unchanged).
+
+    With ``return_offsets``, also the (B,) start samples (zeros when uncut).
+    """
     if not crop or crop >= wav.shape[-1]:
-        return wav
+        return (wav, torch.zeros(len(wav), dtype=torch.long, device=wav.device)) if return_offsets else wav
     starts = random_offsets(len(wav), wav.shape[-1], crop).to(wav.device)
     index = starts.unsqueeze(1) + torch.arange(crop, device=wav.device)
-    return torch.gather(wav, 1, index)
+    cut = torch.gather(wav, 1, index)
+    return (cut, starts) if return_offsets else cut
 
 
 def autoencoder_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, wav: torch.Tensor,
-                     loss_fn: LossFn, guard: Guard = check_finite, crop: int = 0) -> torch.Tensor:
+                     loss_fn: LossFn, guard: Guard = check_finite, crop: int = 0,
+                     pitch: torch.Tensor | None = None) -> torch.Tensor:
     """Phase 1: reconstruct the notes through the encoder and decoder, one optimizer step.
 
     Args:
@@ -77,12 +82,14 @@ def autoencoder_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, w
         guard: sees the loss before backward (see module docstring).
         crop: train on a random ``crop``-sample window of each note (0: whole notes); the
             encoder and decoder are convolutional, so a window costs its share of a note.
+        pitch: (B,) MIDI pitches, for a decoder with a phase clock (each window's clock starts
+            where the window sits in its note).
     Returns:
         the loss (scalar, detached), the mean over this batch.
     """
     optimizer.zero_grad(set_to_none=True)
-    wav = crop_notes(wav, crop)
-    loss = loss_fn(model(wav), wav)
+    wav, offsets = crop_notes(wav, crop, return_offsets=True)
+    loss = loss_fn(model(wav, pitch, offsets), wav)
     guard(loss)
     loss.backward()
     optimizer.step()
