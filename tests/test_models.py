@@ -29,7 +29,7 @@ def test_shapes_through_every_part(preset):
     wav = torch.randn(2, m.wav_length) * 0.1
     emb = ae.encode(wav)
     assert emb.shape == (2, m.dimension, cfg.num_frames)
-    assert ae(wav).shape == wav.shape
+    assert ae(wav, torch.tensor([60, 61])).shape == wav.shape
     seq = build_sequence_generator(m, num_instruments=3)
     idx = torch.tensor([0, 2])
     frames = seq(idx, torch.tensor([60, 61]), torch.tensor([0, 4]))
