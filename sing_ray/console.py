@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -109,6 +110,19 @@ def log_to(path: str | Path) -> Path:
     if old is not None:
         old.close()
     return path
+
+
+@contextlib.contextmanager
+def prints_to_log():
+    """Within: what a library prints to stdout or stderr goes to the log file (unless verbose).
+
+    For libraries that print instead of logging (MLflow's "Successfully registered model").
+    """
+    if verbose():
+        yield
+        return
+    with open(log_file(), "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        yield
 
 
 def _file_handler() -> logging.Handler:

@@ -353,7 +353,7 @@ def show_model(checkpoint: bytes, dataset: str, library: Path, run_id: str, trac
     Returns:
         the :class:`Showcase`.
     """
-    from .evaluate import SHORT_LISTENER_ROWS, draw_spectrogram_sheet, listener_summary
+    from .evaluate import draw_spectrogram_sheet
 
     library = Path(library)
     notes, scores, split_size, audio = score_heldout(checkpoint, dataset, max_notes=max_notes)
@@ -361,8 +361,9 @@ def show_model(checkpoint: bytes, dataset: str, library: Path, run_id: str, trac
     if notes is not None:
         sheet = draw_spectrogram_sheet(checkpoint, notes, dataset, "test", library / SHEET_FILE,
                                        SHEET_FAMILIES, SHEET_PITCHES, audio=audio)
-        log.info("held-out test notes (%d of %d), generated against real:\n%s", scores["num_notes"],
-                 split_size or scores["num_notes"], listener_summary(scores, SHORT_LISTENER_ROWS))
+        # The whole summary is printed once, at the end (commands/quickstart.py); here one line.
+        log.info("held-out test notes: %d of %d scored; spectrogram sheet %s", scores["num_notes"],
+                 split_size or scores["num_notes"], sheet)
     demo = write_demo(checkpoint, library / DEMO_FILE, trained_pitches=trained_pitches)
     log.info("demo: %s, %d instruments x %d notes, %.1f s, %.1f dBFS RMS%s", demo.path, len(demo.instruments),
              len(demo.pitches), demo.seconds, demo.rms_db,

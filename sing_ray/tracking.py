@@ -93,15 +93,19 @@ def log_sing_model(checkpoint_path: str | Path, registered_name: str | None = RE
         raise UserError(f"{checkpoint_path}: checkpoint has no instrument vocabulary (extra.instruments)")
     example = pd.DataFrame({"instrument": [instruments[0]], "pitch": [60], "velocity": [100]})
     code = Path(__file__).with_name("mlflow_model.py")
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(code),
-        artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_path)},
-        registered_model_name=registered_name,
-        pip_requirements=["sing-ray", "torch", "mlflow"],
-        signature=sing_signature(int(((ckpt.get("config") or {}).get("model") or {}).get("wav_length", 64000))),
-        input_example=example,
-    )
+    from . import console
+
+    # MLflow prints "Successfully registered model ..." itself; the pipeline says it in one line.
+    with console.prints_to_log():
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(code),
+            artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_path)},
+            registered_model_name=registered_name,
+            pip_requirements=["sing-ray", "torch", "mlflow"],
+            signature=sing_signature(int(((ckpt.get("config") or {}).get("model") or {}).get("wav_length", 64000))),
+            input_example=example,
+        )
 
 
 def sing_signature(wav_length: int = 64000):

@@ -53,6 +53,23 @@ def test_a_resume_is_news_and_a_restart_is_a_warning(tmp_path, caplog):
                     "checkpoint of epoch 2")]
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_what_a_library_prints_goes_to_the_log_file_unless_verbose(tmp_path, capsys, monkeypatch, verbose):
+    """MLflow prints "Successfully registered model" itself; the console keeps it in the log."""
+    monkeypatch.setitem(console._state, "verbose", verbose)
+    monkeypatch.setitem(console._state, "file", tmp_path / "driver.log")
+    with console.prints_to_log():
+        print("Successfully registered model 'sing'.")
+        print("Created version '2' of model 'sing'.", file=sys.stderr)
+    seen = capsys.readouterr()
+    logged = (tmp_path / "driver.log").read_text() if (tmp_path / "driver.log").exists() else ""
+    if verbose:
+        assert "Successfully registered" in seen.out and "Created version" in seen.err and logged == ""
+    else:
+        assert seen.out == seen.err == ""
+        assert "Successfully registered model 'sing'." in logged and "Created version '2'" in logged
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("verbose", [False, True])
 def test_ray_internals_stay_off_the_terminal_unless_verbose(tmp_path, verbose):
