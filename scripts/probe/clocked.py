@@ -20,13 +20,9 @@ from sing_ray.train.steps import sequence_step
 
 OUT = os.environ.get("PROBE_OUT", "/tmp/sing-probe")
 os.makedirs(OUT, exist_ok=True)
-A = dict(ds=os.environ.get("DATASET", "quickstart/dataset"), C=256, D=64, H=128, L=1, K=16, Kd=16,
+A = parse_args(dict(ds=os.environ.get("DATASET", "quickstart/dataset"), C=256, D=64, H=128, L=1, K=16, Kd=16,
          ae_steps=1500, warm=200, lr=3e-4, bs=8, crop=16128, smooth=0.0, seq_lr=3e-3,
-         seq_steps=27000, every=9000, seed=0, tag="clk", load="", wav=100.0, loud=0.0)
-for a in sys.argv[1:]:
-    k, v = a.split("=")
-    A[k] = type(A[k])(v)
-print(A, flush=True)
+         seq_steps=27000, every=9000, seed=0, tag="clk", load="", wav=100.0, loud=0.0))
 torch.manual_seed(A["seed"])
 np.random.seed(A["seed"])
 m, data = load(A["ds"])

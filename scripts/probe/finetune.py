@@ -17,12 +17,8 @@ from sing_ray.losses import build_loss
 from sing_ray.models import build_sing
 from sing_ray.train.steps import finetune_step
 
-A = dict(ds=os.environ.get("DATASET", "quickstart/dataset"), run="quickstart/runs/clk16", loss="spectral + 100*wav",
-         steps=660, every=220, bs=16, lr=3e-4, crop=16128, seed=0)
-for a in sys.argv[1:]:
-    k, v = a.split("=", 1)
-    A[k] = type(A[k])(v)
-print(A, flush=True)
+A = parse_args(dict(ds=os.environ.get("DATASET", "quickstart/dataset"), run="quickstart/runs/clk16", loss="spectral + 100*wav",
+         steps=660, every=220, bs=16, lr=3e-4, crop=16128, seed=0))
 torch.manual_seed(A["seed"])
 np.random.seed(A["seed"])
 m, data = load(A["ds"])

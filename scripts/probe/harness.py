@@ -53,3 +53,13 @@ def score(gen, real, pitches, with_real_pitch=False):
         f0r = np.array([ev.estimate_f0(w, int(p)) for w, p in zip(real.numpy(), pitches)])
         out["real_in_tune"] = float(ev.in_tune(np.asarray(ev.cents_off(f0r, np.asarray(pitches)))).mean())
     return out
+
+
+def parse_args(defaults: dict) -> dict:
+    """KEY=VALUE command-line arguments over ``defaults``, each cast to its default's type; printed."""
+    args = dict(defaults)
+    for a in sys.argv[1:]:
+        k, v = a.split("=", 1)
+        args[k] = type(args[k])(v)
+    print(args, flush=True)
+    return args

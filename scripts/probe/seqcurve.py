@@ -15,12 +15,8 @@ from harness import *  # noqa: F401,F403
 from sing_ray.train.steps import sequence_step
 
 OUT = os.environ.get("PROBE_OUT", "/tmp/sing-probe")
-A = dict(ds=os.environ.get("DATASET", "quickstart/dataset"), ae="aeP2", C=256, D=64, H=128, L=1, K=16,
-         bs=8, lr=3e-3, steps=170000, decay_at=10**9, every=27000, seed=0, tag="curve")
-for a in sys.argv[1:]:
-    k, v = a.split("=")
-    A[k] = type(A[k])(v)
-print(A, flush=True)
+A = parse_args(dict(ds=os.environ.get("DATASET", "quickstart/dataset"), ae="aeP2", C=256, D=64, H=128, L=1, K=16,
+         bs=8, lr=3e-3, steps=170000, decay_at=10**9, every=27000, seed=0, tag="curve"))
 torch.manual_seed(A["seed"])
 m, data = load(A["ds"])
 tr, te = data["train"], data["test"]

@@ -278,7 +278,7 @@ class Autoencoder(nn.Module):
         """Args: embedding (B, D, frames); pitch (B,) MIDI (a decoder with a clock needs it);
         offset: the sample of the note where the encoded waveform starts (0, or (B,) for
         windows). Returns: (B, samples)."""
-        start = torch.as_tensor(offset, dtype=torch.float64) / self.decoder.stride if self.decoder.clock_harmonics else 0
+        start = torch.as_tensor(offset, dtype=torch.float64) / self.decoder.stride
         return unpad_wav(self.decoder(embedding, pitch, start), self.pad)
 
     def forward(self, wav: torch.Tensor, pitch: torch.Tensor | None = None,

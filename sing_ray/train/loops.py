@@ -292,10 +292,11 @@ def _sequence_spec(worker: Worker) -> PhaseSpec:
     def predict(model, batch, w):
         # SING before fine-tuning: the LSTM's frames through phase 1's decoder.
         autoencoder = _frozen_autoencoder(w)
-        frames = model(*_symbols(batch, w.device))
+        symbols = _symbols(batch, w.device)
+        frames = model(*symbols)
         wav = _wav(batch, w.device)
         embedding_mse = (frames - autoencoder.encode(wav)).square().mean(dim=(1, 2))
-        return autoencoder.decode(frames, _symbols(batch, w.device)[1]), embedding_mse
+        return autoencoder.decode(frames, symbols[1]), embedding_mse
 
     def build(w):
         return build_sequence_generator(w.cfg.model, num_instruments=len(w.loop["instruments"]))
