@@ -5,12 +5,15 @@ then Ray Data turns the missing notes into rows and a ``map_batches`` actor pool
 each actor holding one :class:`~sing_ray.generate.Generator` (one per GPU with
 ``use_gpu``, CPU actors otherwise), generates a batch, encodes every note to
 WAV or FLAC and writes it under ``<out>``. Only small manifest rows travel back
-to the driver, which reports progress and writes ``manifest.parquet`` and the
-SFZ files. Layout (DESIGN.md)::
+to the driver, which reports progress and writes ``manifest.parquet``. Each actor
+also finds its notes' loops and releases and writes a spectrogram PNG beside each
+(:mod:`sing_ray.library.notes`); the driver then writes the sampler files and the
+audition page (:mod:`sing_ray.library`). Layout (DESIGN.md)::
 
     <out>/manifest.parquet
-    <out>/<instrument_str>/<instrument_str>-<pitch:03d>-<velocity:03d>.wav
-    <out>/<instrument_str>.sfz
+    <out>/<instrument_str>/<instrument_str>-<pitch:03d>-<velocity:03d>.wav   (+ .png)
+    <out>/<instrument_str>.sfz, <out>/<instrument_str>.dspreset, <out>/library.sf2
+    <out>/index.html
 
 ``<out>`` is a local path or any URI pyarrow's file systems open (``s3://``,
 ``gs://``, ``hdfs://``...); S3-compatible endpoints come from the usual
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import math
 import os
@@ -60,9 +64,14 @@ MANIFEST_SCHEMA = pa.schema([
     ("pitch", pa.int16()), ("velocity", pa.int16()), ("seconds", pa.float32()),
     ("peak", pa.float32()), ("rms", pa.float32()), ("sha256", pa.string()), ("model", pa.string()),
     ("mix", pa.string()),
+    # What a sampler needs (sing_ray.library.notes.NoteShape).
+    ("sustain", pa.bool_()), ("f0", pa.float32()), ("loop_start", pa.int32()), ("loop_end", pa.int32()),
+    ("loop_crossfade", pa.float32()), ("loop_join", pa.float32()), ("release", pa.float32()),
 ])
 # Parquet key-value metadata: the checkpoint's digest, so a re-run with other weights is refused.
 MODEL_DIGEST_KEY = b"sing_ray.model_sha256"
+# Parquet key-value metadata: the sampler files written and their digests (sing_ray.library.writer).
+LIBRARY_KEY = b"sing_ray.library"
 
 FORMATS = {"wav": ("WAV", "audio/wav"), "flac": ("FLAC", "audio/flac")}
 DTYPES = ("float32", "bfloat16")
@@ -335,15 +344,20 @@ def encode_note(wav: np.ndarray, fmt: str) -> tuple[bytes, dict]:
         ``(data, stats)``; stats: seconds, peak and rms of what was written (after
         16-bit quantisation), sha256 of ``data``.
     """
-    import soundfile as sf
-
     from .dsp import float_to_pcm16
 
     pcm = float_to_pcm16(wav)
+    data = encode_pcm16(pcm, fmt)
+    return data, _stats(pcm, data)
+
+
+def encode_pcm16(pcm: np.ndarray, fmt: str) -> bytes:
+    """The bytes of a 16-bit WAV or FLAC file of ``pcm`` (int16) at 16 kHz."""
+    import soundfile as sf
+
     buffer = io.BytesIO()
     sf.write(buffer, pcm, nsynth.SAMPLE_RATE, format=FORMATS[fmt][0], subtype="PCM_16")
-    data = buffer.getvalue()
-    return data, _stats(pcm, data)
+    return buffer.getvalue()
 
 
 def _stats(pcm: np.ndarray, data: bytes) -> dict:
@@ -411,14 +425,18 @@ class NoteSynthesizer:
         wavs = self.generator.generate(rows, pitches, velocities)
 
         def write(i: int) -> dict:
+            from .library import notes, page
+
             rel = note_path(instruments[i], pitches[i], velocities[i], self.fmt)
-            data, stats = encode_note(wavs[i], self.fmt)
+            data, pcm, shape = notes.encode(wavs[i], pitches[i], self.fmt)
+            # The picture first: a note is complete (and never rendered again) once its audio exists.
+            self.out.write(page.png_path(rel), page.note_png(pcm))
             self.out.write(rel, data)
             mix = self.mixes.get(instruments[i])
             return {"note_str": nsynth.format_note_str(instruments[i], pitches[i], velocities[i]),
                     "path": rel, "instrument": instruments[i], "pitch": pitches[i],
-                    "velocity": velocities[i], **stats, "model": self.model,
-                    "mix": mix_spec(mix) if mix else ""}
+                    "velocity": velocities[i], **_stats(pcm, data), "model": self.model,
+                    "mix": mix_spec(mix) if mix else "", **shape.row()}
 
         written = list(self.pool.map(write, range(len(instruments))))
         return {name: np.array([r[name] for r in written]) for name in MANIFEST_SCHEMA.names}
@@ -438,8 +456,10 @@ class RenderPlan:
         instruments: the plain instruments of the grid; mixes: the mixed ones.
         pitches, velocities: the grid's other axes.
         fmt: ``wav`` or ``flac``.
+        formats: the sampler formats to write (``--formats``).
         existing: manifest rows of note files already in the library (valid ones only).
         todo: ``(instrument, pitch, velocity)`` of the notes to render.
+        library: the sampler files the last run wrote, ``{relative path: digest}``.
     """
 
     out: Output
@@ -451,8 +471,10 @@ class RenderPlan:
     pitches: list[int]
     velocities: list[int]
     fmt: str
+    formats: list[str] = field(default_factory=list)
     existing: list[dict] = field(default_factory=list)
     todo: list[tuple[str, int, int]] = field(default_factory=list)
+    library: dict[str, str] = field(default_factory=dict)
 
     @property
     def grid_instruments(self) -> list[str]:
@@ -468,7 +490,9 @@ class RenderSummary:
     """The outcome of :func:`render_library`.
 
     Attributes:
-        out: the library's URI or path; manifest: the manifest's; sfz: the SFZ files written.
+        out: the library's URI or path; manifest: the manifest's.
+        files: ``{format: [URIs]}`` of the library's sampler files and page (``page``: index.html);
+            written: how many of them this run (re)wrote.
         total: notes in the grid; skipped: already there; rendered: written by this run.
         notes: rows in the manifest (the whole library, earlier grids included).
         seconds: wall time of the rendering stage; audio_seconds: audio it wrote.
@@ -478,7 +502,7 @@ class RenderSummary:
 
     out: str
     manifest: str
-    sfz: list[str]
+    files: dict[str, list[str]]
     total: int
     skipped: int
     rendered: int
@@ -488,6 +512,11 @@ class RenderSummary:
     first_batch_s: float = 0.0
     first_batch_notes: int = 0
     silent: int = 0
+    written: int = 0
+
+    @property
+    def sfz(self) -> list[str]:
+        return self.files.get("sfz", [])
 
     @property
     def audio_per_second(self) -> float:
@@ -503,16 +532,17 @@ class RenderSummary:
     def describe(self) -> str:
         rate = f", {self.audio_per_second:.1f} s of audio per second" if self.rendered else ""
         silent = f"; {self.silent} of them silent" if self.silent else ""
+        kinds = ", ".join(f"{len(v)} {k}" for k, v in self.files.items() if k != "page")
         return (f"rendered {self.rendered} of {self.total} notes ({self.skipped} already there) in "
                 f"{self.seconds:.1f} s{rate}; the library holds {self.notes} notes{silent}; "
-                f"manifest {self.manifest}")
+                f"sampler files: {kinds or 'none'} ({self.written} written); manifest {self.manifest}")
 
 
-def _read_manifest(out: Output) -> tuple[list[dict], str | None]:
-    """The manifest's rows and model digest; ([], None) when there is none yet."""
+def _read_manifest(out: Output) -> tuple[list[dict], str | None, dict[str, str]]:
+    """The manifest's rows, model digest and sampler files' digests; ([], None, {}) when there is none yet."""
     path = out.path(MANIFEST)
     if out.fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return [], None
+        return [], None, {}
     try:
         table = pq.read_table(io.BytesIO(out.read(MANIFEST)))
     except Exception as err:
@@ -522,15 +552,20 @@ def _read_manifest(out: Output) -> tuple[list[dict], str | None]:
     rows = table.to_pylist()
     for row in rows:
         row.setdefault("mix", "")
-    return rows, digest.decode() if digest else None
+    library = json.loads(meta[LIBRARY_KEY]).get("files", {}) if LIBRARY_KEY in meta else {}
+    return rows, digest.decode() if digest else None, library
 
 
-def write_manifest(out: Output, rows: Iterable[Mapping], digest: str) -> None:
-    """Write ``manifest.parquet`` atomically, rows sorted by path."""
+def write_manifest(out: Output, rows: Iterable[Mapping], digest: str,
+                   library: Mapping[str, str] | None = None) -> None:
+    """Write ``manifest.parquet`` atomically, rows sorted by path; ``library``: the sampler files' digests."""
     ordered = sorted(rows, key=lambda r: r["path"])
     table = pa.Table.from_pylist([{k: r.get(k) for k in MANIFEST_SCHEMA.names} for r in ordered],
                                  schema=MANIFEST_SCHEMA)
-    table = table.replace_schema_metadata({MODEL_DIGEST_KEY: digest.encode()})
+    meta = {MODEL_DIGEST_KEY: digest.encode()}
+    if library is not None:
+        meta[LIBRARY_KEY] = json.dumps({"files": dict(sorted(library.items()))}).encode()
+    table = table.replace_schema_metadata(meta)
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     out.write(MANIFEST, buffer.getvalue())
@@ -538,7 +573,8 @@ def write_manifest(out: Output, rows: Iterable[Mapping], digest: str) -> None:
 
 def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments: str | Sequence[str] | None = None,
                 pitches: str | Sequence[int] = DEFAULT_PITCHES, velocities: str | Sequence[int] = "all",
-                fmt: str = "wav", mixes: Sequence[str | Mix] = (), tracking_uri: str | None = None) -> RenderPlan:
+                fmt: str = "wav", mixes: Sequence[str | Mix] = (), tracking_uri: str | None = None,
+                formats: str | Sequence[str] | None = None) -> RenderPlan:
     """Check every input and decide what to render. No Ray, no model run.
 
     Args:
@@ -549,17 +585,22 @@ def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments
         pitches, velocities: as the CLI's flags, or lists.
         fmt: ``wav`` or ``flac``.
         mixes: ``[NAME=]INSTRUMENT:WEIGHT,...`` strings or :class:`Mix` objects.
+        formats: the sampler formats (``sfz,dspreset,sf2``; None: all).
     Returns:
         the plan; UserError (before any rendering) on an unknown instrument (close matches
-        listed), an empty grid, an unreadable model, or an output it cannot write.
+        listed) or format, an empty grid, an unreadable model, an output it cannot write,
+        or a library too large for one of the formats.
     """
     import difflib
 
     from .checkpoint import load_checkpoint
     from .tracking import resolve_model
 
+    from .library import format_module, parse_formats
+
     if fmt not in FORMATS:
         raise UserError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    format_list = parse_formats(formats)
     pitch_list = parse_pitches(pitches) if isinstance(pitches, str) else parse_pitches(
         ",".join(str(int(p)) for p in pitches))
     velocity_list = parse_velocities(velocities) if isinstance(velocities, str) else parse_velocities(
@@ -607,7 +648,7 @@ def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments
         seen[m.name] = m.spec
     mix_list = list({m.name: m for m in mix_list}.values())
     plan = RenderPlan(resolve_output(out), reference, checkpoint, hashlib.sha256(checkpoint).hexdigest(),
-                      names, mix_list, pitch_list, velocity_list, fmt)
+                      names, mix_list, pitch_list, velocity_list, fmt, format_list)
     if plan.total == 0:
         axes = {"instruments": len(plan.grid_instruments), "pitches": len(pitch_list),
                 "velocities": len(velocity_list)}
@@ -615,13 +656,18 @@ def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments
         raise UserError(f"the grid is empty: no {empty} to render")
     probe_output(plan.out)
     _plan_existing(plan)
+    notes = len(plan.todo) + sum(1 for r in plan.existing if r["path"].endswith("." + fmt))
+    for name in format_list:
+        check = getattr(format_module(name), "check_size", None)
+        if check is not None:
+            check(notes, nsynth.NUM_FRAMES)
     return plan
 
 
 def _plan_existing(plan: RenderPlan) -> None:
     """Fill ``plan.existing`` and ``plan.todo`` from the library's files and manifest."""
     out = plan.out
-    rows, digest = _read_manifest(out)
+    rows, digest, plan.library = _read_manifest(out)
     if digest is not None and digest != plan.digest and rows:
         raise UserError(f"{out.uri} holds notes of another model (checkpoint sha256 {digest[:12]}..., "
                         f"this one {plan.digest[:12]}...): render into another folder")
@@ -733,7 +779,7 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
     """
     import ray
 
-    from .sfz import write_library_sfz
+    from .library.writer import write_library_files
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
@@ -790,13 +836,15 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
                 write_manifest(out, rows.values(), plan.digest)
                 last_manifest = now
     seconds = time.perf_counter() - start
-    write_manifest(out, rows.values(), plan.digest)
-    sfz = write_library_sfz(out, rows.values(), plan.grid_instruments, plan.fmt,
-                            {m.name: m.spec for m in plan.mixes})
+    write_manifest(out, rows.values(), plan.digest, plan.library)
+    # The sampler files last: the manifest keeps their digests only once all are written.
+    files = write_library_files(out, list(rows.values()), plan.formats, plan.fmt, plan.library)
+    write_manifest(out, rows.values(), plan.digest, files.digests)
     silent = sum(1 for r in rows.values() if r["peak"] < nsynth.SILENT_PEAK)
-    summary = RenderSummary(out.uri, out.display(MANIFEST), [out.display(s) for s in sfz], total, skipped,
+    summary = RenderSummary(out.uri, out.display(MANIFEST),
+                            {k: [out.display(p) for p in v] for k, v in files.files.items()}, total, skipped,
                             rendered, len(rows), seconds, rendered * nsynth.NUM_FRAMES / nsynth.SAMPLE_RATE,
-                            first_batch_s, first_batch_notes, silent)
+                            first_batch_s, first_batch_notes, silent, len(files.written))
     log.info("%s", summary.describe())
     if silent:
         log.warning("%d of %d notes of %s are silent (peak below %.0f dBFS)%s", silent, len(rows), out.uri,

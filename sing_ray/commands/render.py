@@ -6,14 +6,17 @@ import argparse
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the subcommand's arguments."""
+    from ..library import DEFAULT_FORMATS
     from ..render import DEFAULT_PITCHES, DTYPES, FORMATS
 
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.description = (
         "Generate every note of a grid with MODEL on a Ray Data actor pool and write a sample library: "
-        "OUT/<instrument>/<instrument>-<pitch>-<velocity>.wav, OUT/manifest.parquet and one SFZ file per "
-        "instrument. OUT is a folder or an object-store URI (s3://...). A re-run renders only the notes "
-        "missing. See docs/render.md.")
+        "OUT/<instrument>/<instrument>-<pitch>-<velocity>.wav, OUT/manifest.parquet, sampler files "
+        "(SFZ and Decent Sampler per instrument, one SoundFont for the library) with the sustain loops and "
+        "releases measured on each note, and OUT/index.html, a page to audition every note. OUT is a folder "
+        "or an object-store URI (s3://...). A re-run renders only the notes missing and rewrites only the "
+        "sampler files whose samples changed. See docs/render.md.")
     parser.add_argument("--model", required=True, metavar="MODEL",
                         help="a checkpoint file or an MLflow model URI (models:/sing/3, runs:/<id>/sing)")
     parser.add_argument("--out", required=True, metavar="URI", help="library folder or URI (s3://bucket/prefix)")
@@ -26,7 +29,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mix", action="append", default=[], metavar="[NAME=]INST:W,INST:W",
                         help="render a timbre mix of instrument embeddings as a new instrument "
                              "(repeatable; named <families>_mix_synthetic_<NNN> unless NAME= is given)")
-    parser.add_argument("--format", default="wav", choices=sorted(FORMATS), help="audio file format")
+    parser.add_argument("--format", default="wav", choices=sorted(FORMATS), help="audio file format of the samples")
+    parser.add_argument("--formats", default=",".join(DEFAULT_FORMATS), metavar="NAME,...",
+                        help="sampler files to write: sfz (<instrument>.sfz), dspreset (<instrument>.dspreset, "
+                             "Decent Sampler), sf2 (library.sf2, one preset per instrument)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="notes per model call")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="actors holding the model (default: one per GPU with --gpu, else one per --threads CPUs)")
@@ -56,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     # Every input is checked (model, names, grid, output) before Ray starts or any note renders.
     plan = plan_render(args.model, args.out, instruments=args.instruments, pitches=args.pitches,
                        velocities=args.velocities, fmt=args.format, mixes=args.mix,
-                       tracking_uri=args.tracking_uri)
+                       tracking_uri=args.tracking_uri, formats=args.formats)
     started = init_ray(num_cpus=args.num_cpus)
     try:
         summary = render_library(plan, batch_size=args.batch_size, workers=args.workers, use_gpu=args.gpu,
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         if started:
             ray.shutdown()
     print(summary.describe())
-    for path in summary.sfz:
-        print(f"sfz: {path}")
+    for kind, paths in summary.files.items():
+        for path in paths:
+            print(f"{kind}: {path}")
     return 0

@@ -65,6 +65,10 @@ def test_plan_lists_the_grid(tiny_sing, tmp_path):
     (dict(pitches="70:60"), "grid is empty: no pitches"),
     (dict(instruments=","), "grid is empty: no instruments"),
     (dict(fmt="mp3"), "--format"),
+    (dict(formats="sfz,exs"), "--formats: unknown format 'exs'; known: sfz, dspreset, sf2"),
+    # 60 mixes x 128 keys x 5 velocities: 38,400 notes of 128 kB, beyond a SoundFont's 32-bit sizes.
+    (dict(pitches="0:127", mixes=[f"m{i}=guitar_acoustic_000:{i + 1},flute_synthetic_001:1" for i in range(60)]),
+     "sf2: 38,400 notes need a 4.58 GiB"),
 ])
 def test_bad_input_is_refused_with_a_clear_message(tiny_sing, tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
@@ -88,3 +92,11 @@ def test_unreadable_model_and_unwritable_output(tiny_sing, tmp_path):
         locked.mkdir(mode=0o500)
         with pytest.raises(UserError, match="cannot write there"):
             plan_render(tiny_sing, locked, pitches="60", velocities="100")
+
+
+def test_a_library_too_large_for_a_soundfont_renders_without_one(tiny_sing, tmp_path):
+    mixes = [f"m{i}=guitar_acoustic_000:{i + 1},flute_synthetic_001:1" for i in range(60)]
+    with pytest.raises(UserError, match=r"sf2.*--formats"):
+        plan_render(tiny_sing, tmp_path / "lib", pitches="0:127", mixes=mixes)
+    plan = plan_render(tiny_sing, tmp_path / "lib", pitches="0:127", mixes=mixes, formats="sfz,dspreset")
+    assert plan.total == 38400 and plan.formats == ["sfz", "dspreset"]

@@ -9,7 +9,7 @@ import soundfile as sf
 
 from sing_ray.errors import UserError
 from sing_ray.render import TMP_MARK, plan_render, render_library
-from sing_ray.sfz import parse_sfz
+from sing_ray.library.sfz import parse_sfz
 
 
 def _free_port() -> int:

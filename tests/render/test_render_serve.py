@@ -11,6 +11,8 @@ import soundfile as sf
 
 from sing_ray.serve import build_app, parse_note_request, RequestError
 
+from browser import chromium
+
 from .conftest import INSTRUMENTS, make_checkpoint
 
 
@@ -158,36 +160,10 @@ def test_request_validation_without_a_server():
 # The page at GET /, in a real browser
 # ---------------------------------------------------------------------------
 
-# Everything but the server under test resolves nowhere: the page must not reach out,
-# and Chromium's own background traffic goes nowhere either.
-CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--autoplay-policy=no-user-gesture-required", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-default-apps", "--disable-domain-reliability", "--no-first-run",
-                  "--disable-client-side-phishing-detection", "--use-fake-device-for-media-stream")
-
-
 @pytest.fixture(scope="module")
 def browser():
-    import shutil
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.skip("the page's browser test needs Debian's chromium and chromium-driver, which scripts/setup.sh "
-                    f"installs where it can; missing here: {'chromium' if not chromium else 'chromedriver'}")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    chrome = webdriver.Chrome(service=Service(driver), options=options)
-    try:
+    with chromium("the page's browser test") as chrome:
         yield chrome
-    finally:
-        chrome.quit()
 
 
 def _page(browser, what: str):

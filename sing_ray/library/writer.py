@@ -1,0 +1,155 @@
+"""Writing a library's sampler files and audition page from its manifest, incrementally.
+
+:func:`write_library_files` maps every instrument of the library (:mod:`.mapping`),
+then writes each format's files and ``index.html``. Each file's digest covers
+everything it is built from (its zones: samples' sha256, keys, velocities, loops,
+releases; the format's version); the manifest keeps the digests, and a re-run
+rewrites a file only when its digest changed or the file is gone.
+
+Notes written before loops existed (or read back after an interruption) get their
+shape here: a WAV's ``smpl`` chunk gives its loop back; a note without one is
+analysed, crossfaded and written again with it (:func:`shape_note`).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Mapping, MutableMapping, Sequence
+
+import numpy as np
+
+from . import format_module, notes
+from .mapping import instrument_maps
+
+log = logging.getLogger(__name__)
+
+# Bump when a module's output changes for the same zones, so libraries get rewritten.
+FILE_VERSION = 1
+
+
+@dataclass
+class LibraryFiles:
+    """What :func:`write_library_files` did.
+
+    Attributes:
+        files: ``{format: [relative paths]}`` of every file the library now has, ``page`` included.
+        written: the relative paths (re)written by this call; the rest were up to date.
+        digests: ``{relative path: digest}`` to keep in the manifest.
+        pngs: spectrogram PNGs written for notes that had none.
+        reshaped: notes given a loop and release here (older libraries, interrupted runs).
+    """
+
+    files: dict[str, list[str]] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)
+    pngs: int = 0
+    reshaped: int = 0
+
+
+def read_pcm16(data: bytes) -> np.ndarray:
+    """The int16 samples of a WAV or FLAC file's bytes."""
+    import soundfile as sf
+
+    pcm, _ = sf.read(io.BytesIO(data), dtype="int16", always_2d=False)
+    return np.asarray(pcm)
+
+
+def shape_note(out, row: MutableMapping) -> bool:
+    """Give a manifest row without loop columns its shape, from its file. Returns whether the file was rewritten.
+
+    A WAV with a ``smpl`` chunk (written by this version, not yet in the manifest)
+    keeps its loop; any other note is analysed and written again, crossfaded, with
+    a ``smpl`` chunk where it is a WAV.
+    """
+    from ..render import _stats
+
+    data = out.read(row["path"])
+    pitch = int(row["pitch"])
+    fmt = row["path"].rsplit(".", 1)[-1]
+    pcm = read_pcm16(data)
+    x = pcm.astype(np.float32) / 32768.0
+    smpl = notes.read_smpl(data) if fmt == "wav" else None
+    if smpl is not None:
+        env = notes.envelope_db(x)
+        start, end = smpl["loops"][0] if smpl["loops"] else (-1, -1)
+        f0 = 0.0
+        if start >= 0:
+            f0 = notes.estimate_f0(x[start: end + 1].astype(np.float64), pitch)
+        shape = notes.NoteShape(start >= 0, f0, start, end, 0.0, 0.0, notes.release_seconds(env))
+        row.update(shape.row())
+        return False
+    data, pcm, shape = notes.encode(x, pitch, fmt)
+    out.write(row["path"], data)
+    row.update(shape.row())
+    row.update(_stats(pcm, data))
+    return True
+
+
+def _digest(name: str, maps, extra: Mapping | None = None) -> str:
+    payload = {"format": name, "version": FILE_VERSION, "extra": dict(extra or {}),
+               "maps": [{"name": m.name, "mix": m.mix, "zones": [z.__dict__ for z in m.zones]} for m in maps]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def write_library_files(out, rows: Sequence[MutableMapping], formats: Sequence[str], fmt: str,
+                        previous: Mapping[str, str] | None = None, page: bool = True) -> LibraryFiles:
+    """Write the library's sampler files (and ``index.html``) for the notes of ``fmt``.
+
+    Args:
+        out: the library (:class:`sing_ray.render.Output`).
+        rows: its manifest rows; rows without loop columns are shaped (and updated) in place.
+        formats: ``--formats`` names (see :data:`sing_ray.library.FORMAT_MODULES`).
+        fmt: the sample format mapped (``wav`` or ``flac``): a library may hold both.
+        previous: ``{relative path: digest}`` from the manifest of the last run.
+        page: also write ``index.html`` and any missing spectrogram PNG.
+    Returns:
+        the :class:`LibraryFiles`.
+    """
+    from . import page as page_module
+
+    result = LibraryFiles()
+    previous = dict(previous or {})
+    for row in rows:
+        if row.get("release") is None and row["path"].endswith("." + fmt):
+            result.reshaped += 1
+            shape_note(out, row)
+    if result.reshaped:
+        log.info("gave %d note(s) their loop and release", result.reshaped)
+    maps = instrument_maps(rows, fmt=fmt)
+    existing = set(out.list_files())
+    cache: dict[str, np.ndarray] = {}
+
+    def read_pcm(path: str) -> np.ndarray:
+        if path not in cache:
+            cache[path] = read_pcm16(out.read(path))
+        return cache[path]
+
+    modules = [(name, format_module(name), {}) for name in formats]
+    if page:
+        modules.append((page_module.NAME, page_module, {"formats": list(formats)}))
+    for name, module, options in modules:
+        result.files[name] = []
+        for rel, group in module.files(maps).items():
+            digest = _digest(name, group, options)
+            result.files[name].append(rel)
+            result.digests[rel] = digest
+            if previous.get(rel) == digest and rel in existing:
+                continue
+            out.write(rel, module.build(group, read_pcm, **options))
+            result.written.append(rel)
+            if len(cache) > 512:          # about 64 MB of samples
+                cache.clear()
+    if page:
+        for m in maps:
+            for z in m.zones:
+                png = page_module.png_path(z.path)
+                if png not in existing:
+                    out.write(png, page_module.note_png(read_pcm(z.path)))
+                    result.pngs += 1
+    log.info("library files: %s (%d written, %d up to date)",
+             ", ".join(f"{len(v)} {k}" for k, v in result.files.items()), len(result.written),
+             sum(len(v) for v in result.files.values()) - len(result.written))
+    return result
