@@ -41,7 +41,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/pip install -q --upgrade pip >"$log" 2>&1 || true      # an older pip still installs
   .venv/bin/pip install -q -c constraints.txt -e '.[dev]' >>"$log" 2>&1 \
     || { tail -n 40 "$log" >&2; echo "setup: pip failed; the whole log is $log" >&2; exit 1; }
-  .venv/bin/python -c "import torch, ray, mlflow, soundfile, pyarrow, fluidsynth, selenium" \
+  .venv/bin/python -c "import torch, ray, mlflow, soundfile, pyarrow, fluidsynth, selenium, pysfizz, PIL" \
     || { tail -n 40 "$log" >&2; echo "setup: the install did not complete; log: $log" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
