@@ -37,6 +37,7 @@ import io
 import json
 import logging
 import math
+import mimetypes
 import os
 import posixpath
 import re
@@ -273,7 +274,9 @@ class Output:
         """Write ``data`` so that ``rel`` appears only complete (temporary name + rename, or one PUT)."""
         final = self.path(rel)
         if self.atomic_put:
-            stream = self.fs.open_output_stream(final)
+            # With its media type, so that a browser plays the library's page straight from the store.
+            kind = mimetypes.guess_type(rel)[0]
+            stream = self.fs.open_output_stream(final, metadata={"Content-Type": kind} if kind else None)
             stream.write(data)
             stream.close()
             return

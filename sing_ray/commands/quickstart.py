@@ -54,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"dataset:        {result.dataset}")
     print(f"MLflow run:     {result.run_id}" + (f"  (model {result.model_uri})" if result.model_uri else ""))
-    print(f"sample library: {result.library}  ({result.render.notes} notes, "
-          f"{len(result.render.sfz)} SFZ instruments; load {result.library}/*.sfz in any SFZ sampler)")
+    files = result.render.files
+    print(f"sample library: {result.library}  ({result.render.notes} notes; "
+          f"{len(files.get('sfz', []))} instruments as .sfz and .dspreset, library.sf2; "
+          f"audition every note: {result.library}/index.html)")
     shown = result.showcase
     if shown is not None:
         demo = shown.demo

@@ -10,6 +10,7 @@ into something a musician plays:
 - one module per sampler format, each with the same three names::
 
       NAME: str                                  # what --formats calls it
+      PER_INSTRUMENT: bool                       # a file per instrument, or one for the library
       def files(maps) -> {relative path: [InstrumentMap, ...]}
       def build(maps, read_pcm) -> bytes         # read_pcm(path) -> int16 samples
 

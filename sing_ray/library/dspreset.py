@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 from .mapping import InstrumentMap
 
 NAME = "dspreset"
+PER_INSTRUMENT = True               # one file per instrument
 MIN_VERSION = "1.0.0"
 
 

@@ -12,7 +12,7 @@ go. All of it is decided from the note itself, never from its family name:
   plucked bass) and plays without a loop, stopping on release.
 - **f0.** The normalised autocorrelation of the held part, searched for a period
   within :data:`F0_SEARCH_SEMITONES` of the MIDI pitch, then refined to a fraction
-  of a sample at the peaks some 6 and 25 ms on (whole numbers of periods); a peak below :data:`F0_MIN_CORRELATION` means no clear pitch (0).
+  of a sample at the peaks some 6, 25, 125 and 250 ms on (whole numbers of periods); a peak below :data:`F0_MIN_CORRELATION` means no clear pitch (0).
 - **Loop.** Start and end are searched in the held part: the start from
   :data:`LOOP_START_S` after the attack, the end in the last
   :data:`LOOP_END_SEARCH_S` before the note-off, as long a loop as fits. Each
@@ -54,6 +54,7 @@ SUSTAIN_DROP_DB = 12.0            # at most this far below the peak at the end o
 SILENT_DB = -70.0                 # a held part below this (dBFS) does not sustain anything
 F0_SEARCH_SEMITONES = 7.0
 F0_MIN_CORRELATION = 0.5
+F0_STRETCH = 8192                 # samples of the held part the f0 is measured on (0.5 s)
 ATTACK_DB = 3.0
 LOOP_START_S = 0.3                # after the attack
 LOOP_END_S = NOTE_OFF_S - 0.1     # the loop ends before the note-off's effects
@@ -109,8 +110,9 @@ def is_sustained(env: np.ndarray) -> bool:
 
 def _autocorrelation(x: np.ndarray) -> np.ndarray:
     n = len(x)
-    spec = np.fft.rfft(x - x.mean(), 2 * n)
-    ac = np.fft.irfft(spec * np.conj(spec))[:n]
+    size = 1 << int(math.ceil(math.log2(2 * n)))
+    spec = np.fft.rfft(x - x.mean(), size)
+    ac = np.fft.irfft(spec * np.conj(spec), size)[:n]
     # Unbiased: each lag's sum over the samples it overlaps, normalised to the lag-0 energy.
     return ac / np.maximum(ac[0], 1e-20) * n / np.arange(n, 0, -1)
 
@@ -127,9 +129,9 @@ def estimate_f0(held: np.ndarray, pitch: int) -> float:
     if ac[lag] < F0_MIN_CORRELATION:
         return 0.0
     period = lag + _vertex(ac, lag)
-    # A short period is measured again k periods on (about 6 then 25 ms), where one sample
+    # The period is measured again k periods on (about 6, 25, 125 and 250 ms), where one sample
     # is a smaller fraction of it; each step's window (a third of a period) holds one peak.
-    for span in (100, 400):
+    for span in (100, 400, 2000, 4000):
         k = int(span // period)
         if k < 2 or k * period + period >= len(ac) - 1:
             continue
@@ -161,12 +163,14 @@ def _ncc(template: np.ndarray, region: np.ndarray) -> np.ndarray:
     return corr / (tn * np.sqrt(energy) + 1e-20)
 
 
-def join_db(y: np.ndarray, start: int, end: int, held: slice) -> float:
-    """How sharp the loop's join is: its largest second difference against the held part's 99th percentile, in dB."""
+def join_db(y: np.ndarray, start: int, end: int, own: float) -> float:
+    """How sharp the loop's join is: its largest second difference against ``own``, in dB.
+
+    ``own``: the 99th percentile of the held part's absolute second differences.
+    """
     played = np.concatenate([y[end - 3: end + 1], y[start: start + 3]])
     at_join = np.abs(np.diff(played, 2)).max()
-    own = np.percentile(np.abs(np.diff(y[held], 2)), 99) + 1e-12
-    return float(20 * math.log10(max(at_join, 1e-12) / own))
+    return float(20 * math.log10(max(at_join, 1e-12) / (own + 1e-12)))
 
 
 def bake_crossfade(x: np.ndarray, start: int, end: int, length: int, correlated: bool) -> np.ndarray:
@@ -199,10 +203,12 @@ def find_loop(x: np.ndarray, f0: float, attack_end: int) -> tuple[int, int, floa
     region = x[first_end - half: last + half]
     score = _ncc(template, region)                     # score[i]: the end candidate first_end + i
     if period:
-        # Only ends a whole number of periods after the start (nearest sample, +-1).
+        # Only ends a whole number of periods after the start: per number of periods, the best
+        # of the nearest sample and its neighbours.
         n = np.arange(math.ceil((first_end - start) / period), math.floor((last - start) / period) + 1)
         aligned = np.round(start + n * period).astype(int) - first_end
-        candidates = np.unique(np.clip(np.concatenate([aligned - 1, aligned, aligned + 1]), 0, len(score) - 1))
+        near = np.clip(aligned[:, None] + np.arange(-1, 2)[None, :], 0, len(score) - 1)
+        candidates = near[np.arange(len(near)), np.argmax(score[near], axis=1)]
     else:
         candidates = np.arange(len(score))
     # The longest loop among those matching nearly as well as the best (within 0.01).
@@ -249,18 +255,18 @@ def analyse(wav: np.ndarray, pitch: int) -> tuple[np.ndarray, NoteShape]:
     held = env[: int(NOTE_OFF_S * SAMPLE_RATE / FRAME)]
     # The attack ends at the first frame within ATTACK_DB of the held part's peak.
     attack_end = int(np.argmax(held >= held.max() - ATTACK_DB)) * FRAME + FRAME
-    f0 = estimate_f0(x[attack_end: int(LOOP_END_S * SAMPLE_RATE)], pitch)
+    f0 = estimate_f0(x[attack_end: min(attack_end + F0_STRETCH, int(LOOP_END_S * SAMPLE_RATE))], pitch)
     loop = find_loop(x, f0, attack_end)
     if loop is None:
         return np.asarray(wav, dtype=np.float32), NoteShape(False, f0, -1, -1, 0.0, 0.0, release)
     start, end, match = loop
-    held = slice(attack_end, int(LOOP_END_S * SAMPLE_RATE))
+    own = float(np.percentile(np.abs(np.diff(x[attack_end: int(LOOP_END_S * SAMPLE_RATE)], 2)), 99))
     # The crossfade the ends' match calls for, longer while the join still clicks.
     first = next(i for i, (threshold, _) in enumerate(CROSSFADES) if match >= threshold)
     for _, seconds in CROSSFADES[first:]:
         length = min(int(seconds * SAMPLE_RATE), start, (end - start) // 4)
         y = bake_crossfade(x, start, end, length, correlated=match >= 0.5)
-        join = join_db(y, start, end, held)
+        join = join_db(y, start, end, own)
         if join <= 0:
             break
     shape = NoteShape(True, f0, start, end, length / SAMPLE_RATE, join, release)

@@ -42,15 +42,6 @@ _MAGMA = np.array([
 _LUT = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_MAGMA)), _MAGMA[:, c])
                  for c in range(3)], axis=1).round().astype(np.uint8)
 
-# Sampler formats the page links, and the file(s) each writes beside it (what its module's
-# files() gives): per instrument, or one for the whole library.
-_SAMPLER_FILES: dict[str, Callable[[Sequence[InstrumentMap]], list[str]]] = {
-    "sfz": lambda maps: [f"{m.name}.sfz" for m in maps],
-    "dspreset": lambda maps: [f"{m.name}.dspreset" for m in maps],
-    "sf2": lambda maps: ["library.sf2"] if maps else [],
-}
-_PER_INSTRUMENT = ("sfz", "dspreset")
-
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
@@ -133,9 +124,25 @@ def _url(path: str) -> str:
     return html.escape(quote(path), quote=True)
 
 
-def _sampler_files(maps: Sequence[InstrumentMap], formats: Sequence[str]) -> dict[str, list[str]]:
-    """``{format: [file, ...]}`` for the sampler formats of ``formats`` the page can link (others skipped)."""
-    return {fmt: _SAMPLER_FILES[fmt](maps) for fmt in dict.fromkeys(formats) if fmt in _SAMPLER_FILES}
+def _sampler_files(maps: Sequence[InstrumentMap], formats: Sequence[str]) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The sampler files of ``formats`` beside the page, as their modules name them (unknown names skipped).
+
+    Returns:
+        ``(library-wide files, {format: {instrument: its file}})``.
+    """
+    from . import FORMAT_MODULES, format_module
+
+    wide, per_instrument = [], {}
+    for fmt in dict.fromkeys(formats):
+        if fmt not in FORMAT_MODULES:
+            continue
+        module = format_module(fmt)
+        named = module.files(maps)
+        if module.PER_INSTRUMENT:
+            per_instrument[fmt] = {group[0].name: rel for rel, group in named.items()}
+        else:
+            wide += list(named)
+    return wide, per_instrument
 
 
 def _cell(zone: Zone | None, instrument: str) -> str:
@@ -205,7 +212,7 @@ def build(maps: Sequence[InstrumentMap], read_pcm: Callable[[str], np.ndarray] |
     Returns:
         a self-contained page (inline CSS and script, relative links only).
     """
-    sampler = _sampler_files(maps, formats)
+    library_wide, per_format = _sampler_files(maps, formats)
     notes = sum(len(m.zones) for m in maps)
     kinds = sorted({posixpath.splitext(z.path)[1].lstrip(".").upper() for m in maps for z in m.zones})
     seconds = NUM_FRAMES / SAMPLE_RATE
@@ -221,18 +228,16 @@ def build(maps: Sequence[InstrumentMap], read_pcm: Callable[[str], np.ndarray] |
         f"Each note has a player and a spectrogram (time left to right, {F_MIN:g} Hz to {F_MAX / 1000:g} kHz "
         f"bottom to top, {DB_RANGE:g} dB).</p>",
     ]
-    library_wide = [f for fmt, names in sampler.items() if fmt not in _PER_INSTRUMENT for f in names]
-    per_format = [fmt for fmt in sampler if fmt in _PER_INSTRUMENT]
-    if sampler:
+    if library_wide or per_format:
         text = "Sampler files beside this page: "
         parts = [f'<a href="{_url(f)}">{html.escape(f)}</a>' for f in library_wide]
         parts += [f"one <code>.{fmt}</code> per instrument" for fmt in per_format]
         head.append(f"<p>{text}{', '.join(parts)}.</p>")
     head.append('<ul class="contents">')
     for i, imap in enumerate(maps):
-        links = "".join(f' (<a href="{_url(f"{imap.name}.{fmt}")}">.{fmt}</a>)' for fmt in per_format)
+        links = "".join(f' (<a href="{_url(files[imap.name])}">.{fmt}</a>)' for fmt, files in per_format.items())
         mix = " (mix)" if imap.mix else ""
         head.append(f'<li><a href="#i{i}">{html.escape(imap.name)}</a>{mix}{links}</li>')
     head += ["</ul>", "</header>", "<main>"]
-    body = [_section(i, imap, [f"{imap.name}.{fmt}" for fmt in per_format]) for i, imap in enumerate(maps)]
+    body = [_section(i, imap, [files[imap.name] for files in per_format.values()]) for i, imap in enumerate(maps)]
     return "\n".join(head + body + ["</main>", "</body>", "</html>", ""]).encode("utf-8")

@@ -60,6 +60,7 @@ from ..errors import UserError
 from .mapping import InstrumentMap, Zone
 
 NAME = "sf2"
+PER_INSTRUMENT = False              # one file for the whole library
 FILE_NAME = "library.sf2"
 SAMPLE_RATE = 16000
 

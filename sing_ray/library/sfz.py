@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 from .mapping import InstrumentMap
 
 NAME = "sfz"
+PER_INSTRUMENT = True               # one file per instrument
 DB60_FRACTION = 0.76
 
 

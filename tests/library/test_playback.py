@@ -104,3 +104,27 @@ def test_a_released_key_fades_60_db_in_the_notes_own_release_time(tmp_path, play
     note = play(tmp_path / name, 69, 127, 1.0, 1.0 + release + 1.0, sample_rate=sr)
     to_60 = first_time_below(note, sr, level_db(note, sr, 0.8) - 60, after_s=1.0) - 1.0
     assert to_60 == pytest.approx(release, abs=0.04)
+
+
+def test_notes_without_a_shape_get_one(tmp_path):
+    """A library rendered before loops existed, and a note an interrupted run left out of its manifest."""
+    import hashlib
+
+    from sing_ray.render import encode_note
+
+    out = resolve_output(tmp_path)
+    out.makedirs("organ")
+    x = synthetic_note(60, 127).astype(np.float32) / 32768
+    old, _ = encode_note(x, "wav")                           # no smpl chunk, no crossfade
+    fresh, _, shape = notes.encode(x, 60, "wav")             # what this version writes
+    out.write("organ/organ-060-127.wav", old)
+    out.write("organ/organ-062-127.wav", fresh)
+    rows = [{"instrument": "organ", "pitch": p, "velocity": 127, "path": f"organ/organ-{p:03d}-127.wav", "mix": "",
+             "sha256": "stale"} for p in (60, 62)]
+    result = write_library_files(out, rows, ["sfz"], "wav")
+    assert result.reshaped == 2
+    upgraded, kept = ((tmp_path / r["path"]).read_bytes() for r in rows)
+    assert notes.read_smpl(upgraded)["loops"] == [(rows[0]["loop_start"], rows[0]["loop_end"])]
+    assert rows[0]["sustain"] and hashlib.sha256(upgraded).hexdigest() == rows[0]["sha256"]
+    assert kept == fresh and (rows[1]["loop_start"], rows[1]["loop_end"]) == (shape.loop_start, shape.loop_end)
+    assert "loop_mode=loop_sustain" in (tmp_path / "organ.sfz").read_text()

@@ -59,6 +59,11 @@ def test_render_to_s3(ray_local, tiny_sing, s3_endpoint):
         assert sf.info(io.BytesIO(data)).frames == 64000
     regions = parse_sfz(store.cat(f"{uri}/guitar_acoustic_000.sfz").decode())
     assert sorted(r["sample"] for r in regions) == [n for n in notes if n.startswith("guitar")]
+    # The audition page plays from the bucket: every object carries its media type.
+    assert {"index.html", "library.sf2", "guitar_acoustic_000.dspreset"} <= set(keys)
+    assert len([k for k in keys if k.endswith(".png")]) == 8
+    types = {k.rsplit(".", 1)[-1]: store.call_s3("head_object", Bucket="sing-lib", Key=f"libraries/tiny/{k}")["ContentType"] for k in keys}
+    assert types["html"] == "text/html" and types["png"] == "image/png" and types["wav"] in ("audio/x-wav", "audio/wav")
 
     # A re-run finds everything in the bucket and renders nothing.
     again = plan_render(tiny_sing, uri, instruments="guitar_acoustic_000,keyboard_electronic_002",
