@@ -72,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
             ray.shutdown()
     print(summary.describe())
     for kind, paths in summary.files.items():
-        for path in paths:
-            print(f"{kind}: {path}")
+        if len(paths) == 1:
+            print(f"{kind}: {paths[0]}")
+        elif paths:
+            # One per instrument: where they are, not a line each.
+            folder, ext = paths[0].rsplit("/", 1)[0], paths[0].rsplit(".", 1)[-1]
+            print(f"{kind}: {len(paths)} files, {folder}/*.{ext}")
     return 0
