@@ -30,6 +30,7 @@ COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
     ("bench", "ingest"): ("bench_ingest", "ingest throughput: sing-ray against a plain loop"),
     ("bench", "train"): ("bench_train", "training step throughput: Ray Train against plain PyTorch"),
     ("bench", "render"): ("bench_render", "render throughput against the raw forward pass; serve latency"),
+    ("bench", "quality"): ("bench_quality", "time to quality: held-out notes in tune against minutes of training"),
     ("bench", "library"): ("bench_library", "a playable library's extra cost per note (loops, formats, page)"),
 }
 GROUP_HELP = {"data": "build and ingest datasets", "bench": "benchmarks printed as side-by-side ratios"}

@@ -254,3 +254,20 @@ def test_resuming_with_another_model_is_refused(trained, monkeypatch, capsys, no
                      "--time-dim", "0"])
     assert code == 2
     assert "model.time_dim: 4 -> 0" in capsys.readouterr().err
+
+
+def test_bench_quality_scores_the_runs_epochs_against_training_time(trained, capsys):
+    code = cli.main(["bench", "quality", "--run", RUN, "--dataset", trained.dataset, "--tracking-uri", trained.uri,
+                     "--every", "1", "--max-notes", "4", "--targets", "0.5,1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| sequence") or line.startswith("| finetune")]
+    # Every epoch of both phases, in training order, minutes growing.
+    assert [(r[0].strip("| "), int(r[1])) for r in rows] == [("sequence", 1), ("sequence", 2), ("sequence", 3),
+                                                               ("finetune", 1), ("finetune", 2)]
+    minutes = [float(r[2]) for r in rows]
+    assert minutes == sorted(minutes) and minutes[0] > 0
+    assert "50 % in tune:" in out and "100 % in tune:" in out
+    assert cli.main(["bench", "quality", "--run", "no-such-run", "--dataset", trained.dataset,
+                     "--tracking-uri", trained.uri]) == 2
+    assert "no training run of that name" in capsys.readouterr().err

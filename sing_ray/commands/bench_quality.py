@@ -1,0 +1,187 @@
+"""``sing-ray bench quality``: time to quality of a training run, from the models it logged every epoch.
+
+A training run logs each epoch's model to MLflow (``checkpoints/epoch-NNN``) and
+the epoch's seconds (``epoch_seconds``). This benchmark walks a finished run's
+sequence and fine-tuning phases: every ``--every`` epochs (and each phase's last)
+it builds the SING the run had then (phase 1's decoder with the LSTM of that
+epoch, then the fine-tuned SING), renders held-out notes of the dataset and
+scores them as ``sing-ray evaluate`` does (share within 50 cents of the MIDI
+pitch, median level against the real notes, spectral L1 against an all-zero
+output's, near-silent notes). It prints the curve against minutes of training
+(every phase's epochs summed, the autoencoder's included; not the scoring) and
+the minutes until the held-out notes first reach each ``--targets`` share in tune,
+or that they never did and the best they reached.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the subcommand's arguments."""
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.description = __doc__.split("\n\n", 1)[1].replace("``", "")
+    parser.add_argument("--run", required=True, metavar="NAME|ID",
+                        help="the training run: its --run-name (the latest of that name) or its MLflow run id")
+    parser.add_argument("--dataset", required=True, metavar="DIR", help="the ingested dataset it was trained on")
+    parser.add_argument("--split", default="test", help="the held-out split scored")
+    parser.add_argument("--max-notes", type=int, default=40, metavar="N", help="held-out notes scored per point")
+    parser.add_argument("--every", type=int, default=4, metavar="E", help="score every E epochs of each phase")
+    parser.add_argument("--targets", default="0.5,0.8", metavar="SHARE,...", help="shares in tune to time")
+    parser.add_argument("--tracking-uri", default=None, metavar="URI",
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    parser.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                        help="CPUs of the local Ray started to read the dataset when not under `ray job submit`")
+
+
+def find_phase_runs(client, run: str) -> tuple[object, dict[str, object]]:
+    """The run (by id, or the latest top-level run of that name) and its phase runs by phase name.
+
+    Raises:
+        UserError when no such run exists or it has no sequence phase.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from ..errors import UserError
+
+    parent = None
+    try:
+        parent = client.get_run(run)
+    except MlflowException:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        found = client.search_runs(experiments, filter_string=f"attributes.run_name = '{run}'",
+                                   order_by=["attributes.start_time DESC"])
+        found = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+        parent = found[0] if found else None
+    if parent is None:
+        raise UserError(f"--run {run}: no training run of that name or id in this tracking store")
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    phases = {r.info.run_name: r for r in children}
+    if "sequence" not in phases or "autoencoder" not in phases:
+        raise UserError(f"--run {run}: it has no sequence phase yet (phases: {', '.join(sorted(phases)) or 'none'})")
+    return parent, phases
+
+
+def _epoch_seconds(client, run) -> dict[int, float]:
+    return {int(m.step): float(m.value) for m in client.get_metric_history(run.info.run_id, "epoch_seconds")}
+
+
+def _model_bytes(client, run, epoch: int, tmp: Path) -> bytes:
+    path = client.download_artifacts(run.info.run_id, f"checkpoints/epoch-{epoch:03d}/model.pt", str(tmp))
+    return Path(path).read_bytes()
+
+
+def sing_at(sequence_ckpt: bytes, autoencoder_ckpt: bytes) -> bytes:
+    """The SING of a run before fine-tuning: phase 1's decoder with a sequence checkpoint's LSTM (as checkpoint bytes)."""
+    import torch
+
+    from ..checkpoint import load_checkpoint, make_checkpoint
+    from ..config import config_from_dict
+    from ..models import build_sing
+
+    seq = load_checkpoint(sequence_ckpt)
+    ae = load_checkpoint(autoencoder_ckpt)
+    cfg = config_from_dict(seq["config"])
+    instruments = list(seq["extra"]["instruments"])
+    model = build_sing(cfg.model, num_instruments=len(instruments))
+    model.sequence.load_state_dict(seq["state"])
+    model.decoder.load_state_dict({k[len("decoder."):]: v for k, v in ae["state"].items() if k.startswith("decoder.")})
+    buffer = io.BytesIO()
+    torch.save(make_checkpoint(model, config=cfg, phase="sequence", epoch=seq["epoch"],
+                               extra={"instruments": instruments}), buffer)
+    return buffer.getvalue()
+
+
+def _points(epochs: list[int], every: int) -> list[int]:
+    last = max(epochs)
+    return sorted({e for e in epochs if e % every == 0} | {last})
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score the run's epochs and print the curve; returns 0."""
+    import mlflow
+    import ray
+
+    from ..errors import UserError
+    from ..runtime import init_ray
+    from ..tracking import resolve_tracking_uri
+
+    targets = sorted(float(t) for t in args.targets.split(",") if t.strip())
+    if args.every < 1 or args.max_notes < 1 or not targets or not all(0 < t <= 1 for t in targets):
+        raise UserError("--every and --max-notes must be >= 1, and --targets shares between 0 and 1")
+    client = mlflow.MlflowClient(resolve_tracking_uri(args.tracking_uri))
+    parent, phases = find_phase_runs(client, args.run)
+    started = init_ray(num_cpus=args.num_cpus)
+    try:
+        rows = score_run(client, parent, phases, args)
+    finally:
+        if started:
+            ray.shutdown()
+    print_curve(rows, targets, args)
+    return 0
+
+
+def score_run(client, parent, phases: dict, args: argparse.Namespace) -> list[dict]:
+    """Score the run's SING every ``args.every`` epochs; returns one row per point, in training order."""
+    import numpy as np
+    import torch
+
+    from ..evaluate import score_split_here, summarize_group
+
+    torch.set_num_threads(1)
+    seconds = {name: _epoch_seconds(client, r) for name, r in phases.items()}
+    elapsed, clock = {}, 0.0                       # (phase, epoch) -> minutes of training at its end
+    for name in ("autoencoder", "sequence", "finetune"):
+        for epoch in sorted(seconds.get(name, {})):
+            clock += seconds[name][epoch]
+            elapsed[(name, epoch)] = clock / 60
+    rate = {name: float(np.median([m.value for m in client.get_metric_history(r.info.run_id, "notes_per_second")]
+                                  or [0.0])) for name, r in phases.items()}
+    print(f"run {parent.info.run_name} ({parent.info.run_id}): "
+          + ", ".join(f"{n} {len(seconds.get(n, {}))} epochs, {sum(seconds.get(n, {}).values()) / 60:.1f} min, "
+                      f"{rate.get(n, 0):.0f} notes/s" for n in ("autoencoder", "sequence", "finetune") if n in phases)
+          + " (minutes: the epochs' own, without Ray's start-up or scoring)", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ae_epochs = sorted(seconds["autoencoder"])
+        autoencoder = _model_bytes(client, phases["autoencoder"], ae_epochs[-1], Path(tmp))
+        for name in ("sequence", "finetune"):
+            if name not in phases:
+                continue
+            for epoch in _points(sorted(seconds[name]), args.every):
+                ckpt = _model_bytes(client, phases[name], epoch, Path(tmp))
+                if name == "sequence":
+                    ckpt = sing_at(ckpt, autoencoder)
+                notes, _, _ = score_split_here(ckpt, args.dataset, args.split, max_notes=args.max_notes,
+                                               with_reference_pitch=not rows)
+                s = summarize_group(notes)
+                rows.append({"phase": name, "epoch": epoch, "minutes": elapsed[(name, epoch)], **s})
+                print(f"  {name} epoch {epoch:3d}: {elapsed[(name, epoch)]:5.1f} min, "
+                      f"{100 * s['pitch_accuracy']:4.0f} % in tune, level {s['median_rms_db_diff']:+5.1f} dB, "
+                      f"spectral L1 {s['spectral_l1_vs_silence']:.2f} x silence's, {s['num_near_silent']} near-silent",
+                      flush=True)
+    return rows
+
+
+def print_curve(rows: list[dict], targets: list[float], args: argparse.Namespace) -> None:
+    """The table of the curve, then the minutes to each target share in tune."""
+    print()
+    print(f"held-out {args.split} notes: {rows[0]['num_notes']} of {args.dataset}")
+    print("| phase | epoch | minutes of training | in tune | level vs real | spectral L1 / silence's | near-silent |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['phase']} | {r['epoch']} | {r['minutes']:.1f} | {100 * r['pitch_accuracy']:.0f} % | "
+              f"{r['median_rms_db_diff']:+.1f} dB | {r['spectral_l1_vs_silence']:.2f} | {r['num_near_silent']} |")
+    best = max(rows, key=lambda r: r["pitch_accuracy"])
+    for target in targets:
+        hit = next((r for r in rows if r["pitch_accuracy"] >= target), None)
+        if hit:
+            print(f"{100 * target:.0f} % in tune: after {hit['minutes']:.1f} min of training "
+                  f"({hit['phase']} epoch {hit['epoch']})")
+        else:
+            print(f"{100 * target:.0f} % in tune: not reached; best {100 * best['pitch_accuracy']:.0f} % after "
+                  f"{best['minutes']:.1f} min ({best['phase']} epoch {best['epoch']})")
