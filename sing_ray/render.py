@@ -354,12 +354,15 @@ def encode_note(wav: np.ndarray, fmt: str) -> tuple[bytes, dict]:
     return data, _stats(pcm, data)
 
 
-def encode_pcm16(pcm: np.ndarray, fmt: str) -> bytes:
-    """The bytes of a 16-bit WAV or FLAC file of ``pcm`` (int16) at 16 kHz."""
+def encode_pcm16(pcm: np.ndarray, fmt: str, comment: str = "") -> bytes:
+    """The bytes of a 16-bit WAV or FLAC file of ``pcm`` (int16) at 16 kHz, with ``comment`` if given."""
     import soundfile as sf
 
     buffer = io.BytesIO()
-    sf.write(buffer, pcm, nsynth.SAMPLE_RATE, format=FORMATS[fmt][0], subtype="PCM_16")
+    with sf.SoundFile(buffer, "w", nsynth.SAMPLE_RATE, 1, format=FORMATS[fmt][0], subtype="PCM_16") as f:
+        if comment:
+            f.comment = comment
+        f.write(pcm)
     return buffer.getvalue()
 
 
@@ -841,7 +844,8 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
     seconds = time.perf_counter() - start
     write_manifest(out, rows.values(), plan.digest, plan.library)
     # The sampler files last: the manifest keeps their digests only once all are written.
-    files = write_library_files(out, list(rows.values()), plan.formats, plan.fmt, plan.library)
+    files = write_library_files(out, list(rows.values()), plan.formats, plan.fmt, plan.library,
+                                on_reshaped=lambda: write_manifest(out, rows.values(), plan.digest, plan.library))
     write_manifest(out, rows.values(), plan.digest, files.digests)
     silent = sum(1 for r in rows.values() if r["peak"] < nsynth.SILENT_PEAK)
     summary = RenderSummary(out.uri, out.display(MANIFEST),

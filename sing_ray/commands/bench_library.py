@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from ..render import _stats, encode_note, note_path, resolve_output
     from .bench_render import _checkpoint
 
+    from ..errors import UserError
+
+    if args.notes < 1:
+        raise UserError(f"--notes must be >= 1, got {args.notes}")
     torch.set_num_threads(1)
     formats = parse_formats(args.formats)
     pitches = [21 + (i * 7) % 88 for i in range(args.notes)]

@@ -110,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime import init_ray
     from ..tracking import resolve_tracking_uri
 
-    targets = sorted(float(t) for t in args.targets.split(",") if t.strip())
+    try:
+        targets = sorted(float(t) for t in args.targets.split(",") if t.strip())
+    except ValueError:
+        raise UserError(f"--targets {args.targets!r}: shares in tune, e.g. 0.5,0.8") from None
     if args.every < 1 or args.max_notes < 1 or not targets or not all(0 < t <= 1 for t in targets):
         raise UserError("--every and --max-notes must be >= 1, and --targets shares between 0 and 1")
     client = mlflow.MlflowClient(resolve_tracking_uri(args.tracking_uri))
@@ -130,10 +133,14 @@ def score_run(client, parent, phases: dict, args: argparse.Namespace) -> list[di
     import numpy as np
     import torch
 
+    from ..errors import UserError
     from ..evaluate import score_split_here, summarize_group
 
     torch.set_num_threads(1)
     seconds = {name: _epoch_seconds(client, r) for name, r in phases.items()}
+    for name in ("autoencoder", "sequence"):
+        if not seconds.get(name):
+            raise UserError(f"--run {args.run}: its {name} phase logged no finished epoch")
     elapsed, clock = {}, 0.0                       # (phase, epoch) -> minutes of training at its end
     for name in ("autoencoder", "sequence", "finetune"):
         for epoch in sorted(seconds.get(name, {})):

@@ -15,6 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
+
 MIDI_KEYS = (0, 127)
 VELOCITY_RANGE = (1, 127)
 
@@ -111,6 +113,11 @@ def _row_value(row: Mapping, key: str, default):
     return default if value is None else value
 
 
+def _float32(value) -> float:
+    """As the manifest keeps it (float32): a row fresh from a render and the same row read back map alike."""
+    return float(np.float32(value))
+
+
 def instrument_maps(rows: Iterable[Mapping], instruments: Sequence[str] | None = None,
                     fmt: str | None = None) -> list[InstrumentMap]:
     """The zones of each instrument of a library, from its manifest rows.
@@ -142,6 +149,6 @@ def instrument_maps(rows: Iterable[Mapping], instruments: Sequence[str] | None =
                 row = notes[pitch]
                 zones.append(Zone(row["path"], pitch, lokey, hikey, velocity, lovel, hivel,
                                   int(_row_value(row, "loop_start", -1)), int(_row_value(row, "loop_end", -1)),
-                                  float(_row_value(row, "release", 0.0)), str(_row_value(row, "sha256", ""))))
+                                  _float32(_row_value(row, "release", 0.0)), str(_row_value(row, "sha256", ""))))
         maps.append(InstrumentMap(name, mixes[name], tuple(zones)))
     return maps

@@ -35,10 +35,12 @@ go. All of it is decided from the note itself, never from its family name:
   fall gets the longest).
 
 The WAV's ``smpl`` chunk carries the loop (and the note's MIDI key) so samplers that
-read it, and not our SFZ, see it too.
+read it, and not our SFZ, see it too; a FLAC note carries it in its comment
+(``sing-ray loop START END PITCH``), so that a note read back is never crossfaded twice.
 """
 from __future__ import annotations
 
+import io
 import math
 import struct
 from dataclasses import asdict, dataclass
@@ -304,12 +306,37 @@ def add_smpl(wav_bytes: bytes, pitch: int, loop_start: int, loop_end: int) -> by
 
 
 def read_smpl(wav_bytes: bytes) -> dict | None:
-    """The ``smpl`` chunk of a WAV file: ``{"unity_note", "loops": [(start, end), ...]}``, or None."""
-    for cid, pos, size in _chunks(wav_bytes):
-        if cid == b"smpl" and size >= 36:
-            fields = struct.unpack_from("<9I", wav_bytes, pos)
-            loops = [struct.unpack_from("<6I", wav_bytes, pos + 36 + 24 * i)[2:4] for i in range(fields[7])]
-            return {"unity_note": fields[3], "loops": [tuple(int(v) for v in loop) for loop in loops]}
+    """The ``smpl`` chunk of a WAV file: ``{"unity_note", "loops": [(start, end), ...]}``, or None.
+
+    Only the loops the chunk's size holds are read (a count beyond them is not trusted);
+    a file that is not RIFF/WAVE has none.
+    """
+    try:
+        for cid, pos, size in _chunks(wav_bytes):
+            if cid == b"smpl" and size >= 36 and pos + size <= len(wav_bytes):
+                fields = struct.unpack_from("<9I", wav_bytes, pos)
+                count = min(fields[7], (size - 36) // 24)
+                loops = [struct.unpack_from("<6I", wav_bytes, pos + 36 + 24 * i)[2:4] for i in range(count)]
+                return {"unity_note": fields[3], "loops": [tuple(int(v) for v in loop) for loop in loops]}
+    except (ValueError, struct.error):
+        return None
+    return None
+
+
+FLAC_LOOP = "sing-ray loop"        # a FLAC note's comment: "sing-ray loop START END" (FLAC has no smpl chunk)
+
+
+def read_flac_loop(flac_bytes: bytes) -> tuple[int, int] | None:
+    """The loop a FLAC note written by :func:`encode` carries in its comment: ``(start, end)``, or None."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(io.BytesIO(flac_bytes)) as f:
+            words = (f.comment or "").split()
+    except (RuntimeError, sf.LibsndfileError):
+        return None
+    if len(words) == 5 and " ".join(words[:2]) == FLAC_LOOP and all(w.lstrip("-").isdigit() for w in words[2:4]):
+        return int(words[2]), int(words[3])
     return None
 
 
@@ -324,7 +351,8 @@ def encode(wav: np.ndarray, pitch: int, fmt: str) -> tuple[bytes, np.ndarray, No
 
     samples, shape = analyse(wav, pitch)
     pcm = float_to_pcm16(samples)
-    data = encode_pcm16(pcm, fmt)
     if fmt == "wav":
-        data = add_smpl(data, pitch, shape.loop_start, shape.loop_end)
+        data = add_smpl(encode_pcm16(pcm, fmt), pitch, shape.loop_start, shape.loop_end)
+    else:
+        data = encode_pcm16(pcm, fmt, comment=f"{FLAC_LOOP} {shape.loop_start} {shape.loop_end} {pitch}")
     return data, pcm, shape

@@ -7,7 +7,7 @@ zero samples the specification asks for, and a ``pdta`` list of the nine "hydra"
 chunks (``phdr`` ... ``shdr``), each ending in its terminal record.
 
 Instrument ``i`` of the maps is preset ``i`` (of bank 0 up to 128 instruments, see
-below) and instrument ``i`` of the file, named after it (cut to 20 characters). Each
+below) and instrument ``i`` of the file, named after it (:func:`short_names`: at most 20 characters, distinct). Each
 :class:`~.mapping.Zone` becomes one instrument zone with, in this order:
 
 - ``keyRange`` (43) and ``velRange`` (44): the zone's keys and velocities;
@@ -36,8 +36,7 @@ Sample headers: one per distinct (path, pitch, loop), 16 kHz mono, with the loop
 the ``smpl`` chunk's absolute sample indices, ``endloop`` being the first sample after
 the loop (``loop_end + 1``); a note without a loop gets a placeholder loop inside it
 (never played: sample mode 0). Zones sharing a path share its PCM. A sample's name is
-its file name without the extension, cut in the middle to 20 characters so that the
-``-<pitch>-<velocity>`` at its end stays.
+its number in the file followed by the ``-<pitch>-<velocity>`` of its file name.
 
 Size: the RIFF chunk sizes are 32-bit, so the whole file must stay under 4 GiB (about
 33,500 notes of 64,000 frames; some samplers stop at 2 GiB), and the bags' indices
@@ -158,6 +157,20 @@ def _name(text: str) -> bytes:
     return text.encode("ascii", "replace")[:20]
 
 
+def short_names(names: Sequence[str]) -> list[str]:
+    """Names of at most 20 characters, distinct, for the presets and instruments of ``names``.
+
+    A longer name is cut in the middle, keeping its end (NSynth names end in a number that
+    tells instruments of a family apart: ``keyboard_electronic_002`` -> ``keyboard~tronic_002``);
+    names still equal after that get their position instead of their start.
+    """
+    cut = [n if len(n) <= 20 else f"{n[:8]}~{n[-11:]}" for n in names]
+    seen: dict[str, int] = {}
+    for n in cut:
+        seen[n] = seen.get(n, 0) + 1
+    return [n if seen[n] == 1 else f"{i}~{n[-(19 - len(str(i))):]}" for i, n in enumerate(cut)]
+
+
 def _nbytes(parts) -> int:
     return sum(memoryview(p).nbytes for p in parts)
 
@@ -209,11 +222,12 @@ def build(maps: Sequence[InstrumentMap], read_pcm: Callable[[str], np.ndarray]) 
     pad = np.zeros(PAD_SAMPLES, dtype="<i2")
     inst, ibag, imod, igen = [], [], [], []
     phdr, pbag, pgen = [], [], []
+    names = short_names([m.name for m in maps])
     for number, imap in enumerate(maps):
-        phdr.append(struct.pack("<20sHHHIII", _name(imap.name), number % 128, number // 128, number, 0, 0, 0))
+        phdr.append(struct.pack("<20sHHHIII", _name(names[number]), number % 128, number // 128, number, 0, 0, 0))
         pbag.append(struct.pack("<HH", number, 0))
         pgen.append(struct.pack("<HH", GEN_INSTRUMENT, number))
-        inst.append(struct.pack("<20sH", _name(imap.name), len(ibag)))
+        inst.append(struct.pack("<20sH", _name(names[number]), len(ibag)))
         ibag.append(struct.pack("<HH", len(igen), len(imod)))       # global zone: modulators only
         imod.extend(struct.pack("<HHhHH", *m) for m in VELOCITY_MODULATORS)
         for zone in imap.zones:
@@ -238,8 +252,8 @@ def build(maps: Sequence[InstrumentMap], read_pcm: Callable[[str], np.ndarray]) 
                 else:
                     loop = (start + min(8, length // 2), start + max(length // 2, length - 8))
                 header_of[key] = len(headers)
-                name = os.path.splitext(os.path.basename(zone.path))[0]
-                name = name if len(name) <= 20 else f"{name[:11]}~{name[-8:]}"
+                # Distinct and short: its number in the file, then the note's -<pitch>-<velocity>.
+                name = f"{len(headers)}{os.path.splitext(os.path.basename(zone.path))[0][-8:]}"
                 headers.append(struct.pack("<20sIIIIIBbHH", _name(name), start, start + length, *loop,
                                            SAMPLE_RATE, zone.pitch, 0, 0, MONO_SAMPLE))
             ibag.append(struct.pack("<HH", len(igen), len(imod)))

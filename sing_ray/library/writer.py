@@ -17,7 +17,7 @@ import io
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Mapping, MutableMapping, Sequence
+from typing import Callable, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
@@ -60,9 +60,9 @@ def read_pcm16(data: bytes) -> np.ndarray:
 def shape_note(out, row: MutableMapping) -> bool:
     """Give a manifest row without loop columns its shape, from its file. Returns whether the file was rewritten.
 
-    A WAV with a ``smpl`` chunk (written by this version, not yet in the manifest)
-    keeps its loop; any other note is analysed and written again, crossfaded, with
-    a ``smpl`` chunk where it is a WAV.
+    A note written by this version (a WAV with a ``smpl`` chunk, a FLAC with its loop
+    comment) keeps its loop and gets its file's statistics; any other note is analysed
+    and written again, crossfaded, with its loop.
     """
     from ..render import _stats
 
@@ -71,15 +71,19 @@ def shape_note(out, row: MutableMapping) -> bool:
     fmt = row["path"].rsplit(".", 1)[-1]
     pcm = read_pcm16(data)
     x = pcm.astype(np.float32) / 32768.0
-    smpl = notes.read_smpl(data) if fmt == "wav" else None
-    if smpl is not None:
+    if fmt == "wav":
+        smpl = notes.read_smpl(data)
+        loop = None if smpl is None else (smpl["loops"][0] if smpl["loops"] else (-1, -1))
+    else:
+        loop = notes.read_flac_loop(data)
+    if loop is not None:
+        # Written by this version (crossfade baked in): keep its loop, never crossfade twice.
         env = notes.envelope_db(x)
-        start, end = smpl["loops"][0] if smpl["loops"] else (-1, -1)
-        f0 = 0.0
-        if start >= 0:
-            f0 = notes.estimate_f0(x[start: end + 1].astype(np.float64), pitch)
+        start, end = loop
+        f0 = notes.estimate_f0(x[start: end + 1].astype(np.float64), pitch) if start >= 0 else 0.0
         shape = notes.NoteShape(start >= 0, f0, start, end, 0.0, 0.0, notes.release_seconds(env))
         row.update(shape.row())
+        row.update(_stats(pcm, data))
         return False
     data, pcm, shape = notes.encode(x, pitch, fmt)
     out.write(row["path"], data)
@@ -95,7 +99,8 @@ def _digest(name: str, maps, extra: Mapping | None = None) -> str:
 
 
 def write_library_files(out, rows: Sequence[MutableMapping], formats: Sequence[str], fmt: str,
-                        previous: Mapping[str, str] | None = None, page: bool = True) -> LibraryFiles:
+                        previous: Mapping[str, str] | None = None, page: bool = True,
+                        on_reshaped: Callable[[], None] | None = None) -> LibraryFiles:
     """Write the library's sampler files (and ``index.html``) for the notes of ``fmt``.
 
     Args:
@@ -105,6 +110,9 @@ def write_library_files(out, rows: Sequence[MutableMapping], formats: Sequence[s
         fmt: the sample format mapped (``wav`` or ``flac``): a library may hold both.
         previous: ``{relative path: digest}`` from the manifest of the last run.
         page: also write ``index.html`` and any missing spectrogram PNG.
+        on_reshaped: called once notes were given their shape (and files rewritten), before
+            any sampler file is built: where the caller saves the manifest, so that an
+            interruption cannot leave rows that disagree with their files.
     Returns:
         the :class:`LibraryFiles`.
     """
@@ -118,6 +126,8 @@ def write_library_files(out, rows: Sequence[MutableMapping], formats: Sequence[s
             shape_note(out, row)
     if result.reshaped:
         log.info("gave %d note(s) their loop and release", result.reshaped)
+        if on_reshaped is not None:
+            on_reshaped()
     maps = instrument_maps(rows, fmt=fmt)
     existing = set(out.list_files())
     cache: dict[str, np.ndarray] = {}

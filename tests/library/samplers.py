@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import math
 import os
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -53,8 +54,33 @@ def play_sfz(path, pitch: int, velocity: int, held_s: float, total_s: float,
         raise AssertionError(f"sfizz cannot load {path}: {err}") from None
     if not loaded:
         raise AssertionError(f"sfizz cannot load {path} (or it has no regions)")
+    _prime_sfizz(synth, int(pitch), int(velocity), sample_rate)
     stereo = synth.render_note(int(pitch), int(velocity), float(held_s), float(total_s))
     return np.asarray(stereo, dtype=np.float64).mean(axis=0)
+
+
+def _prime_sfizz(synth, pitch: int, velocity: int, sample_rate: int, tries: int = 50) -> None:
+    """Have sfizz read the note's whole sample before the note that is measured.
+
+    sfizz keeps a sample's first 8,192 frames in memory and streams the rest from a
+    background thread; pysfizz's offline rendering does not wait for it, so a note
+    rendered before the file is read stops after 0.5 s (seen in 2 of 30 runs). The key
+    is played until it still sounds after 1.5 s, then silenced.
+    """
+    raw = synth._synth
+    blocks = int(1.5 * sample_rate / synth.get_block_size()) + 1
+    for _ in range(tries):
+        raw.note_on(0, pitch, velocity)
+        for _ in range(blocks):
+            raw.render_block()
+        sounding = raw.get_num_active_voices() > 0
+        raw.all_sound_off()
+        for _ in range(8):
+            raw.render_block()
+        if sounding:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"sfizz never read the sample of key {pitch} (its note stops after 0.5 s)")
 
 
 def _fluidsynth():

@@ -89,3 +89,12 @@ def test_encode_writes_the_loop_into_the_wav_smpl_chunk(fmt):
         again = notes.add_smpl(data, 61, -1, -1)
         assert notes.read_smpl(again) == {"unity_note": 61, "loops": []} and len(again) == len(data) - 24
         assert np.array_equal(sf.read(io.BytesIO(again), dtype="int16")[0], pcm)
+
+
+def test_a_malformed_smpl_chunk_reads_as_none_or_only_the_loops_it_holds():
+    head = b"RIFF\x00\x00\x00\x00WAVE"
+    claims_two = head + b"smpl" + (36).to_bytes(4, "little") + bytes(28) + (2).to_bytes(4, "little") + bytes(4)
+    assert notes.read_smpl(claims_two) == {"unity_note": 0, "loops": []}
+    assert notes.read_smpl(b"not a wav file") is None
+    cut = head + b"smpl" + (60).to_bytes(4, "little") + bytes(10)
+    assert notes.read_smpl(cut) is None

@@ -128,3 +128,32 @@ def test_notes_without_a_shape_get_one(tmp_path):
     assert rows[0]["sustain"] and hashlib.sha256(upgraded).hexdigest() == rows[0]["sha256"]
     assert kept == fresh and (rows[1]["loop_start"], rows[1]["loop_end"]) == (shape.loop_start, shape.loop_end)
     assert "loop_mode=loop_sustain" in (tmp_path / "organ.sfz").read_text()
+
+
+def test_a_rerun_with_the_rows_read_back_rewrites_nothing(tmp_path):
+    """Rows fresh from a render (float64) and the same rows read from the manifest (float32) map alike."""
+    out = resolve_output(tmp_path)
+    out.makedirs("organ")
+    x = synthetic_note(60, 127).astype(np.float32) / 32768
+    data, pcm, shape = notes.encode(x, 60, "wav")
+    out.write("organ/organ-060-127.wav", data)
+    row = {"instrument": "organ", "pitch": 60, "velocity": 127, "path": "organ/organ-060-127.wav", "mix": "",
+           **_stats(pcm, data), **shape.row(), "release": 0.123456789}
+    first = write_library_files(out, [row], ["sfz", "dspreset", "sf2"], "wav")
+    read_back = dict(row, release=float(np.float32(row["release"])))
+    again = write_library_files(out, [read_back], ["sfz", "dspreset", "sf2"], "wav", first.digests)
+    assert first.written and again.written == []
+
+
+def test_a_flac_note_read_back_keeps_its_loop_and_is_not_crossfaded_again(tmp_path):
+    out = resolve_output(tmp_path)
+    out.makedirs("organ")
+    x = synthetic_note(60, 127).astype(np.float32) / 32768
+    data, pcm, shape = notes.encode(x, 60, "flac")
+    assert notes.read_flac_loop(data) == (shape.loop_start, shape.loop_end)
+    out.write("organ/organ-060-127.flac", data)
+    row = {"instrument": "organ", "pitch": 60, "velocity": 127, "path": "organ/organ-060-127.flac", "mix": ""}
+    result = write_library_files(out, [row], ["sfz"], "flac")
+    assert result.reshaped == 1 and (tmp_path / row["path"]).read_bytes() == data
+    assert (row["loop_start"], row["loop_end"]) == (shape.loop_start, shape.loop_end)
+    assert row["sha256"] == _stats(pcm, data)["sha256"]

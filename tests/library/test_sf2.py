@@ -149,8 +149,8 @@ def test_the_file_parses_back_to_the_zones(library):
 
     found = presets(sf)
     assert [(p["name"], p["instrument"], p["number"], p["bank"]) for p in found] == \
-        [(m.name[:20], m.name[:20], i, 0) for i, m in enumerate(maps)]
-    assert found[0]["name"] == "Synthetic Sustained "
+        [(n, n, i, 0) for i, n in enumerate(sf2.short_names([m.name for m in maps]))]
+    assert found[0]["name"] == "Syntheti~(long name)"
     headers = sf[b"shdr"]
     for imap, preset in zip(maps, found):
         assert {m[:2] for m in preset["global_mods"]} == {(0x0502, 48), (0x0102, 8)}
@@ -185,7 +185,7 @@ def test_fluidsynth_loads_it_with_every_preset(library):
     try:
         sfid = synth.sfload(str(path))
         assert sfid >= 0
-        assert [synth.sfpreset_name(sfid, 0, i) for i in range(len(maps))] == [m.name[:20] for m in maps]
+        assert [synth.sfpreset_name(sfid, 0, i) for i in range(len(maps))] == sf2.short_names([m.name for m in maps])
     finally:
         synth.delete()
 
@@ -242,3 +242,11 @@ def test_a_loop_outside_its_sample_is_refused():
     zone = Zone("a.wav", 60, 0, 127, 127, 1, 127, loop_start=100, loop_end=64000)
     with pytest.raises(ValueError, match="outside"):
         sf2.build([InstrumentMap("a", "", (zone,))], lambda _: np.zeros(64000, dtype=np.int16))
+
+
+def test_long_instrument_names_stay_distinct_in_20_characters():
+    names = ["keyboard_acoustic_001", "keyboard_acoustic_004", "keyboard_electronic_002", "keyboard_electronic_098",
+             "organ", "guitar_flute_mix_synthetic_457", "guitar_flute_mix_synthetic_457"]
+    short = sf2.short_names(names)
+    assert len(set(short)) == len(names) and all(len(n) <= 20 for n in short)
+    assert short[4] == "organ" and short[0].endswith("_001") and short[3].endswith("_098")
