@@ -57,6 +57,9 @@ class ModelConfig:
     # Partials whose phase at each frame the decoder is given beside the frame (0: the paper):
     # the decoder then turns the partials itself (ConvolutionalDecoder, docs/training.md).
     decoder_harmonics: int = 0
+    # Partials the decoder plays at the MIDI pitch, their amplitudes per frame its own output
+    # (0: the paper's decoder, the transposed conv alone); ConvolutionalDecoder, docs/training.md.
+    partials: int = 0
     wav_length: int = 64000       # 4 s at 16 kHz
     pad: int = 2304               # padding on each side, as in the public code: 265 frames
 
@@ -154,7 +157,7 @@ class Config:
             if getattr(m, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(m, name)}")
         for name in ("velocity_dim", "instrument_dim", "pitch_dim", "time_dim", "rewrite_layers", "pad",
-                     "phase_harmonics", "decoder_harmonics"):
+                     "phase_harmonics", "decoder_harmonics", "partials"):
             if getattr(m, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(m, name)}")
         if m.kernel_size % m.stride:

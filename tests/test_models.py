@@ -157,3 +157,40 @@ def test_a_clocked_autoencoder_reads_each_windows_clock_at_its_offset():
         [frames, torch.zeros(*frames.shape[:2], 6)], dim=-1)
     ae.decode(embedding, pitch, offsets)
     torch.testing.assert_close(seen[0], torch.tensor([2.0, 1000 / 256], dtype=torch.float64))
+
+
+def test_a_decoder_with_partials_plays_them_in_tune_and_its_windows_match_the_whole_note():
+    torch.manual_seed(0)
+    model = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1, partials=6)
+    # The transposed conv starts silent: at first the note is its partials alone.
+    assert float(model.decoder.synthesis.weight.abs().max()) == 0.0
+    args = (torch.tensor([0, 2]), torch.tensor([57, 62]), torch.tensor([1, 3]))
+    whole = model(*args)
+    torch.testing.assert_close(model.synthesize(*args), whole, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(model(*args, span=(1000, 1000 + 16128)), whole[:, 1000:1000 + 16128],
+                               rtol=1e-4, atol=1e-6)
+    bf16 = model.decoder.gemm_weights(torch.bfloat16)
+    assert bf16.partials.dtype == torch.bfloat16
+    torch.testing.assert_close(model.synthesize(*args, weights=bf16), whole, rtol=0.05, atol=2e-3)
+    # Its spectrum peaks at the MIDI pitch's partials: A3 is 220 Hz, 880 samples per 4 periods.
+    spectrum = torch.fft.rfft(whole[0, 16000:48000]).abs()[1:]          # without DC (the bias)
+    peaks = (torch.topk(spectrum, 6).indices.sort().values + 1).double() * 16000 / 32000
+    torch.testing.assert_close(peaks, 220.0 * torch.arange(1, 7, dtype=torch.float64), atol=1.0, rtol=0)
+    with pytest.raises(ValueError, match="MIDI pitches"):
+        model.decoder(torch.randn(2, 8, model.num_frames))
+
+
+def test_partial_windows_overlap_into_steady_sines():
+    """Equal amplitudes in every frame overlap-add into a sine of that amplitude, whatever the offset."""
+    from sing_ray.models.autoencoder import partial_windows
+    decoder = ConvolutionalDecoder(dimension=4, channels=8, partials=3)
+    amplitudes = torch.zeros(1, 40, 3)
+    amplitudes[..., 1] = 0.25                                   # the 2nd partial only
+    for first in (0, 768, 1000.0):
+        wav = decoder._overlap_add(partial_windows(amplitudes, torch.tensor([69]), first))
+        t = first + torch.arange(wav.shape[-1], dtype=torch.float64)
+        expected = 0.25 * torch.sin(2 * math.pi * ((880.0 / 16000 * t) % 1.0)).float()
+        # Away from the ends, where fewer than 4 windows overlap.
+        torch.testing.assert_close(wav[0, 1024:-1024], expected[1024:-1024], atol=1e-5, rtol=0)
+    # Partials at or above 8 kHz are left out: MIDI 120 (8.4 kHz) is silent.
+    assert float(partial_windows(amplitudes + 1, torch.tensor([120]), 0).abs().max()) == 0.0

@@ -11,9 +11,16 @@ every frame, the cos and sin of where the note's first K partials are in their c
 samples can only make multiples of 62.5 Hz from frames that stay the same; with the clock
 the decoder turns the partials itself, so the frames the LSTM has to predict need not
 (docs/training.md, "Why the model made no notes").
+
+Optionally (``partials`` H > 0, not in the paper) the decoder also emits, per frame, the
+amplitudes of the note's first H partials at exactly the MIDI pitch; each frame's window then
+adds those sines to what the transposed conv writes (:func:`partial_windows`). The frames
+carry how loud each partial is, not where it is in its cycle, and the sines are in tune by
+construction; the transposed conv, zero at the start, learns what the partials miss.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -22,6 +29,50 @@ from torch import nn
 
 from ..dsp import hann_window, pad_wav, unpad_wav
 from .sequence import SAMPLE_RATE, phase_clock
+
+# Starting level of every partial's amplitude, softplus(-5) = 0.0067: 16 partials of that size
+# sum to about -33 dBFS RMS, the level of the SoundFont datasets' notes.
+PARTIAL_BIAS = -5.0
+# The squared periodic Hann windows of the decoder, 1,024 samples every 256, sum to 1.5.
+_HANN2_OVERLAP_SUM = 1.5
+
+
+def partial_windows(amplitudes: torch.Tensor, pitch: torch.Tensor, first_sample: int | float | torch.Tensor,
+                    kernel_size: int = 1024, stride: int = 256) -> torch.Tensor:
+    """Each frame's window of the note's first H partials, to be overlap-added like the decoder's.
+
+    Frame ``j``'s window covers samples ``first_sample + j * stride`` onward for ``kernel_size``
+    samples; in it partial ``k`` (``k * f0``, f0 from the MIDI pitch) has amplitude
+    ``amplitudes[:, j, k - 1]`` and a phase that runs on from sample 0 of the padded note, so
+    overlapping windows agree and the overlap-add is a sum of sines whose amplitudes glide
+    from frame to frame. Partials at or above the Nyquist frequency are left out.
+
+    The window is one GEMM per note: ``sin(a + b) = sin a cos b + cos a sin b`` splits each
+    sine into a per-frame part (B, n, 2H) and a per-sample part (B, 2H, kernel_size).
+
+    Args:
+        amplitudes: (B, n, H) non-negative, float32.
+        pitch: (B,) MIDI pitches.
+        first_sample: where frame 0's window starts (int, float or (B,)), in samples from the
+            padded note's start.
+    Returns:
+        (B, n, kernel_size).
+    """
+    batch, count, partials = amplitudes.shape
+    device = amplitudes.device
+    f0 = 440.0 * torch.pow(2.0, (pitch.to(device=device, dtype=torch.float64) - 69.0) / 12.0)   # (B,)
+    k = torch.arange(1, partials + 1, dtype=torch.float64, device=device)
+    rate = f0[:, None] * k[None, :] / SAMPLE_RATE                                   # (B, H) cycles/sample
+    first = torch.as_tensor(first_sample, dtype=torch.float64, device=device).reshape(-1, 1)
+    starts = first + stride * torch.arange(count, dtype=torch.float64, device=device)           # (B or 1, n)
+    at_start = 2 * math.pi * ((rate[:, None, :] * starts[:, :, None]) % 1.0)          # (B, n, H)
+    within = 2 * math.pi * ((rate[:, :, None] * torch.arange(kernel_size, dtype=torch.float64, device=device)) % 1.0)
+    amplitudes = amplitudes * (rate < 0.5).to(amplitudes.dtype)[:, None, :]
+    per_frame = torch.cat([amplitudes * torch.sin(at_start).to(amplitudes.dtype),
+                           amplitudes * torch.cos(at_start).to(amplitudes.dtype)], dim=-1)
+    window = hann_window(kernel_size, squared=True, device=device, dtype=amplitudes.dtype) / _HANN2_OVERLAP_SUM
+    per_sample = torch.cat([torch.cos(within), torch.sin(within)], dim=1).to(amplitudes.dtype) * window
+    return torch.bmm(per_frame, per_sample)
 
 
 class WindowedConv1d(nn.Conv1d):
@@ -59,6 +110,8 @@ class DecoderGemmWeights(NamedTuple):
         rewrite: ``((channels, channels) weight, (channels,) bias)`` per 1x1 conv.
         synthesis: (channels, kernel_size) the transposed conv's kernel, window applied.
         synthesis_bias: (1,).
+        partials, partials_bias: (H, channels) and (H,) the partials' amplitudes (pre-softplus),
+            for a decoder with partials; else None.
     """
 
     context: torch.Tensor
@@ -66,6 +119,8 @@ class DecoderGemmWeights(NamedTuple):
     rewrite: tuple[tuple[torch.Tensor, torch.Tensor], ...]
     synthesis: torch.Tensor
     synthesis_bias: torch.Tensor
+    partials: torch.Tensor | None = None
+    partials_bias: torch.Tensor | None = None
 
 
 def _rewrite(channels: int, layers: int) -> list[nn.Module]:
@@ -86,19 +141,33 @@ class ConvolutionalDecoder(nn.Module):
         rewrite_layers: 1x1 conv + ReLU blocks (2).
         clock_harmonics: K > 0 adds the phase clock of the note's first K partials (2 K inputs
             per frame beside the D of the frame); the pitch is then an argument of every call.
+        partials: H > 0 adds the note's first H partials at the MIDI pitch, their amplitudes
+            per frame read from the last hidden layer (:func:`partial_windows`); the
+            transposed conv then starts at zero. The pitch is an argument of every call.
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
-                 stride: int = 256, context_size: int = 9, rewrite_layers: int = 2, clock_harmonics: int = 0):
+                 stride: int = 256, context_size: int = 9, rewrite_layers: int = 2, clock_harmonics: int = 0,
+                 partials: int = 0):
         super().__init__()
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
-                           context_size=context_size, rewrite_layers=rewrite_layers, clock_harmonics=clock_harmonics)
+                           context_size=context_size, rewrite_layers=rewrite_layers, clock_harmonics=clock_harmonics,
+                           partials=partials)
         self.kernel_size, self.stride = kernel_size, stride
         self.clock_harmonics = clock_harmonics
         self.body = nn.Sequential(
             nn.Conv1d(dimension + 2 * clock_harmonics, channels, context_size, padding=context_size // 2), nn.ReLU(),
             *_rewrite(channels, rewrite_layers))
         self.synthesis = WindowedConvTranspose1d(channels, 1, kernel_size, stride)
+        self.partials = partials
+        if partials:
+            self.amplitudes = nn.Conv1d(channels, partials, 1)
+            nn.init.constant_(self.amplitudes.bias, PARTIAL_BIAS)
+            nn.init.zeros_(self.synthesis.weight)
+
+    @property
+    def needs_pitch(self) -> bool:
+        return bool(self.clock_harmonics or self.partials)
 
     def wav_length(self, embedding_length: int) -> int:
         """Samples produced from ``embedding_length`` frames: 265 frames -> 68,608 samples."""
@@ -131,7 +200,15 @@ class ConvolutionalDecoder(nn.Module):
         """Args: embedding (B, D, L); pitch (B,) MIDI (with a clock); start: the note frame of
         ``embedding[..., 0]``. Returns: (B, wav_length(L))."""
         embedding = self.with_clock(embedding.transpose(1, 2), pitch, start).transpose(1, 2)
-        return self.synthesis(self.body(embedding)).squeeze(1)
+        hidden = self.body(embedding)
+        wav = self.synthesis(hidden).squeeze(1)
+        if self.partials:
+            if pitch is None:
+                raise ValueError("this decoder plays the note's partials: pass the notes' MIDI pitches")
+            amplitudes = F.softplus(self.amplitudes(hidden)).transpose(1, 2)
+            first = torch.as_tensor(start, dtype=torch.float64) * self.stride
+            wav = wav + self._overlap_add(partial_windows(amplitudes, pitch, first, self.kernel_size, self.stride))
+        return wav
 
     def gemm_weights(self, dtype: torch.dtype | None = None) -> DecoderGemmWeights:
         """The weights as :meth:`synthesize` wants them, optionally cast (e.g. to bfloat16).
@@ -151,7 +228,9 @@ class ConvolutionalDecoder(nn.Module):
             context_bias=cast(context.bias),
             rewrite=tuple((cast(m.weight.squeeze(-1)), cast(m.bias)) for m in rewrites),
             synthesis=cast((self.synthesis.weight * self.synthesis.window).squeeze(1)),
-            synthesis_bias=cast(self.synthesis.bias))
+            synthesis_bias=cast(self.synthesis.bias),
+            partials=cast(self.amplitudes.weight.squeeze(-1)) if self.partials else None,
+            partials_bias=cast(self.amplitudes.bias) if self.partials else None)
 
     def needed_frames(self, start: int, stop: int, num_frames: int) -> tuple[int, int]:
         """The frames ``[first, last]`` whose synthesis windows reach samples ``[start, stop)``.
@@ -181,7 +260,7 @@ class ConvolutionalDecoder(nn.Module):
             num_frames: frames of the whole note (default ``L``); beyond it the context conv
                 sees zeros, as the "same"-padded conv of :meth:`forward` does.
             weights: from :meth:`gemm_weights` (default: computed now from the parameters).
-            pitch: (B,) MIDI pitches, for a decoder with a phase clock.
+            pitch: (B,) MIDI pitches, for a decoder with a phase clock or partials.
         Returns:
             (B, stop - start) waveform, in the dtype of the products (float32 unless
             weights or autocast say otherwise).
@@ -212,6 +291,11 @@ class ConvolutionalDecoder(nn.Module):
         # Each frame's contribution to the waveform: (B, count, kernel_size), summed in
         # float32 whatever the GEMM's dtype, so bfloat16 rounding is not compounded.
         pieces = torch.matmul(h, w.synthesis).float().view(batch, count, -1)
+        if self.partials:
+            if pitch is None:
+                raise ValueError("this decoder plays the note's partials: pass the notes' MIDI pitches")
+            amplitudes = F.softplus(F.linear(h, w.partials, w.partials_bias).float()).view(batch, count, -1)
+            pieces = pieces + partial_windows(amplitudes, pitch, first * self.stride, self.kernel_size, self.stride)
         wav = self._overlap_add(pieces) + w.synthesis_bias.float()
         offset = first * self.stride
         return wav[:, start - offset:stop - offset]
@@ -258,15 +342,15 @@ class Autoencoder(nn.Module):
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2,
-                 wav_length: int = 64000, pad: int = 2304, clock_harmonics: int = 0):
+                 wav_length: int = 64000, pad: int = 2304, clock_harmonics: int = 0, partials: int = 0):
         super().__init__()
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers,
-                           wav_length=wav_length, pad=pad, clock_harmonics=clock_harmonics)
+                           wav_length=wav_length, pad=pad, clock_harmonics=clock_harmonics, partials=partials)
         self.wav_length, self.pad = wav_length, pad
         self.encoder = ConvolutionalEncoder(dimension, channels, kernel_size, stride, rewrite_layers)
         self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
-                                            clock_harmonics)
+                                            clock_harmonics, partials)
         self.num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
 
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
