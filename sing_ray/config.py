@@ -60,6 +60,8 @@ class ModelConfig:
     # Partials the decoder plays at the MIDI pitch, their amplitudes per frame its own output
     # (0: the paper's decoder, the transposed conv alone); ConvolutionalDecoder, docs/training.md.
     partials: int = 0
+    # False leaves out the decoder's transposed conv: the waveform is the partials alone.
+    conv_synthesis: bool = True
     wav_length: int = 64000       # 4 s at 16 kHz
     pad: int = 2304               # padding on each side, as in the public code: 265 frames
 
@@ -160,6 +162,8 @@ class Config:
                      "phase_harmonics", "decoder_harmonics", "partials"):
             if getattr(m, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(m, name)}")
+        if not m.conv_synthesis and not m.partials:
+            raise ConfigError("model.conv_synthesis=false leaves the decoder nothing to play: set model.partials > 0")
         if m.kernel_size % m.stride:
             raise ConfigError(
                 f"model.kernel_size ({m.kernel_size}) must be a multiple of model.stride ({m.stride}) "

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sing_ray.config import load_config
+from sing_ray.config import ConfigError, load_config
 from sing_ray.models.sequence import phase_clock
 from sing_ray.models import (SING, Autoencoder, ConvolutionalDecoder, SequenceGenerator, build_autoencoder,
                              build_sequence_generator, build_sing, num_parameters)
@@ -159,11 +159,16 @@ def test_a_clocked_autoencoder_reads_each_windows_clock_at_its_offset():
     torch.testing.assert_close(seen[0], torch.tensor([2.0, 1000 / 256], dtype=torch.float64))
 
 
-def test_a_decoder_with_partials_plays_them_in_tune_and_its_windows_match_the_whole_note():
+@pytest.mark.parametrize("conv_synthesis", [True, False])
+def test_a_decoder_with_partials_plays_them_in_tune_and_its_windows_match_the_whole_note(conv_synthesis):
     torch.manual_seed(0)
-    model = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1, partials=6)
-    # The transposed conv starts silent: at first the note is its partials alone.
-    assert float(model.decoder.synthesis.weight.abs().max()) == 0.0
+    model = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1, partials=6,
+                 conv_synthesis=conv_synthesis)
+    if conv_synthesis:
+        # The transposed conv starts silent: at first the note is its partials alone.
+        assert float(model.decoder.synthesis.weight.abs().max()) == 0.0
+    else:
+        assert model.decoder.synthesis is None and model.decoder.gemm_weights().synthesis is None
     args = (torch.tensor([0, 2]), torch.tensor([57, 62]), torch.tensor([1, 3]))
     whole = model(*args)
     torch.testing.assert_close(model.synthesize(*args), whole, rtol=1e-4, atol=1e-6)
@@ -194,3 +199,12 @@ def test_partial_windows_overlap_into_steady_sines():
         torch.testing.assert_close(wav[0, 1024:-1024], expected[1024:-1024], atol=1e-5, rtol=0)
     # Partials at or above 8 kHz are left out: MIDI 120 (8.4 kHz) is silent.
     assert float(partial_windows(amplitudes + 1, torch.tensor([120]), 0).abs().max()) == 0.0
+
+
+def test_a_decoder_needs_its_transposed_conv_or_partials():
+    with pytest.raises(ValueError, match="partials > 0"):
+        ConvolutionalDecoder(dimension=4, channels=8, conv_synthesis=False)
+    with pytest.raises(ConfigError, match="model.partials > 0"):
+        load_config("tiny", overrides=["model.conv_synthesis=false"])
+    cfg = load_config("tiny", overrides=["model.conv_synthesis=false", "model.partials=8"])
+    assert build_autoencoder(cfg.model).decoder.synthesis is None

@@ -108,8 +108,9 @@ class DecoderGemmWeights(NamedTuple):
         context: (channels, dimension * context_size) the first conv, rows flattened as (channel, tap).
         context_bias: (channels,).
         rewrite: ``((channels, channels) weight, (channels,) bias)`` per 1x1 conv.
-        synthesis: (channels, kernel_size) the transposed conv's kernel, window applied.
-        synthesis_bias: (1,).
+        synthesis: (channels, kernel_size) the transposed conv's kernel, window applied; None
+            for a decoder of partials alone.
+        synthesis_bias: (1,), or None as ``synthesis``.
         partials, partials_bias: (H, channels) and (H,) the partials' amplitudes (pre-softplus),
             for a decoder with partials; else None.
     """
@@ -117,8 +118,8 @@ class DecoderGemmWeights(NamedTuple):
     context: torch.Tensor
     context_bias: torch.Tensor
     rewrite: tuple[tuple[torch.Tensor, torch.Tensor], ...]
-    synthesis: torch.Tensor
-    synthesis_bias: torch.Tensor
+    synthesis: torch.Tensor | None
+    synthesis_bias: torch.Tensor | None
     partials: torch.Tensor | None = None
     partials_bias: torch.Tensor | None = None
 
@@ -144,26 +145,33 @@ class ConvolutionalDecoder(nn.Module):
         partials: H > 0 adds the note's first H partials at the MIDI pitch, their amplitudes
             per frame read from the last hidden layer (:func:`partial_windows`); the
             transposed conv then starts at zero. The pitch is an argument of every call.
+        conv_synthesis: False leaves out the transposed conv: the waveform is the partials
+            alone (needs ``partials``). Without it there is no buzz at multiples of the frame
+            rate, 62.5 Hz, which the spectral loss leaves at about -55 dBFS, and no 1,024-wide
+            GEMM per frame.
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2, clock_harmonics: int = 0,
-                 partials: int = 0):
+                 partials: int = 0, conv_synthesis: bool = True):
         super().__init__()
+        if not (conv_synthesis or partials):
+            raise ValueError("a decoder without its transposed conv needs partials > 0")
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers, clock_harmonics=clock_harmonics,
-                           partials=partials)
+                           partials=partials, conv_synthesis=conv_synthesis)
         self.kernel_size, self.stride = kernel_size, stride
         self.clock_harmonics = clock_harmonics
         self.body = nn.Sequential(
             nn.Conv1d(dimension + 2 * clock_harmonics, channels, context_size, padding=context_size // 2), nn.ReLU(),
             *_rewrite(channels, rewrite_layers))
-        self.synthesis = WindowedConvTranspose1d(channels, 1, kernel_size, stride)
+        self.synthesis = WindowedConvTranspose1d(channels, 1, kernel_size, stride) if conv_synthesis else None
         self.partials = partials
         if partials:
             self.amplitudes = nn.Conv1d(channels, partials, 1)
             nn.init.constant_(self.amplitudes.bias, PARTIAL_BIAS)
-            nn.init.zeros_(self.synthesis.weight)
+            if self.synthesis is not None:
+                nn.init.zeros_(self.synthesis.weight)
 
     @property
     def needs_pitch(self) -> bool:
@@ -201,7 +209,7 @@ class ConvolutionalDecoder(nn.Module):
         ``embedding[..., 0]``. Returns: (B, wav_length(L))."""
         embedding = self.with_clock(embedding.transpose(1, 2), pitch, start).transpose(1, 2)
         hidden = self.body(embedding)
-        wav = self.synthesis(hidden).squeeze(1)
+        wav = 0.0 if self.synthesis is None else self.synthesis(hidden).squeeze(1)
         if self.partials:
             if pitch is None:
                 raise ValueError("this decoder plays the note's partials: pass the notes' MIDI pitches")
@@ -227,8 +235,8 @@ class ConvolutionalDecoder(nn.Module):
             context=cast(context.weight.reshape(context.out_channels, -1)),
             context_bias=cast(context.bias),
             rewrite=tuple((cast(m.weight.squeeze(-1)), cast(m.bias)) for m in rewrites),
-            synthesis=cast((self.synthesis.weight * self.synthesis.window).squeeze(1)),
-            synthesis_bias=cast(self.synthesis.bias),
+            synthesis=None if self.synthesis is None else cast((self.synthesis.weight * self.synthesis.window).squeeze(1)),
+            synthesis_bias=None if self.synthesis is None else cast(self.synthesis.bias),
             partials=cast(self.amplitudes.weight.squeeze(-1)) if self.partials else None,
             partials_bias=cast(self.amplitudes.bias) if self.partials else None)
 
@@ -290,13 +298,15 @@ class ConvolutionalDecoder(nn.Module):
             h = F.relu(F.linear(h, weight, bias), inplace=True)
         # Each frame's contribution to the waveform: (B, count, kernel_size), summed in
         # float32 whatever the GEMM's dtype, so bfloat16 rounding is not compounded.
-        pieces = torch.matmul(h, w.synthesis).float().view(batch, count, -1)
+        pieces = 0.0 if w.synthesis is None else torch.matmul(h, w.synthesis).float().view(batch, count, -1)
         if self.partials:
             if pitch is None:
                 raise ValueError("this decoder plays the note's partials: pass the notes' MIDI pitches")
             amplitudes = F.softplus(F.linear(h, w.partials, w.partials_bias).float()).view(batch, count, -1)
             pieces = pieces + partial_windows(amplitudes, pitch, first * self.stride, self.kernel_size, self.stride)
-        wav = self._overlap_add(pieces) + w.synthesis_bias.float()
+        wav = self._overlap_add(pieces)
+        if w.synthesis_bias is not None:
+            wav = wav + w.synthesis_bias.float()
         offset = first * self.stride
         return wav[:, start - offset:stop - offset]
 
@@ -342,15 +352,17 @@ class Autoencoder(nn.Module):
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2,
-                 wav_length: int = 64000, pad: int = 2304, clock_harmonics: int = 0, partials: int = 0):
+                 wav_length: int = 64000, pad: int = 2304, clock_harmonics: int = 0, partials: int = 0,
+                 conv_synthesis: bool = True):
         super().__init__()
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers,
-                           wav_length=wav_length, pad=pad, clock_harmonics=clock_harmonics, partials=partials)
+                           wav_length=wav_length, pad=pad, clock_harmonics=clock_harmonics, partials=partials,
+                           conv_synthesis=conv_synthesis)
         self.wav_length, self.pad = wav_length, pad
         self.encoder = ConvolutionalEncoder(dimension, channels, kernel_size, stride, rewrite_layers)
         self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
-                                            clock_harmonics, partials)
+                                            clock_harmonics, partials, conv_synthesis)
         self.num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
 
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
