@@ -25,7 +25,7 @@ from partials import partial_pieces
 OUT = os.environ.get("PROBE_OUT", "/tmp/sing-probe")
 A = parse_args(dict(ds=os.environ.get("DATASET", "quickstart/dataset"), C=256, D=64, Hs=128, L=1, K=16, Kd=0, H=32,
                     ae_steps=1500, lr=1e-3, bs=8, crop=16128, seq_lr=3e-3, seq_steps=18000, every=9000, seed=0,
-                    tag="harm", loss="mrstft", bias=-5.0, ft_steps=0, ft_lr=3e-4, ffts="2048,1024,512,256", ae_every=300, load="", lo=1.0))
+                    tag="harm", loss="mrstft", bias=-5.0, ft_steps=0, ft_lr=3e-4, ffts="2048,1024,512,256", ae_every=300, load="", lo=1.0, conv=1, tilt=0.0, a0=0.0, hscale=1.0))
 torch.manual_seed(A["seed"])
 np.random.seed(A["seed"])
 m, data = load(A["ds"])
@@ -40,14 +40,18 @@ class Harmonic(nn.Module):
         nn.init.zeros_(self.conv.synthesis.weight)
         self.amps = nn.Conv1d(A["C"], A["H"], 1)
         nn.init.constant_(self.amps.bias, A["bias"])
+        if A["a0"]:
+            k = torch.arange(1, A["H"] + 1, dtype=torch.float64)
+            with torch.no_grad():
+                self.amps.bias.copy_(torch.log(torch.expm1(A["a0"] / k ** A["tilt"])).float())
         self.register_buffer("win", hann_window(1024, squared=True).expand(A["H"], 1, 1024).contiguous())
 
     def forward(self, emb, pitch, offset=0):
         """emb (B, D, L) of a padded window starting at note sample `offset` - pad."""
         e = self.conv.with_clock(emb.transpose(1, 2), pitch, offset / 256).transpose(1, 2)
         h = self.conv.body(e)
-        out = self.conv.synthesis(h).squeeze(1)
-        a = F.softplus(self.amps(h)).transpose(1, 2)                                # (B, L, H)
+        out = self.conv.synthesis(h).squeeze(1) if A["conv"] else 0.0
+        a = F.softplus(self.amps(h * A["hscale"])).transpose(1, 2)                                # (B, L, H)
         return out + self.conv._overlap_add(partial_pieces(a, pitch, torch.as_tensor(offset) - 2304))
 
     def slow(self, emb, pitch, offset=0):
@@ -84,7 +88,7 @@ for step in range(A["ae_steps"]):
     opt.zero_grad()
     loss.backward()
     opt.step()
-    if step % 250 == 0:
+    if step % 250 == 0 or step < 250 and step % 25 == 0:
         print(f"ae {step} {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
     if (step + 1) % A["ae_every"] == 0:
         with torch.no_grad():
