@@ -25,7 +25,7 @@ from partials import partial_pieces
 OUT = os.environ.get("PROBE_OUT", "/tmp/sing-probe")
 A = parse_args(dict(ds=os.environ.get("DATASET", "quickstart/dataset"), C=256, D=64, Hs=128, L=1, K=16, Kd=0, H=32,
                     ae_steps=1500, lr=1e-3, bs=8, crop=16128, seq_lr=3e-3, seq_steps=18000, every=9000, seed=0,
-                    tag="harm", loss="mrstft", bias=-5.0, ft_steps=0, ft_lr=3e-4, ffts="2048,1024,512,256", ae_every=300, load="", lo=1.0, conv=1, tilt=0.0, a0=0.0, hscale=1.0))
+                    tag="harm", loss="mrstft", bias=-5.0, ft_steps=0, ft_lr=3e-4, ffts="2048,1024,512,256", ae_every=300, load="", lo=1.0, conv=1, tilt=0.0, a0=0.0, hscale=1.0, norm=0))
 torch.manual_seed(A["seed"])
 np.random.seed(A["seed"])
 m, data = load(A["ds"])
@@ -51,7 +51,8 @@ class Harmonic(nn.Module):
         e = self.conv.with_clock(emb.transpose(1, 2), pitch, offset / 256).transpose(1, 2)
         h = self.conv.body(e)
         out = self.conv.synthesis(h).squeeze(1) if A["conv"] else 0.0
-        a = F.softplus(self.amps(h * A["hscale"])).transpose(1, 2)                                # (B, L, H)
+        g = F.layer_norm(h.transpose(1, 2), (h.shape[1],)).transpose(1, 2) if A["norm"] else h * A["hscale"]
+        a = F.softplus(self.amps(g)).transpose(1, 2)                                # (B, L, H)
         return out + self.conv._overlap_add(partial_pieces(a, pitch, torch.as_tensor(offset) - 2304))
 
     def slow(self, emb, pitch, offset=0):

@@ -148,7 +148,9 @@ class ConvolutionalDecoder(nn.Module):
         conv_synthesis: False leaves out the transposed conv: the waveform is the partials
             alone (needs ``partials``). Without it there is no buzz at multiples of the frame
             rate, 62.5 Hz, which the spectral loss leaves at about -55 dBFS, and no 1,024-wide
-            GEMM per frame.
+            GEMM per frame. The amplitudes then read the hidden layer layer-normed over its
+            channels: nothing else bounds its scale, and without the norm the spectral loss
+            drives it up until every amplitude underflows to exact silence (within 50 steps).
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
@@ -213,7 +215,8 @@ class ConvolutionalDecoder(nn.Module):
         if self.partials:
             if pitch is None:
                 raise ValueError("this decoder plays the note's partials: pass the notes' MIDI pitches")
-            amplitudes = F.softplus(self.amplitudes(hidden)).transpose(1, 2)
+            amplitudes = self._amplitudes(hidden.transpose(1, 2), self.amplitudes.weight.squeeze(-1),
+                                          self.amplitudes.bias)
             first = torch.as_tensor(start, dtype=torch.float64) * self.stride
             wav = wav + self._overlap_add(partial_windows(amplitudes, pitch, first, self.kernel_size, self.stride))
         return wav
@@ -239,6 +242,13 @@ class ConvolutionalDecoder(nn.Module):
             synthesis_bias=None if self.synthesis is None else cast(self.synthesis.bias),
             partials=cast(self.amplitudes.weight.squeeze(-1)) if self.partials else None,
             partials_bias=cast(self.amplitudes.bias) if self.partials else None)
+
+    def _amplitudes(self, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """(..., channels) hidden rows -> (..., partials) non-negative float32 amplitudes."""
+        if self.synthesis is None:
+            hidden = F.layer_norm(hidden.float(), (hidden.shape[-1],))
+            weight, bias = weight.float(), bias.float()
+        return F.softplus(F.linear(hidden, weight, bias).float())
 
     def needed_frames(self, start: int, stop: int, num_frames: int) -> tuple[int, int]:
         """The frames ``[first, last]`` whose synthesis windows reach samples ``[start, stop)``.
@@ -302,7 +312,7 @@ class ConvolutionalDecoder(nn.Module):
         if self.partials:
             if pitch is None:
                 raise ValueError("this decoder plays the note's partials: pass the notes' MIDI pitches")
-            amplitudes = F.softplus(F.linear(h, w.partials, w.partials_bias).float()).view(batch, count, -1)
+            amplitudes = self._amplitudes(h, w.partials, w.partials_bias).view(batch, count, -1)
             pieces = pieces + partial_windows(amplitudes, pitch, first * self.stride, self.kernel_size, self.stride)
         wav = self._overlap_add(pieces)
         if w.synthesis_bias is not None:
