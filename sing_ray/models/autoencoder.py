@@ -72,7 +72,9 @@ def partial_windows(amplitudes: torch.Tensor, pitch: torch.Tensor, first_sample:
                            amplitudes * torch.cos(at_start).to(amplitudes.dtype)], dim=-1)
     window = hann_window(kernel_size, squared=True, device=device, dtype=amplitudes.dtype) / _HANN2_OVERLAP_SUM
     per_sample = torch.cat([torch.cos(within), torch.sin(within)], dim=1).to(amplitudes.dtype) * window
-    return torch.bmm(per_frame, per_sample)
+    # In float32 under autocast too: the sines' phases are the pitch, and bfloat16 would blur them.
+    with torch.autocast(device_type=device.type, enabled=False):
+        return torch.bmm(per_frame.float(), per_sample.float())
 
 
 class WindowedConv1d(nn.Conv1d):

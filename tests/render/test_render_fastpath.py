@@ -35,7 +35,7 @@ def test_bfloat16_fast_path_is_as_close_to_float32_as_the_reference_bfloat16():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast = model.synthesize(*_notes(), weights=weights)
             slow = model(*_notes()).float()
-    assert weights.synthesis.dtype == torch.bfloat16 and fast.dtype == torch.float32
+    assert weights.context.dtype == torch.bfloat16 and fast.dtype == torch.float32
     err_fast = ((fast - ref).norm() / ref.norm()).item()
     err_slow = ((slow - ref).norm() / ref.norm()).item()
     assert err_fast < 0.02
