@@ -82,8 +82,17 @@ def test_quickstart_job_is_refused_without_token_stops_resumes_and_tracks(tmp_pa
                  str(workdir), "--workers", "2", "--no-progress", "--set", "train.autoencoder.epochs=3"]
 
         def submit(job_id):
-            _ray(["job", "submit", "--address", dash, "--working-dir", str(REPO), "--runtime-env-json",
-                  runtime_env, "--submission-id", job_id, "--no-wait", *entry], env, timeout=300)
+            args = ["job", "submit", "--address", dash, "--working-dir", str(REPO), "--runtime-env-json",
+                    runtime_env, "--submission-id", job_id, "--no-wait", *entry]
+            # A loaded head may not have its job agent up yet; Ray answers 500 "No available
+            # agent to submit job, please try again later", and a user would try again.
+            for _ in range(5):
+                out = _ray(args, env, timeout=300, check=False)
+                if out.returncode == 0 or "No available agent" not in out.stdout + out.stderr:
+                    break
+                time.sleep(10)
+            if out.returncode != 0:
+                raise AssertionError(f"ray job submit failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
 
         # First submission: stop it once the autoencoder has checkpointed an epoch.
         submit("quickstart-1")
