@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..dsp import hann_window, pad_wav, unpad_wav
-from .sequence import SAMPLE_RATE, phase_clock
+from .sequence import SAMPLE_RATE, midi_hz, phase_clock
 
 # Starting level of every partial's amplitude, softplus(-5) = 0.0067: 16 partials of that size
 # sum to about -33 dBFS RMS, the level of the SoundFont datasets' notes.
@@ -60,7 +60,7 @@ def partial_windows(amplitudes: torch.Tensor, pitch: torch.Tensor, first_sample:
     """
     batch, count, partials = amplitudes.shape
     device = amplitudes.device
-    f0 = 440.0 * torch.pow(2.0, (pitch.to(device=device, dtype=torch.float64) - 69.0) / 12.0)   # (B,)
+    f0 = midi_hz(pitch.to(device))                                                  # (B,)
     k = torch.arange(1, partials + 1, dtype=torch.float64, device=device)
     rate = f0[:, None] * k[None, :] / SAMPLE_RATE                                   # (B, H) cycles/sample
     first = torch.as_tensor(first_sample, dtype=torch.float64, device=device).reshape(-1, 1)
@@ -176,10 +176,6 @@ class ConvolutionalDecoder(nn.Module):
             nn.init.constant_(self.amplitudes.bias, PARTIAL_BIAS)
             if self.synthesis is not None:
                 nn.init.zeros_(self.synthesis.weight)
-
-    @property
-    def needs_pitch(self) -> bool:
-        return bool(self.clock_harmonics or self.partials)
 
     def wav_length(self, embedding_length: int) -> int:
         """Samples produced from ``embedding_length`` frames: 265 frames -> 68,608 samples."""

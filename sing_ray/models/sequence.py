@@ -10,6 +10,11 @@ NUM_VELOCITIES = 5     # NSynth's 25, 50, 75, 100, 127 (see nsynth.velocity_inde
 NUM_PITCHES = 128
 
 
+def midi_hz(pitch: torch.Tensor) -> torch.Tensor:
+    """(B,) MIDI pitches -> their equal-tempered fundamentals in Hz (A4 = 440), float64."""
+    return 440.0 * torch.pow(2.0, (pitch.double() - 69.0) / 12.0)
+
+
 def phase_clock(pitch: torch.Tensor, start: int | float | torch.Tensor, length: int, harmonics: int,
                 frame_hop: float) -> torch.Tensor:
     """cos and sin of the phase each of the note's first ``harmonics`` partials reaches at every frame.
@@ -27,7 +32,7 @@ def phase_clock(pitch: torch.Tensor, start: int | float | torch.Tensor, length: 
     Returns:
         (B, length, 2 K).
     """
-    f0 = 440.0 * torch.pow(2.0, (pitch.double() - 69.0) / 12.0)                     # (B,)
+    f0 = midi_hz(pitch)                                                               # (B,)
     k = torch.arange(1, harmonics + 1, dtype=torch.float64, device=pitch.device)     # (K,)
     cycles = f0[:, None] * k[None, :] * frame_hop                                     # (B, K) per frame
     first = torch.as_tensor(start, dtype=torch.float64, device=pitch.device).reshape(-1, 1)   # (B or 1, 1)
