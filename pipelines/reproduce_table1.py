@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sing_ray import table1
 
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, native_to_log=argv is None)   # no argv: this is the process's program
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     try:
         unknown = sorted(set(runs) - set(table1.RUNS))

@@ -68,12 +68,15 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # No argv: this is the process's program (the ``sing-ray`` script), whose descriptor 2 may
+    # go to the log file; called with arguments (a test, another program) it leaves it alone.
+    native_to_log = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     from .runtime import setup_logging
 
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, native_to_log=native_to_log)
     if not getattr(args, "_module", None):
         parser.print_help()
         return 2
@@ -102,8 +105,9 @@ def run_pipeline(module: str, argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and Ray's, MLflow's and the workers' own output on the terminal")
     command = importlib.import_module(f"sing_ray.commands.{module}")
     command.configure(parser)
+    native_to_log = argv is None   # the job script's own process (see main)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, native_to_log=native_to_log)
     try:
         return int(command.run(args) or 0)
     except (UserError, ConfigError) as err:

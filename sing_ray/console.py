@@ -11,6 +11,12 @@
   read by :func:`sing_ray.runtime.init_ray`); what the workers have to say reaches the terminal
   through the driver: one progress bar per training phase and one summary line per epoch
   (:class:`PhaseProgress`), and their warnings (a silent model), once each.
+- Native code writes its own lines straight to file descriptor 2 (Ray's C++ core worker in the
+  driver: "core_worker.cc: ... constructor arguments in the object store"), past Python's
+  logging. A program's entry point (``native_to_log``) points descriptor 2 at the log file and
+  keeps the terminal for ``sys.stderr``, so those lines land in the log with the libraries'.
+- Messages the raylet publishes to the driver that are Ray's scheduling notes, not faults
+  (``RAY_SCHEDULING_NOTES``), go to the log file; every other one still reaches the terminal.
 - ``--verbose`` brings all of it back to the terminal.
 """
 from __future__ import annotations
@@ -30,10 +36,14 @@ from pathlib import Path
 LIBRARY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve", "ray.util", "mlflow", "alembic",
                    "urllib3", "matplotlib", "fsspec", "botocore", "s3fs", "numba", "filelock", "py.warnings",
                    "asyncio", "git", "httpx", "opentelemetry", "PIL")
+# What the raylet publishes to every driver that is Ray's own scheduling note, not a fault: on a
+# 2-core machine with a 4-slot local Ray, an actor pool beside its read tasks starts more worker
+# processes than the raylet expects. Other raylet messages (a worker killed for memory) are news.
+RAY_SCHEDULING_NOTES = ("PYTHON worker processes have been started on node",)
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATEFMT = "%H:%M:%S"
 
-_state = {"verbose": False, "file": None, "handler": None, "progress": True}
+_state = {"verbose": False, "file": None, "handler": None, "progress": True, "native_fd": False}
 
 
 class _TqdmHandler(logging.StreamHandler):
@@ -48,9 +58,17 @@ class _TqdmHandler(logging.StreamHandler):
             self.handleError(record)
 
 
-def setup(verbose: bool = False) -> None:
-    """Configure the terminal and the log file for this process (every entry point calls it)."""
+def setup(verbose: bool = False, native_to_log: bool = False) -> None:
+    """Configure the terminal and the log file for this process (every entry point calls it).
+
+    Args:
+        verbose: everything on the terminal (``--verbose``).
+        native_to_log: this process is the program (not a library call inside another one, such
+            as a test): native code's writes to file descriptor 2 go to the log file.
+    """
     _state["verbose"] = verbose
+    if native_to_log and not verbose:
+        _native_stderr_to_log()
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_sing_ray", False):
@@ -104,6 +122,8 @@ def log_to(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _state["file"] = path
+    if _state["native_fd"]:
+        _point_fd2_at(path)
     old = _state["handler"]
     _state["handler"] = None
     quiet_libraries()
@@ -123,6 +143,52 @@ def prints_to_log():
         return
     with open(log_file(), "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         yield
+
+
+def _point_fd2_at(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+
+
+def _native_stderr_to_log() -> None:
+    """File descriptor 2 becomes the log file; ``sys.stderr`` keeps the terminal (a copy of it)."""
+    if _state["native_fd"]:
+        return
+    try:
+        if sys.stderr.fileno() != 2:
+            return
+    except (AttributeError, OSError, ValueError):   # no real descriptor under sys.stderr
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    sys.stderr = open(terminal, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                      errors="backslashreplace")
+    _point_fd2_at(log_file())
+    _state["native_fd"] = True
+
+
+def _route_raylet_notes() -> None:
+    """The raylet's scheduling notes go to the log file; its other messages keep their way out."""
+    try:
+        from ray._private import worker as ray_worker
+    except ImportError:
+        return
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_sing_ray", False):
+        return
+
+    def print_to_stdstream(data, *args, **kwargs):
+        lines = data.get("lines") or []
+        if data.get("pid") == "raylet" and lines and all(any(n in l for n in RAY_SCHEDULING_NOTES) for l in lines):
+            logging.getLogger("ray").warning("(raylet) %s", "\n".join(lines))
+            return None
+        return original(data, *args, **kwargs)
+
+    print_to_stdstream._sing_ray = True
+    ray_worker.print_to_stdstream = print_to_stdstream
 
 
 def _file_handler() -> logging.Handler:
@@ -146,6 +212,7 @@ def quiet_libraries() -> None:
         import ray.data   # Ray configures its loggers on import: import first, then reroute them
 
         ray.data.DataContext.get_current().enable_progress_bars = False
+        _route_raylet_notes()
     except Exception:  # noqa: BLE001 - Ray not installed or not importable here: nothing to quiet
         pass
     handler = _file_handler()

@@ -47,11 +47,11 @@ def init_ray(num_cpus: int | None = None, **kwargs) -> bool:
     return True
 
 
-def setup_logging(verbose: bool = False) -> None:
+def setup_logging(verbose: bool = False, native_to_log: bool = False) -> None:
     """The terminal and log file of every entry point (see :mod:`sing_ray.console`)."""
     from . import console
 
-    console.setup(verbose)
+    console.setup(verbose, native_to_log=native_to_log)
 
 
 # glibc's malloc: M_TRIM_THRESHOLD (-1) and M_MMAP_THRESHOLD (-3), see mallopt(3).

@@ -86,3 +86,53 @@ def test_ray_internals_stay_off_the_terminal_unless_verbose(tmp_path, verbose):
         assert ray_lines, terminal[-3000:]
     else:
         assert ray_lines == [], ray_lines
+
+
+NATIVE = """
+import logging, os, sys
+from sing_ray import console
+console.setup(verbose={verbose}, native_to_log=True)
+console.log_to({log!r})
+os.write(2, b"[2026 E 1 1] core_worker.cc:2465: a native line\\n")   # as Ray's C++ core worker writes
+logging.getLogger("sing_ray.demo").info("our own line")
+print("a traceback would go here", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_native_writes_to_descriptor_2_go_to_the_log_file_and_ours_to_the_terminal(tmp_path, verbose):
+    log = tmp_path / "logs" / "driver.log"
+    done = subprocess.run([sys.executable, "-c", NATIVE.format(verbose=verbose, log=str(log))],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "our own line" in done.stderr and "a traceback would go here" in done.stderr
+    logged = log.read_text() if log.exists() else ""
+    if verbose:
+        assert "core_worker.cc" in done.stderr and "core_worker.cc" not in logged
+    else:
+        assert "core_worker.cc" not in done.stderr, done.stderr
+        assert "core_worker.cc:2465: a native line" in logged
+
+
+def test_the_raylets_scheduling_notes_go_to_the_log_file_and_its_other_messages_do_not(tmp_path, monkeypatch, capsys):
+    from ray._private import worker as ray_worker
+
+    monkeypatch.setitem(console._state, "verbose", False)
+    monkeypatch.setitem(console._state, "file", tmp_path / "driver.log")
+    monkeypatch.setitem(console._state, "handler", None)
+    monkeypatch.setattr(ray_worker, "print_to_stdstream", ray_worker.print_to_stdstream)
+    monkeypatch.setattr(logging, "lastResort", logging.lastResort)
+    for name in console.LIBRARY_LOGGERS:   # the loggers get their terminal handlers back afterwards
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+        monkeypatch.setattr(logger, "propagate", logger.propagate)
+    console.quiet_libraries()
+    note = ("WARNING: 8 PYTHON worker processes have been started on node: 5dfc with address: 127.0.0.1, "
+            "which is 4x the maximum expected startup concurrency (2).")
+    fault = "Task was killed due to the node running low on memory."
+    for line in (note, fault):
+        ray_worker.print_to_stdstream({"lines": [line], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    seen = capsys.readouterr()
+    console._file_handler().flush()
+    assert fault in seen.out and "PYTHON worker processes" not in seen.out + seen.err
+    assert "PYTHON worker processes have been started" in (tmp_path / "driver.log").read_text()

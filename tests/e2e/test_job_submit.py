@@ -132,7 +132,8 @@ def test_quickstart_job_is_refused_without_token_stops_resumes_and_tracks(tmp_pa
         # each phase this job trained (the smallest scale: one epoch each), and the run's log file.
         internals = ("PlacementGroupCleaner", "TrainController", "(RayTrainWorker", "SplitCoordinator",
                      "streaming_executor", "Execution plan", "TrainingReport", "RayDeprecationWarning",
-                     "logging_progress", "mlflow.store.db.utils", "Token authentication is enabled")
+                     "logging_progress", "mlflow.store.db.utils", "Token authentication is enabled",
+                     "core_worker.cc", "PYTHON worker processes have been started")
         leaked = [line for line in logs.splitlines() if any(s in line for s in internals)]
         assert not leaked, leaked[:10]
         for phase in ("sequence", "finetune"):
