@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import console
 from ..data.ingest import DEFAULT_ROWS_PER_SHARD, ingest
 
 
@@ -36,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
     import ray
 
     # ingest() starts Ray only once its input checks pass, so bad input fails fast.
+    console.set_progress(not args.no_progress)   # bars only on a terminal
     was_running = ray.is_initialized()
     try:
         summary = ingest(args.source, args.out, rows_per_shard=args.rows_per_shard,
-                         strict=args.strict, overwrite=args.overwrite, progress=not args.no_progress,
+                         strict=args.strict, overwrite=args.overwrite, progress=console.progress_bars(),
                          num_cpus=args.num_cpus)
     finally:
         if not was_running and ray.is_initialized():

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_quickstart(args.workdir, args.scale, run_name=args.run_name,
                                 tracking_uri=args.tracking_uri, workers=args.workers,
-                                overrides=args.overrides, progress=not args.no_progress)
+                                overrides=args.overrides, progress=console.progress_bars())
     finally:
         if started:
             import ray

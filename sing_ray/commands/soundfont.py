@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .. import soundfont
+from .. import console, soundfont
 
 
 def _default_workers() -> int:
@@ -46,6 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the flags, render, and print where the dataset went."""
+    console.set_progress(not args.no_progress)   # bars only on a terminal
     programs = soundfont.parse_programs(args.programs)
     pitches = soundfont.parse_pitches(args.pitches)
     velocities = soundfont.parse_velocities(args.velocities)
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     # finished folder takes a second, and bad input fails at once.
     build = soundfont.build_soundfont_dataset(
         args.out, sf2=args.sf2, programs=programs, pitches=pitches, velocities=velocities,
-        num_workers=args.workers, gain=args.gain, progress=not args.no_progress)
+        num_workers=args.workers, gain=args.gain, progress=console.progress_bars())
     print(f"wrote {build.num_written} notes to {build.out}: {build.examples_json} and "
           f"{build.out / 'audio'}/ ({build.num_rendered} rendered, {build.num_existing} already "
           f"there, {build.num_silent} silent skipped, {build.num_clipped} clipped)")
