@@ -11,7 +11,7 @@ from sing_ray.cli import main as cli_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(["quickstart", *(sys.argv[1:] if argv is None else argv)])
+    return cli_main(["quickstart", *(sys.argv[1:] if argv is None else argv)], program=argv is None)
 
 
 if __name__ == "__main__":

@@ -67,10 +67,16 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    # No argv: this is the process's program (the ``sing-ray`` script), whose descriptor 2 may
-    # go to the log file; called with arguments (a test, another program) it leaves it alone.
-    native_to_log = argv is None
+def main(argv: Sequence[str] | None = None, *, program: bool | None = None) -> int:
+    """``sing-ray``: parse, set up the console, run the subcommand. Returns the exit status.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+        program: whether this call is the process's program (the ``sing-ray`` script, a job's
+            entry point), whose descriptor 2 then goes to the log file; default: ``argv is None``.
+            Called with arguments from a test or another program, it leaves the descriptor alone.
+    """
+    native_to_log = argv is None if program is None else program
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)

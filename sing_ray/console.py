@@ -86,6 +86,8 @@ def setup(verbose: bool = False, native_to_log: bool = False) -> None:
         # a bar for every artifact download.
         os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # Nor print two links to stdout whenever a run ends against a tracking server.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     quiet_libraries()
 
 

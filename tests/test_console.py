@@ -136,3 +136,14 @@ def test_the_raylets_scheduling_notes_go_to_the_log_file_and_its_other_messages_
     console._file_handler().flush()
     assert fault in seen.out and "PYTHON worker processes" not in seen.out + seen.err
     assert "PYTHON worker processes have been started" in (tmp_path / "driver.log").read_text()
+
+
+def test_a_jobs_entry_point_is_its_process_program_and_a_call_with_arguments_is_not(monkeypatch):
+    """Under `ray job submit`, `python -m pipelines.quickstart` owns its descriptor 2 (Ray's C++ lines to the log)."""
+    import pipelines.quickstart as entry
+
+    calls = []
+    monkeypatch.setattr(entry, "cli_main", lambda argv, program: calls.append((argv, program)) or 0)
+    monkeypatch.setattr(sys, "argv", ["pipelines/quickstart.py", "--scale", "smallest"])
+    assert entry.main() == 0 and entry.main(["--scale", "tiny"]) == 0
+    assert calls == [(["quickstart", "--scale", "smallest"], True), (["quickstart", "--scale", "tiny"], False)]

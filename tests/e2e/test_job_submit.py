@@ -133,7 +133,7 @@ def test_quickstart_job_is_refused_without_token_stops_resumes_and_tracks(tmp_pa
         internals = ("PlacementGroupCleaner", "TrainController", "(RayTrainWorker", "SplitCoordinator",
                      "streaming_executor", "Execution plan", "TrainingReport", "RayDeprecationWarning",
                      "logging_progress", "mlflow.store.db.utils", "Token authentication is enabled",
-                     "core_worker.cc", "PYTHON worker processes have been started")
+                     "core_worker.cc", "PYTHON worker processes have been started", "View run ")
         leaked = [line for line in logs.splitlines() if any(s in line for s in internals)]
         assert not leaked, leaked[:10]
         for phase in ("sequence", "finetune"):
