@@ -272,7 +272,8 @@ def format_table(results: Mapping[str, Mapping[str, Any]], meta: Mapping[str, An
     if silent:
         lines += ["", f"Rows marked [outputs silence] ({', '.join(sorted(silent))}) score within "
                       f"{SILENCE_RTOL:.1%} of the all-zero output on train and test: the model collapsed to "
-                      "silence, where log(1 + |STFT|²) has no gradient, and never left it."]
+                      "silence and never left it (docs/evaluation.md, \"Table 1 reproduced\", says why "
+                      "each loss can)."]
     return "\n".join(lines) + "\n"
 
 
