@@ -29,6 +29,7 @@ PRESETS = ("paper", "small", "quick", "tiny")
 LOSS_TERMS = ("spectral", "wav", "mrstft", "loudness")
 LOSSES = LOSS_TERMS
 SPECTRAL_DISTANCES = ("l1", "mse")
+LOUDNESS_WEIGHTINGS = ("frames", "level")
 
 
 class ConfigError(ValueError):
@@ -102,6 +103,10 @@ class TrainConfig:
     spectral_distance: str = "l1"  # spectral term: l1 | mse
     log_offset: float = 1.0       # spectral term: log(log_offset + |STFT|^2); 1.0 is the paper's
     n_fft: int = 1024             # spectral and loudness terms: STFT size / frame length
+    # loudness term: "frames" (every frame's log RMS counts the same) or "level" (each
+    # frame's counts in proportion to the real note's RMS there: the attack and the body
+    # of a decaying note, where its level is heard, outweigh its tail).
+    loudness_weighting: str = "frames"
     hop_length: int = 256
     # mrstft term (auraloss.freq.MultiResolutionSTFTLoss): hop fft // 4, window fft.
     mrstft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64)
@@ -268,6 +273,10 @@ def _validate_loss(t: "TrainConfig", m: "ModelConfig") -> None:
         raise ConfigError(
             f"train.spectral_distance: {t.spectral_distance!r} is not one of "
             f"{', '.join(SPECTRAL_DISTANCES)}")
+    if t.loudness_weighting not in LOUDNESS_WEIGHTINGS:
+        raise ConfigError(
+            f"train.loudness_weighting: {t.loudness_weighting!r} is not one of "
+            f"{', '.join(LOUDNESS_WEIGHTINGS)}")
     for name in ("n_fft", "hop_length"):
         value = getattr(t, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -424,7 +433,7 @@ def flatten(cfg: Config | Mapping) -> dict[str, Any]:
 
 
 __all__ = [
-    "PHASES", "PRESETS", "LOSSES", "LOSS_TERMS", "ConfigError", "ModelConfig", "PhaseConfig", "TrainConfig",
+    "PHASES", "PRESETS", "LOSSES", "LOSS_TERMS", "LOUDNESS_WEIGHTINGS", "ConfigError", "ModelConfig", "PhaseConfig", "TrainConfig",
     "RunConfig", "parse_loss", "Config", "config_from_dict", "load_config", "apply_overrides", "flatten", "asdict",
     "dataclasses",
 ]

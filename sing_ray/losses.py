@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import SPECTRAL_DISTANCES, TrainConfig, parse_loss
+from .config import LOUDNESS_WEIGHTINGS, SPECTRAL_DISTANCES, TrainConfig, parse_loss
 from .dsp import log_power, log_rms
 
 MRSTFT_FFT_SIZES = (2048, 1024, 512, 256, 128, 64)
@@ -116,19 +116,36 @@ class LoudnessLoss(nn.Module):
     ``floor`` (1e-5: -100 dBFS). A difference of 1 is a factor e (8.7 dB). Scaling the
     output by ``g`` moves its envelope by ``log g`` in every frame above the floor, so
     the level gets a gradient of the same size at any level, silence included.
+
+    ``weighting`` says how the frames' differences are averaged over each note:
+    ``"frames"``, every frame the same; ``"level"``, each frame in proportion to the
+    target's RMS amplitude there (the weights of a note sum to 1, so a quiet note counts
+    as much as a loud one). A plucked note's tail, 40 dB under its attack, then no longer
+    outweighs the attack and body, where its level is heard.
     """
 
-    def __init__(self, frame_length: int = 1024, hop_length: int = 256, floor: float = 1e-5):
+    def __init__(self, frame_length: int = 1024, hop_length: int = 256, floor: float = 1e-5,
+                 weighting: str = "frames"):
         super().__init__()
         if not floor > 0:
             raise ValueError(f"floor must be positive, got {floor}")
+        if weighting not in LOUDNESS_WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(LOUDNESS_WEIGHTINGS)}, got {weighting!r}")
         self.frame_length, self.hop_length, self.floor = frame_length, hop_length, floor
+        self.weighting = weighting
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Args: (B, T) waveforms. Returns: scalar."""
         a = log_rms(output, self.frame_length, self.hop_length, self.floor)
         b = log_rms(target, self.frame_length, self.hop_length, self.floor)
-        return F.l1_loss(a, b)
+        if self.weighting == "frames":
+            return F.l1_loss(a, b)
+        weights = b.detach().exp()
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        return ((a - b).abs() * weights).sum(dim=-1).mean()
+
+    def extra_repr(self) -> str:
+        return f"weighting={self.weighting!r}"
 
 
 class WeightedLoss(nn.Module):
@@ -184,7 +201,7 @@ def build_loss_terms(train: TrainConfig, phase: str | None = None) -> dict[str, 
         if name == "mrstft":
             return MRSTFTLoss(train.mrstft_fft_sizes, train.mrstft_eps)
         if name == "loudness":
-            return LoudnessLoss(train.n_fft, train.hop_length)
+            return LoudnessLoss(train.n_fft, train.hop_length, weighting=train.loudness_weighting)
         raise AssertionError(f"parse_loss admitted an unbuilt term {name!r}")
 
     expression = train.loss if phase is None else train.phase_loss(phase)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from sing_ray import dsp
-from sing_ray.config import ConfigError, TrainConfig
+from sing_ray.config import Config, ConfigError, TrainConfig
 from sing_ray.losses import (LoudnessLoss, MRSTFTLoss, SpectralLoss, build_loss, build_loss_terms, spectral_loss,
                              table1_metrics, wav_loss)
 
@@ -119,6 +119,34 @@ def test_loudness_measures_level_in_nepers():
     torch.testing.assert_close(LoudnessLoss()(2 * ref, ref), torch.tensor(math.log(2.0)))
     env = dsp.log_rms(torch.zeros(1, 8000))
     assert env.shape == (1, 1 + 8000 // 256) and torch.allclose(env, torch.full_like(env, math.log(1e-5)))
+
+
+def test_level_weighted_loudness_charges_a_plucked_notes_attack_more_than_its_tail():
+    """``train.loudness_weighting: level``: the frames where the note is loud decide its level.
+
+    A plucked note (a 40 ms attack, then 30 dB a second of decay) generated with its first
+    0.1 s 12 dB short is the quieter note to a listener; the same note with its last 3 s
+    12 dB too loud is not. Every frame counting the same ranks them the other way round.
+    """
+    t = torch.arange(4 * 16000) / 16000
+    target = (torch.sin(2 * math.pi * 440 * t) * 10 ** (-1.5 * t) * (t / 0.04).clamp(max=1)).unsqueeze(0)
+    weak_attack = torch.where(t < 0.1, 0.25 * target, target)
+    loud_tail = torch.where(t > 1.0, 4 * target, target)
+    frames, level = LoudnessLoss(), LoudnessLoss(weighting="level")
+    assert frames(weak_attack, target) < frames(loud_tail, target)
+    assert level(weak_attack, target) > 2 * level(loud_tail, target)
+    # A note's weights sum to one: at any level, twice as loud costs log(2), as it does unweighted.
+    ref = torch.stack([_note(n=8000), 0.01 * _note(330.0, n=8000)])
+    torch.testing.assert_close(level(2 * ref, ref), torch.tensor(math.log(2.0)))
+    assert level(ref, ref).item() == 0.0
+    # The weights are the target's: the output's gradient is that of a weighted L1.
+    out = ref.clone().mul(0.5).requires_grad_(True)
+    level(out, ref).backward()
+    assert torch.isfinite(out.grad).all() and out.grad.abs().sum() > 0
+    loss = build_loss("spectral + 0.05*loudness", loudness_weighting="level")
+    assert loss.terms["loudness"].weighting == "level"
+    with pytest.raises(ConfigError, match="train.loudness_weighting: 'onset' is not one of frames, level"):
+        Config(train=TrainConfig(loss="spectral + 0.05*loudness", loudness_weighting="onset")).validate()
 
 
 def test_near_silent_output_is_pushed_towards_the_target():
