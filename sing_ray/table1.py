@@ -356,7 +356,8 @@ def reproduce_table1(dataset: str, *, preset: str = "tiny", overrides: Sequence[
             again with the same name resumes those runs and skips their finished phases.
         max_train_notes, max_test_notes: caps on the notes of a checkpoint-scored row.
         tracking_uri, experiment: MLflow; one parent run holds the training runs, nested.
-        train_fn: ``train_fn(cfg, dataset, run_name=..., out=...) -> {phase: {"checkpoint", "metrics"}}``;
+        train_fn: ``train_fn(cfg, dataset, run_name=..., out=..., autoencoder_from=...) ->
+            {phase: {"checkpoint", "metrics"}}``;
             default :func:`train_run` (the project's :func:`sing_ray.train.run_pipeline`).
     Returns:
         ``{"results", "orderings", "paths", "meta", "run_id", "checkpoints"}``.
@@ -385,7 +386,10 @@ def reproduce_table1(dataset: str, *, preset: str = "tiny", overrides: Sequence[
             cfg = load_config(preset, overrides=run_set)
             log.info("Table 1: training run %r (%s)", run, " ".join(run_set))
             t0 = time.monotonic()
-            phases = train_fn(cfg, dataset, run_name=f"{name}-{run}", out=out / "runs")
+            # The ablation changes only the sequence model: it starts from the spectral run's
+            # autoencoder, so the two rows differ by the time embedding alone.
+            shared = out / "runs" / f"{name}-spectral" if run == "spectral_notime" and "spectral" in seconds else None
+            phases = train_fn(cfg, dataset, run_name=f"{name}-{run}", out=out / "runs", autoencoder_from=shared)
             seconds[run] = time.monotonic() - t0
             for row in ROWS:
                 if row.run != run:
@@ -415,7 +419,8 @@ def reproduce_table1(dataset: str, *, preset: str = "tiny", overrides: Sequence[
             "run_id": parent.info.run_id, "checkpoints": checkpoints}
 
 
-def train_run(cfg, dataset: str, *, run_name: str, out: Path) -> dict[str, dict[str, Any]]:
+def train_run(cfg, dataset: str, *, run_name: str, out: Path,
+              autoencoder_from: Path | None = None) -> dict[str, dict[str, Any]]:
     """Train one configuration with :func:`sing_ray.train.run_pipeline`, nested in the active MLflow run.
 
     The model is not registered: the ablations must not become ``models:/sing/latest``.
@@ -424,6 +429,8 @@ def train_run(cfg, dataset: str, *, run_name: str, out: Path) -> dict[str, dict[
         cfg: the run's resolved config.
         run_name: the training run's name (an existing one resumes).
         out: Ray Train storage folder of the run.
+        autoencoder_from: a run folder whose finished autoencoder this run takes as its phase 1
+            (:func:`sing_ray.train.run_pipeline`).
     Returns:
         ``{phase: {"checkpoint": path, "metrics": {...}}}`` for the three phases.
     """
@@ -433,5 +440,5 @@ def train_run(cfg, dataset: str, *, run_name: str, out: Path) -> dict[str, dict[
 
     # tracking_uri None: the pipeline nests its run under the caller's active MLflow run.
     cfg = replace(cfg, run=replace(cfg.run, run_name=run_name, storage_path=str(out), tracking_uri=None))
-    result = run_pipeline(cfg, dataset, register=False)
+    result = run_pipeline(cfg, dataset, register=False, autoencoder_from=autoencoder_from)
     return {phase: {"checkpoint": p.checkpoint, "metrics": dict(p.metrics)} for phase, p in result.phases.items()}

@@ -503,7 +503,7 @@ def _register(client, tracking_uri: str, parent_id: str, checkpoint: Path) -> st
 
 
 def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
-                 register: bool = True) -> PipelineResult:
+                 register: bool = True, autoencoder_from: str | Path | None = None) -> PipelineResult:
     """Train SING's phases on Ray Train, tracked in MLflow; resume the run if it exists.
 
     Args:
@@ -516,6 +516,11 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
         phases: a prefix of ``("autoencoder", "sequence", "finetune")``; ``("autoencoder",)``
             trains the autoencoder alone (Table 1's autoencoder rows).
         register: log and register the SING model after ``finetune`` (``models:/sing/N``).
+        autoencoder_from: the folder of a run on the same dataset whose autoencoder phase has
+            finished: this run takes that autoencoder (and its embeddings of the train split,
+            when complete) as its own phase 1 instead of training one. Table 1's ablation,
+            which changes only the sequence model, starts from the spectral run's autoencoder.
+            The autoencoder's sizes (``model.channels`` ...) must be this config's.
     Returns:
         the :class:`PipelineResult`.
     Raises:
@@ -550,9 +555,17 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
             tags = client.get_run(parent.info.run_id).data.tags
             final = run_dir / "models" / f"{phase}.pt"
             finished = tags.get(f"sing_ray.phase.{phase}") == "finished" and final.exists()
+            adopted = phase == "autoencoder" and autoencoder_from is not None and not finished
+            if adopted:
+                _adopt_autoencoder(client, parent.info.run_id, plan, Path(autoencoder_from), run_dir)
+                tags, finished = client.get_run(parent.info.run_id).data.tags, True
             phase_run = _phase_run(client, parent, phase, plan, reopen=not finished)
+            if adopted:
+                client.set_tag(phase_run.info.run_id, "sing_ray.autoencoder_from", str(autoencoder_from))
+                client.set_terminated(phase_run.info.run_id)
             if finished:
-                log.info("%s: finished in an earlier invocation; skipping (%s)", phase, final)
+                if not adopted:
+                    log.info("%s: finished in an earlier invocation; skipping (%s)", phase, final)
                 metrics = _latest_metrics(client, phase_run.info.run_id)
                 result.phases[phase] = PhaseResult(phase, phase_run.info.run_id, final,
                                                    int(tags.get(f"sing_ray.epochs.{phase}", 0)), metrics,
@@ -587,6 +600,43 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
         raise
     client.set_terminated(parent.info.run_id)
     return result
+
+
+def _adopt_autoencoder(client, parent_id: str, plan: _Plan, source: Path, run_dir: Path) -> Path:
+    """Take a finished run's autoencoder (and its train embeddings) as this run's phase 1.
+
+    Raises:
+        UserError: no finished autoencoder in ``source``, or one of other sizes than ``plan.cfg``'s.
+    """
+    from mlflow.entities import RunTag
+
+    from ..checkpoint import load_checkpoint
+    from ..models.sing import _autoencoder_kwargs
+    from .embeddings import SUCCESS
+
+    model = source / "models" / "autoencoder.pt"
+    if not model.is_file():
+        raise UserError(f"autoencoder_from {source}: no finished autoencoder there ({model} does not exist)")
+    ckpt = load_checkpoint(model)
+    want = _autoencoder_kwargs(plan.cfg.model)
+    have = {k: ckpt.get("kwargs", {}).get(k) for k in want}
+    if ckpt.get("class") != "Autoencoder" or have != want:
+        differ = ", ".join(f"{k}: {have[k]!r} there, {want[k]!r} here" for k in want if have[k] != want[k])
+        raise UserError(f"autoencoder_from {model}: not an autoencoder of this config's sizes ({differ or ckpt.get('class')})")
+    final = run_dir / "models" / "autoencoder.pt"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, final)
+    embeddings, mine = source / "embeddings" / "train", run_dir / "embeddings" / "train"
+    if (embeddings / SUCCESS).exists() and not (mine / SUCCESS).exists():
+        shutil.rmtree(mine, ignore_errors=True)
+        shutil.copytree(embeddings, mine)
+    epochs = int(ckpt.get("epoch") or 0)
+    client.log_batch(parent_id, tags=[
+        RunTag("sing_ray.phase.autoencoder", "finished"), RunTag("sing_ray.checkpoint.autoencoder", str(final)),
+        RunTag("sing_ray.epochs.autoencoder", str(epochs)), RunTag("sing_ray.autoencoder_from", str(source))])
+    log.info("autoencoder: taken from %s (%d epochs)%s", source, epochs,
+             "" if not (mine / SUCCESS).exists() else ", with its embeddings")
+    return final
 
 
 def _parent_metrics(phase: str, metrics: dict[str, float]):

@@ -46,6 +46,14 @@ def test_smallest_table1_has_five_rows(tmp_path, ray_local, monkeypatch):
     assert {r.info.run_name for r in children} == {"smoke-wav", "smoke-spectral", "smoke-spectral_notime"}
     notime = next(r for r in children if r.info.run_name == "smoke-spectral_notime")
     assert notime.data.params["model.time_dim"] == "0"
+    # The ablation differs from SING by the time embedding alone: it took the spectral run's
+    # autoencoder and embeddings rather than training its own.
+    runs = tmp_path / "t1" / "runs"
+    assert notime.data.tags["sing_ray.autoencoder_from"] == str(runs / "smoke-spectral")
+    assert (runs / "smoke-spectral_notime" / "models" / "autoencoder.pt").read_bytes() == \
+        (runs / "smoke-spectral" / "models" / "autoencoder.pt").read_bytes()
+    assert not (runs / "smoke-spectral_notime" / "autoencoder").exists()
+    assert (runs / "smoke-spectral_notime" / "embeddings" / "train" / "_SUCCESS").exists()
 
     # The end-of-phase scores the table shows agree with scoring the checkpoint here.
     ckpt = tmp_path / "t1" / "runs" / "smoke-spectral" / "models" / "finetune.pt"

@@ -83,3 +83,39 @@ def test_resume_point_keeps_only_the_latest_complete_epoch(worker):
     (root / ".epoch-004.tmp-1" / MODEL_FILE).write_bytes(b"partial")
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["epoch-003"]
     assert [e for e, _ in loops._resume_points(worker.loop["run_dir"], worker.phase)] == [3]
+
+
+def test_a_run_takes_a_finished_runs_autoencoder_of_its_own_sizes_and_refuses_others(tmp_path):
+    """``run_pipeline(autoencoder_from=...)``: Table 1's ablation starts from the spectral run's phase 1."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from sing_ray.checkpoint import save_checkpoint
+    from sing_ray.config import load_config
+    from sing_ray.errors import UserError
+    from sing_ray.models import build_autoencoder
+    from sing_ray.train.pipeline import _adopt_autoencoder
+
+    cfg = load_config("tiny")
+    source = tmp_path / "spectral"
+    save_checkpoint(source / "models" / "autoencoder.pt", build_autoencoder(cfg.model), config=cfg,
+                    phase="autoencoder", epoch=3)
+    (source / "embeddings" / "train").mkdir(parents=True)
+    (source / "embeddings" / "train" / "part-0.parquet").write_bytes(b"embeddings")
+    (source / "embeddings" / "train" / "_SUCCESS").write_bytes(b"")
+    client = mock.Mock()
+    mine = tmp_path / "notime"
+    final = _adopt_autoencoder(client, "parent", SimpleNamespace(cfg=load_config("tiny", overrides=["model.time_dim=0"])),
+                               source, mine)
+    assert final.read_bytes() == (source / "models" / "autoencoder.pt").read_bytes()
+    assert (mine / "embeddings" / "train" / "part-0.parquet").read_bytes() == b"embeddings"
+    tags = {t.key: t.value for t in client.log_batch.call_args.kwargs["tags"]}
+    assert tags == {"sing_ray.phase.autoencoder": "finished", "sing_ray.checkpoint.autoencoder": str(final),
+                    "sing_ray.epochs.autoencoder": "3", "sing_ray.autoencoder_from": str(source)}
+
+    wider = SimpleNamespace(cfg=load_config("tiny", overrides=[f"model.channels={cfg.model.channels * 2}"]))
+    with pytest.raises(UserError, match=rf"not an autoencoder of this config's sizes \(channels: {cfg.model.channels} there, "
+                                        rf"{cfg.model.channels * 2} here\)"):
+        _adopt_autoencoder(client, "parent", wider, source, tmp_path / "wider")
+    with pytest.raises(UserError, match="no finished autoencoder there"):
+        _adopt_autoencoder(client, "parent", wider, tmp_path / "nothing", tmp_path / "wider")
