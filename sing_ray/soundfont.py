@@ -69,6 +69,13 @@ _BLOCK = 64
 # 800 random orders of all 128 programs (tests/test_soundfont.py checks a few).
 _PRIME_FRAMES = 4 * _BLOCK
 
+# Per-instrument loudness normalisation (``normalize_rms_dbfs``): one gain per
+# program puts the median RMS of its notes at the target, so the differences
+# between its velocities and pitches stay as the SoundFont made them; where
+# that gain would take a note's peak over this ceiling, the gain is lowered.
+NORMALIZE_PEAK_DBFS = -1.0
+NORMALIZE_RANGE_DBFS = (-60.0, -3.0)
+
 # Notes per unit of work sent to a Ray worker: small enough for a smooth
 # progress bar, large enough that scheduling costs little next to rendering.
 CHUNK_NOTES = 16
@@ -729,6 +736,14 @@ class SoundFontBuild:
     num_clipped: int = 0         # reached full scale (written clipped)
     render_seconds: float = 0.0
     silent: list[str] = field(default_factory=list)
+    # Per-instrument normalisation: the target (None: off), each program's gain
+    # from FluidSynth's output to the files in dB, the programs whose gain the
+    # peak ceiling lowered, and the notes rendered again so that every note of
+    # an instrument carries the same gain.
+    normalize_rms_dbfs: float | None = None
+    gains_db: dict[int, float] = field(default_factory=dict)
+    peak_limited: list[int] = field(default_factory=list)
+    num_rerendered: int = 0
 
     @property
     def notes_per_second(self) -> float:
@@ -785,13 +800,74 @@ def _render_ray(sf2, out, gain, silence_dbfs, todo, on_chunk, num_workers, chunk
             ray.kill(worker)
 
 
+def _previous_normalization(out: Path) -> tuple[dict[int, float], set[int]]:
+    """What an earlier build of ``out`` did to its files: (gain in dB per scaled
+    program, programs whose scaling began and was cut short)."""
+    try:
+        info = json.loads((out / "soundfont.json").read_text())
+    except (OSError, ValueError):
+        return {}, set()
+    norm = info.get("normalization") or {}
+    gains = {int(p): float(g) for p, g in (norm.get("gains_db") or {}).items()}
+    return gains, {int(p) for p in norm.get("pending", ())}
+
+
+def normalize_instruments(out: str | os.PathLike, notes: Sequence[NoteSpec], target_dbfs: float,
+                          carried_db: dict[str, float] | None = None
+                          ) -> tuple[dict[int, float], list[int]]:
+    """Scale each program's notes on disk by one gain: median RMS at ``target_dbfs``.
+
+    The gain is lowered where it would take the program's loudest peak over
+    :data:`NORMALIZE_PEAK_DBFS`. A file is rewritten only where its gain
+    changes (by 0.01 dB or more), so a pass over a normalised folder changes nothing.
+
+    Args:
+        out: the dataset folder.
+        notes: the notes on disk, every one of each program concerned.
+        target_dbfs: the median RMS wanted, in dBFS.
+        carried_db: the gain (dB) a file already carries from an earlier pass,
+            by note_str; 0 (FluidSynth's level) for those not named.
+    Returns:
+        (each program's gain in dB from FluidSynth's level, the programs whose
+        gain the peak ceiling lowered).
+    """
+    import soundfile as sf
+
+    carried_db = carried_db or {}
+    by_program: dict[int, list[NoteSpec]] = {}
+    for spec in notes:
+        by_program.setdefault(spec.program, []).append(spec)
+    gains, limited = {}, []
+    for program, specs in sorted(by_program.items()):
+        # Every level as FluidSynth made it: the file's, less the gain it carries.
+        audio = [sf.read(str(wav_path(out, s.note_str)), dtype="float32")[0] for s in specs]
+        carried = [carried_db.get(s.note_str, 0.0) for s in specs]
+        levels = [level_dbfs(a) for a in audio]
+        rms_db = [rms - c for (rms, _), c in zip(levels, carried)]   # median of levels in dB
+        peak_db = max(peak - c for (_, peak), c in zip(levels, carried))
+        gain_db = target_dbfs - float(np.median(rms_db))
+        if peak_db + gain_db > NORMALIZE_PEAK_DBFS:
+            gain_db = NORMALIZE_PEAK_DBFS - peak_db
+            limited.append(program)
+        # Within 0.01 dB of the gain its files carry already, that gain stands:
+        # 16-bit rounding moves a re-measured level by about 0.001 dB.
+        gain_db = next((c for c in sorted(set(carried)) if abs(gain_db - c) < 0.01),
+                       round(gain_db, 3))
+        gains[program] = gain_db
+        for spec, a, c in zip(specs, audio, carried):
+            if abs(gain_db - c) >= 0.01:
+                write_note_wav(wav_path(out, spec.note_str), to_pcm16(a * 10 ** ((gain_db - c) / 20)))
+    return gains, limited
+
+
 def build_soundfont_dataset(out: str | os.PathLike, sf2: str | os.PathLike | None = None,
                             programs: Sequence[int] | None = None,
                             pitches: Sequence[int] | None = None,
                             velocities: Sequence[int] | None = None,
                             num_workers: int = 0, gain: float = DEFAULT_GAIN,
                             silence_dbfs: float = SILENCE_DBFS, progress: bool = True,
-                            chunk_notes: int = CHUNK_NOTES) -> SoundFontBuild:
+                            chunk_notes: int = CHUNK_NOTES,
+                            normalize_rms_dbfs: float | None = None) -> SoundFontBuild:
     """Render an NSynth-layout folder from a SoundFont.
 
     Writes ``<out>/audio/<note_str>.wav`` (mono 16 kHz 16-bit, 64000 frames)
@@ -813,12 +889,19 @@ def build_soundfont_dataset(out: str | os.PathLike, sf2: str | os.PathLike | Non
         silence_dbfs: RMS under which a note is skipped as silent.
         progress: show a tqdm progress bar.
         chunk_notes: notes per unit of work sent to a worker.
+        normalize_rms_dbfs: if given, each program's notes are scaled by one
+            gain that puts their median RMS at this level (velocity and pitch
+            differences kept; lowered where a peak would pass
+            :data:`NORMALIZE_PEAK_DBFS`). Notes an earlier build scaled are
+            scaled again from their recorded gain; without the flag, the
+            programs an earlier build scaled are rendered again.
     Returns:
         a :class:`SoundFontBuild` with the counts.
     Raises:
         UserError: a missing or corrupt SoundFont, a program without an NSynth
             family or without a preset, an empty pitch range, a velocity that
-            is not NSynth's, a negative worker count or a gain that is not positive.
+            is not NSynth's, a negative worker count, a gain that is not positive
+            or a normalisation level outside :data:`NORMALIZE_RANGE_DBFS`.
     """
     from tqdm import tqdm
 
@@ -848,6 +931,11 @@ def build_soundfont_dataset(out: str | os.PathLike, sf2: str | os.PathLike | Non
         raise UserError(f"--gain {gain}: expected a positive number")
     if chunk_notes < 1:
         raise UserError(f"chunk_notes {chunk_notes}: expected 1 or more")
+    if normalize_rms_dbfs is not None:
+        lo, hi = NORMALIZE_RANGE_DBFS
+        if not lo <= float(normalize_rms_dbfs) <= hi:
+            raise UserError(f"--normalize-rms {normalize_rms_dbfs}: expected a median RMS "
+                            f"between {lo:.0f} and {hi:.0f} dBFS")
     sf2 = resolve_sf2(sf2)
     presets = check_soundfont(sf2, programs)
 
@@ -855,8 +943,25 @@ def build_soundfont_dataset(out: str | os.PathLike, sf2: str | os.PathLike | Non
     (out / "audio").mkdir(parents=True, exist_ok=True)
     notes = plan_notes(sorted(set(programs)), sorted(set(pitches)), sorted(set(velocities)))
     build = SoundFontBuild(out=out, examples_json=out / "examples.json", sf2=sf2,
-                           num_planned=len(notes))
+                           num_planned=len(notes), normalize_rms_dbfs=normalize_rms_dbfs)
     on_disk = [is_complete(wav_path(out, n.note_str)) for n in notes]
+    # Every note of an instrument must carry the same gain. Programs an earlier
+    # build scaled are rendered again whole where this build does not normalise
+    # (FluidSynth's output, byte for byte), and so are those whose scaling was
+    # cut short (their files' gains are unknown).
+    previous_gains, pending = _previous_normalization(out)
+    redo = (set(previous_gains) | pending) if normalize_rms_dbfs is None else pending
+    for i, n in enumerate(notes):
+        if n.program in redo and on_disk[i]:
+            on_disk[i] = False
+            build.num_rerendered += 1
+    # The gain each note's file carries now, from FluidSynth's output; the
+    # record of programs outside this selection is kept for a later build.
+    carried = {n.note_str: previous_gains[n.program] for n, done in zip(notes, on_disk)
+               if done and n.program in previous_gains}
+    selected = set(programs)
+    elsewhere = ({p: g for p, g in previous_gains.items() if p not in selected},
+                 sorted(p for p in pending if p not in selected))
     build.num_existing = sum(on_disk)
     todo = [(i, n) for i, n in enumerate(notes) if not on_disk[i]]
     log.info("SoundFont %s: %d programs x %d pitches x %d velocities = %d notes; "
@@ -898,8 +1003,17 @@ def build_soundfont_dataset(out: str | os.PathLike, sf2: str | os.PathLike | Non
 
     examples = {n.note_str: n.metadata() for n, done in zip(notes, on_disk) if done}
     build.num_written = len(examples)
+    if normalize_rms_dbfs is not None:
+        kept = [n for n, done in zip(notes, on_disk) if done]
+        # Recorded before the files change: a pass cut short leaves them
+        # marked, and the next build renders them again whole.
+        _write_build_info(build, presets, programs, pitches, velocities, gain, silence_dbfs,
+                          elsewhere, pending=sorted({n.program for n in kept}))
+        build.gains_db, build.peak_limited = normalize_instruments(out, kept, normalize_rms_dbfs,
+                                                                   carried)
     write_examples_json(out, examples)
-    _write_build_info(build, presets, programs, pitches, velocities, gain, silence_dbfs)
+    _write_build_info(build, presets, programs, pitches, velocities, gain, silence_dbfs,
+                      elsewhere)
     stray = _count_stray_wavs(out, examples)
     if stray:
         log.info("%d WAV files in %s are outside this selection and left out of examples.json",
@@ -910,6 +1024,12 @@ def build_soundfont_dataset(out: str | os.PathLike, sf2: str | os.PathLike | Non
     if build.num_clipped:
         log.warning("%d notes reached full scale and were clipped: lower --gain (now %.2f)",
                     build.num_clipped, gain)
+    if build.num_rerendered:
+        log.info("%d notes rendered again so that each instrument's notes share one gain",
+                 build.num_rerendered)
+    if build.peak_limited:
+        log.info("program(s) %s: median RMS left under %.1f dBFS so that no peak passes %.1f dBFS",
+                 ", ".join(map(str, build.peak_limited)), normalize_rms_dbfs, NORMALIZE_PEAK_DBFS)
     log.info("wrote %d notes to %s (%d rendered, %d already there, %d silent) in %.1f s",
              build.num_written, out, build.num_rendered, build.num_existing, build.num_silent,
              build.render_seconds)
@@ -921,7 +1041,9 @@ def _count_stray_wavs(out: Path, examples: dict) -> int:
 
 
 def _write_build_info(build: SoundFontBuild, presets: dict[int, str], programs, pitches,
-                      velocities, gain: float, silence_dbfs: float) -> None:
+                      velocities, gain: float, silence_dbfs: float,
+                      elsewhere: tuple[dict[int, float], list[int]],
+                      pending: Sequence[int] = ()) -> None:
     # Provenance beside examples.json: what was rendered from what, and what was skipped.
     info = {
         "sf2": str(build.sf2),
@@ -939,9 +1061,21 @@ def _write_build_info(build: SoundFontBuild, presets: dict[int, str], programs, 
         "release_seconds": RELEASE_FRAMES / SAMPLE_RATE,
         "counts": {"planned": build.num_planned, "written": build.num_written,
                    "rendered": build.num_rendered, "existing": build.num_existing,
-                   "silent": build.num_silent, "clipped": build.num_clipped},
+                   "silent": build.num_silent, "clipped": build.num_clipped,
+                   "rerendered": build.num_rerendered},
         "silent": build.silent,
     }
+    # Per-instrument normalisation: each scaled program's gain from FluidSynth's
+    # output (at "gain") to its files; "pending" while a pass is under way.
+    gains = {**elsewhere[0], **build.gains_db}
+    if gains or pending or elsewhere[1]:
+        info["normalization"] = {
+            "target_rms_dbfs": build.normalize_rms_dbfs,
+            "peak_ceiling_dbfs": NORMALIZE_PEAK_DBFS,
+            "gains_db": {str(p): gains[p] for p in sorted(gains)},
+            "peak_limited": build.peak_limited,
+            "pending": sorted(set(pending) | set(elsewhere[1])),
+        }
     path = build.out / "soundfont.json"
     tmp = path.with_name(f".soundfont.json.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(info, indent=1))

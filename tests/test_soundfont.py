@@ -297,6 +297,94 @@ def test_rerun_skips_complete_notes_and_redoes_broken_ones(built):
     assert (out / "examples.json").read_text() == examples
 
 
+def _median_rms_db(out, program_prefix: str) -> float:
+    levels = [S.level_dbfs(sf.read(str(p), dtype="float32")[0])[0]
+              for p in (out / "audio").glob(f"{program_prefix}*.wav")]
+    return float(np.median(levels))
+
+
+def test_normalising_per_instrument_sets_each_median_and_keeps_velocity_differences(built, tmp_path):
+    raw_out, _ = built
+    out = tmp_path / "norm"
+    build = S.build_soundfont_dataset(out, num_workers=0, progress=False,
+                                      normalize_rms_dbfs=-26.0, **BUILD)
+    assert build.num_written == build.num_rendered == 18 - NUM_SILENT
+    assert sorted(build.gains_db) == [0, 43, 73]
+    for prefix in ("flute_acoustic_001", "string_acoustic_003"):
+        assert abs(_median_rms_db(out, prefix) + 26.0) < 0.2, prefix
+    # The piano's velocity-25 notes sit some 25 dB under its loudest: its gain
+    # stops where its loudest peak reaches the ceiling, and says so.
+    assert build.peak_limited == [0]
+    piano_peak = max(S.level_dbfs(sf.read(str(p), dtype="float32")[0])[1]
+                     for p in (out / "audio").glob("keyboard_acoustic_000*.wav"))
+    assert abs(piano_peak - S.NORMALIZE_PEAK_DBFS) < 0.01
+    assert _median_rms_db(out, "keyboard_acoustic_000") < -26.0
+    # One gain per instrument: a velocity-25 note stays as far under the
+    # velocity-100 note as FluidSynth made it.
+    for note in ("keyboard_acoustic_000-060", "flute_acoustic_001-048"):
+        def spread(folder):
+            soft, loud = (S.level_dbfs(sf.read(str(folder / "audio" / f"{note}-{v:03d}.wav"),
+                                                dtype="float32")[0])[0] for v in (25, 100))
+            return loud - soft
+        assert abs(spread(out) - spread(raw_out)) < 0.05, note
+    for path in (out / "audio").glob("*.wav"):
+        assert S.level_dbfs(sf.read(str(path), dtype="float32")[0])[1] <= S.NORMALIZE_PEAK_DBFS + 0.01
+    info = json.loads((out / "soundfont.json").read_text())["normalization"]
+    assert info["target_rms_dbfs"] == -26.0 and info["pending"] == []
+    assert set(info["gains_db"]) == {"0", "43", "73"}
+
+    # A rerun changes no file; a lost note comes back from FluidSynth with its
+    # instrument's gain, the same samples as before (to one 16-bit step), and nothing
+    # else is touched.
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "audio").glob("*.wav")}
+    again = S.build_soundfont_dataset(out, num_workers=0, progress=False,
+                                      normalize_rms_dbfs=-26.0, **BUILD)
+    assert again.num_rendered == 0 and again.gains_db == build.gains_db
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    lost = out / "audio" / "flute_acoustic_001-060-100.wav"
+    before = sf.read(str(lost), dtype="int16")[0]
+    lost.unlink()
+    third = S.build_soundfont_dataset(out, num_workers=0, progress=False,
+                                      normalize_rms_dbfs=-26.0, **BUILD)
+    assert third.num_rendered == 1 and third.num_rerendered == 0
+    assert third.num_written == 18 - NUM_SILENT and third.gains_db == build.gains_db
+    assert np.abs(sf.read(str(lost), dtype="int16")[0].astype(int) - before).max() <= 1
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items() if p != lost)
+
+    # Without the flag the folder goes back to FluidSynth's levels, byte for byte.
+    plain = S.build_soundfont_dataset(out, num_workers=0, progress=False, **BUILD)
+    assert plain.num_rerendered == 18 - NUM_SILENT and not plain.gains_db
+    for path in sorted((raw_out / "audio").glob("*.wav")):
+        assert (out / "audio" / path.name).read_bytes() == path.read_bytes(), path.name
+    assert "normalization" not in json.loads((out / "soundfont.json").read_text())
+
+
+def test_a_normalising_pass_cut_short_is_redone_whole(built, tmp_path, monkeypatch):
+    out = tmp_path / "cut"
+    calls = []
+
+    def fail_after_one(path, audio, *args, **kwargs):
+        calls.append(path)
+        if len(calls) > S_written + 1:
+            raise KeyboardInterrupt
+        return real_write(path, audio, *args, **kwargs)
+
+    S.build_soundfont_dataset(out, num_workers=0, progress=False, **BUILD)
+    S_written = 0
+    real_write = S.write_note_wav
+    monkeypatch.setattr(S, "write_note_wav", fail_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        S.build_soundfont_dataset(out, num_workers=0, progress=False,
+                                  normalize_rms_dbfs=-26.0, **BUILD)
+    monkeypatch.undo()
+    assert json.loads((out / "soundfont.json").read_text())["normalization"]["pending"] == [0, 43, 73]
+    again = S.build_soundfont_dataset(out, num_workers=0, progress=False,
+                                      normalize_rms_dbfs=-26.0, **BUILD)
+    assert again.num_rerendered == 18 - NUM_SILENT
+    for prefix in ("flute_acoustic_001", "string_acoustic_003"):
+        assert abs(_median_rms_db(out, prefix) + 26.0) < 0.2, prefix
+
+
 def test_ray_workers_write_the_same_folder(built, ray_local, tmp_path):
     out, _ = built
     ray_out = tmp_path / "ray"
@@ -336,6 +424,7 @@ def test_cli_renders_and_reports(tmp_path, capsys):
     (["--pitches", "70:60"], "empty range"),
     (["--programs", "125"], "has no NSynth family"),
     (["--sf2", "/nonexistent/x.sf2"], "does not exist"),
+    (["--normalize-rms", "-80"], "--normalize-rms -80.0: expected a median RMS between -60 and -3 dBFS"),
 ])
 def test_cli_and_pipeline_turn_bad_input_into_exit_2(tmp_path, capsys, flags, words):
     from pipelines.soundfont import main as pipeline_main

@@ -41,6 +41,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "0 renders in this process without Ray")
     parser.add_argument("--gain", type=float, default=soundfont.DEFAULT_GAIN,
                         help="FluidSynth master gain (lower it if notes are reported clipped)")
+    parser.add_argument("--normalize-rms", type=float, default=None, metavar="DBFS",
+                        help="scale each instrument's notes by one gain so that their median "
+                             "RMS is DBFS (e.g. -20), keeping its velocity and pitch differences; "
+                             "lowered where a peak would pass "
+                             f"{soundfont.NORMALIZE_PEAK_DBFS:.0f} dBFS. Default: FluidSynth's "
+                             "levels, one gain for all")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -55,10 +61,17 @@ def run(args: argparse.Namespace) -> int:
     # finished folder takes a second, and bad input fails at once.
     build = soundfont.build_soundfont_dataset(
         args.out, sf2=args.sf2, programs=programs, pitches=pitches, velocities=velocities,
-        num_workers=args.workers, gain=args.gain, progress=console.progress_bars())
+        num_workers=args.workers, gain=args.gain, progress=console.progress_bars(),
+        normalize_rms_dbfs=args.normalize_rms)
     print(f"wrote {build.num_written} notes to {build.out}: {build.examples_json} and "
           f"{build.out / 'audio'}/ ({build.num_rendered} rendered, {build.num_existing} already "
           f"there, {build.num_silent} silent skipped, {build.num_clipped} clipped)")
+    if build.gains_db:
+        gains = ", ".join(f"{p}: {g:+.1f}" for p, g in sorted(build.gains_db.items()))
+        limited = (f"; peak-limited: {', '.join(map(str, build.peak_limited))}"
+                   if build.peak_limited else "")
+        print(f"normalised each instrument to a median RMS of {build.normalize_rms_dbfs:g} dBFS, "
+              f"gain in dB per program: {gains}{limited}")
     if build.num_rendered + build.num_silent:
         print(f"rendered {build.num_rendered + build.num_silent} notes in "
               f"{build.render_seconds:.1f} s: {build.notes_per_second:.0f} notes/s "
