@@ -63,6 +63,9 @@ class ModelConfig:
     partials: int = 0
     # False leaves out the decoder's transposed conv: the waveform is the partials alone.
     conv_synthesis: bool = True
+    # Bands of noise the decoder adds, evenly from 0 Hz to Nyquist, their levels per frame its
+    # own output (0: the paper's decoder, no noise); ConvolutionalDecoder, docs/training.md.
+    noise_bands: int = 0
     wav_length: int = 64000       # 4 s at 16 kHz
     pad: int = 2304               # padding on each side, as in the public code: 265 frames
 
@@ -164,9 +167,11 @@ class Config:
             if getattr(m, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(m, name)}")
         for name in ("velocity_dim", "instrument_dim", "pitch_dim", "time_dim", "rewrite_layers", "pad",
-                     "phase_harmonics", "decoder_harmonics", "partials"):
+                     "phase_harmonics", "decoder_harmonics", "partials", "noise_bands"):
             if getattr(m, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(m, name)}")
+        if m.noise_bands == 1:
+            raise ConfigError("model.noise_bands must be 0 (no noise) or 2 or more, got 1")
         if not m.conv_synthesis and not m.partials:
             raise ConfigError("model.conv_synthesis=false leaves the decoder nothing to play: set model.partials > 0")
         if m.kernel_size % m.stride:

@@ -201,6 +201,55 @@ def test_partial_windows_overlap_into_steady_sines():
     assert float(partial_windows(amplitudes + 1, torch.tensor([120]), 0).abs().max()) == 0.0
 
 
+def test_a_decoder_with_noise_renders_the_same_by_either_path_and_starts_under_its_partials():
+    torch.manual_seed(0)
+    model = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1, partials=6,
+                 conv_synthesis=False, noise_bands=8)
+    args = (torch.tensor([0, 2]), torch.tensor([57, 62]), torch.tensor([1, 3]))
+    whole = model(*args)
+    torch.testing.assert_close(model.synthesize(*args), whole, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(model(*args, span=(1000, 1000 + 16128)), whole[:, 1000:1000 + 16128],
+                               rtol=1e-4, atol=1e-6)
+    bf16 = model.decoder.gemm_weights(torch.bfloat16)
+    assert bf16.noise.dtype == torch.bfloat16
+    torch.testing.assert_close(model.synthesize(*args, weights=bf16), whole, rtol=0.05, atol=2e-3)
+    # A note renders the same alone or in a batch, and again: the noise's phases are fixed.
+    torch.testing.assert_close(model(*(a[1:] for a in args))[0], whole[1], rtol=1e-5, atol=1e-7)
+    # At first the noise lies some 30 dB under the partials, so it cannot drown them.
+    without = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1, partials=6,
+                   conv_synthesis=False)
+    without.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("decoder.noise")})
+    noise = whole - without(*args)
+    ratio_db = 20 * torch.log10(noise.pow(2).mean().sqrt() / without(*args).pow(2).mean().sqrt())
+    assert float(ratio_db) < -20, float(ratio_db)
+    assert float(noise.abs().max()) > 0
+
+
+def test_noise_bands_shape_the_noise_spectrum():
+    """Noise in one band puts its power around that band's centre, at the level asked."""
+    from sing_ray.models.autoencoder import noise_windows
+    decoder = ConvolutionalDecoder(dimension=4, channels=8, partials=3, conv_synthesis=False, noise_bands=9)
+    levels = torch.zeros(1, 200, 9)
+    levels[..., 4] = 0.1                                         # the band centred on 4 kHz
+    wav = decoder._overlap_add(noise_windows(levels, 0, decoder.noise_phases, decoder.noise_bands_to_bins))
+    middle = wav[0, 2048:-2048].double()
+    power = torch.fft.rfft(middle * torch.hann_window(len(middle), dtype=torch.float64)).abs() ** 2
+    hz = torch.fft.rfftfreq(len(middle), 1 / 16000)
+    inside = power[(hz > 3200) & (hz < 4800)].sum()
+    assert float(inside / power.sum()) > 0.95
+    # Its RMS is about 0.7 x the RMS of the levels over the FFT bins (the windows' overlap).
+    per_bin = levels[0, 0] @ decoder.noise_bands_to_bins
+    expected = 0.7 * float(per_bin.pow(2).mean().sqrt())
+    assert abs(float(middle.pow(2).mean().sqrt()) / expected - 1) < 0.1
+    # Two frames apart, the noise is not the same noise.
+    pieces = noise_windows(levels[:, :2], 0, decoder.noise_phases, decoder.noise_bands_to_bins)
+    assert float(torch.corrcoef(pieces[0])[0, 1].abs()) < 0.2
+    with pytest.raises(ValueError, match="noise_bands 1"):
+        ConvolutionalDecoder(dimension=4, channels=8, noise_bands=1)
+    with pytest.raises(ConfigError, match="noise_bands"):
+        load_config("tiny", overrides=["model.noise_bands=1"])
+
+
 def test_a_decoder_needs_its_transposed_conv_or_partials():
     with pytest.raises(ValueError, match="partials > 0"):
         ConvolutionalDecoder(dimension=4, channels=8, conv_synthesis=False)

@@ -17,6 +17,11 @@ amplitudes of the note's first H partials at exactly the MIDI pitch; each frame'
 adds those sines to what the transposed conv writes (:func:`partial_windows`). The frames
 carry how loud each partial is, not where it is in its cycle, and the sines are in tune by
 construction; the transposed conv, zero at the start, learns what the partials miss.
+
+Optionally (``noise_bands`` N > 0, not in the paper) the decoder also emits, per frame, the
+level of N bands of noise spread evenly from 0 Hz to Nyquist; each frame's window adds noise
+of that spectral envelope (:func:`noise_windows`): what a bow, a breath, a distorted amp or
+detuned reeds put between the partials, which the partials cannot.
 """
 from __future__ import annotations
 
@@ -35,6 +40,60 @@ from .sequence import SAMPLE_RATE, midi_hz, phase_clock
 PARTIAL_BIAS = -5.0
 # The squared periodic Hann windows of the decoder, 1,024 samples every 256, sum to 1.5.
 _HANN2_OVERLAP_SUM = 1.5
+# Starting level of every noise band, softplus(-7) = 0.0009: noise at about -63 dBFS RMS,
+# under the partials' start, so that the loss raises it only where the data has noise.
+NOISE_BIAS = -7.0
+# The noise's random phases: one row per frame of the note (its 265 frames at the paper's
+# sizes fit), the same on every call, so a note renders the same whatever the batch or window.
+NOISE_TABLE_FRAMES = 512
+NOISE_SEED = 20181203
+
+
+def noise_band_matrix(bands: int, bins: int) -> torch.Tensor:
+    """(bands, bins): each FFT bin's level interpolated linearly between the two nearest of
+    ``bands`` band centres spread evenly from 0 Hz to Nyquist (``bands`` >= 2)."""
+    centres = torch.linspace(0, bins - 1, bands, dtype=torch.float64)
+    spacing = (bins - 1) / (bands - 1)
+    bin_index = torch.arange(bins, dtype=torch.float64)
+    return (1 - (bin_index[None, :] - centres[:, None]).abs() / spacing).clamp(min=0).float()
+
+
+def noise_phases(kernel_size: int, frames: int = NOISE_TABLE_FRAMES, seed: int = NOISE_SEED) -> torch.Tensor:
+    """(frames, kernel_size // 2 + 1, 2): cos and sin of fixed random phases (0 at DC and Nyquist)."""
+    generator = torch.Generator().manual_seed(seed)
+    phase = 2 * math.pi * torch.rand(frames, kernel_size // 2 + 1, generator=generator, dtype=torch.float64)
+    phase[:, 0] = 0.0
+    phase[:, -1] = 0.0
+    return torch.stack([torch.cos(phase), torch.sin(phase)], dim=-1).float()
+
+
+def noise_windows(levels: torch.Tensor, first_frame: int | torch.Tensor, phases: torch.Tensor,
+                  band_matrix: torch.Tensor, kernel_size: int = 1024) -> torch.Tensor:
+    """Each frame's window of noise, to be overlap-added like the decoder's.
+
+    Frame ``j`` (note frame ``first_frame + j``) gets ``kernel_size`` samples of noise whose
+    magnitude spectrum is its band levels interpolated over the FFT bins, with that note
+    frame's fixed random phases, under the decoder's squared Hann window. A flat level ``g``
+    in every band gives noise of RMS about ``0.7 g`` once the windows overlap.
+
+    Args:
+        levels: (B, n, N) non-negative band levels, float32.
+        first_frame: the note frame of ``levels[:, 0]`` (int, or (B,)).
+        phases: :func:`noise_phases`; band_matrix: :func:`noise_band_matrix`.
+    Returns:
+        (B, n, kernel_size).
+    """
+    batch, count, _ = levels.shape
+    device = levels.device
+    first = torch.as_tensor(first_frame, device=device).long().reshape(-1, 1)
+    rows = (first + torch.arange(count, device=device)) % phases.shape[0]         # (B or 1, n)
+    rows = rows.expand(batch, count)
+    magnitude = torch.matmul(levels.float(), band_matrix)                          # (B, n, bins)
+    cos_sin = phases[rows]                                                         # (B, n, bins, 2)
+    spectrum = torch.complex(magnitude * cos_sin[..., 0], magnitude * cos_sin[..., 1])
+    window = hann_window(kernel_size, squared=True, device=device) / _HANN2_OVERLAP_SUM
+    with torch.autocast(device_type=device.type, enabled=False):
+        return torch.fft.irfft(spectrum, n=kernel_size) * (math.sqrt(kernel_size) * window)
 
 
 def partial_windows(amplitudes: torch.Tensor, pitch: torch.Tensor, first_sample: int | float | torch.Tensor,
@@ -115,6 +174,8 @@ class DecoderGemmWeights(NamedTuple):
         synthesis_bias: (1,), or None as ``synthesis``.
         partials, partials_bias: (H, channels) and (H,) the partials' amplitudes (pre-softplus),
             for a decoder with partials; else None.
+        noise, noise_bias: (N, channels) and (N,) the noise bands' levels (pre-softplus), for a
+            decoder with noise; else None.
     """
 
     context: torch.Tensor
@@ -124,6 +185,8 @@ class DecoderGemmWeights(NamedTuple):
     synthesis_bias: torch.Tensor | None
     partials: torch.Tensor | None = None
     partials_bias: torch.Tensor | None = None
+    noise: torch.Tensor | None = None
+    noise_bias: torch.Tensor | None = None
 
 
 def _rewrite(channels: int, layers: int) -> list[nn.Module]:
@@ -153,17 +216,24 @@ class ConvolutionalDecoder(nn.Module):
             GEMM per frame. The amplitudes then read the hidden layer layer-normed over its
             channels: nothing else bounds its scale, and without the norm the spectral loss
             drives it up until every amplitude underflows to exact silence (within 50 steps).
+        noise_bands: N > 0 adds noise in N bands spread evenly from 0 Hz to Nyquist, their
+            levels per frame read from the last hidden layer as the partials' amplitudes are
+            (:func:`noise_windows`); N must then be 2 or more.
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2, clock_harmonics: int = 0,
-                 partials: int = 0, conv_synthesis: bool = True):
+                 partials: int = 0, conv_synthesis: bool = True, noise_bands: int = 0):
         super().__init__()
         if not (conv_synthesis or partials):
             raise ValueError("a decoder without its transposed conv needs partials > 0")
+        if noise_bands == 1 or noise_bands < 0:
+            raise ValueError(f"noise_bands {noise_bands}: expected 0 (no noise) or 2 or more")
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers, clock_harmonics=clock_harmonics,
                            partials=partials, conv_synthesis=conv_synthesis)
+        if noise_bands:
+            self.kwargs["noise_bands"] = noise_bands      # absent: checkpoints from before it load as they were
         self.kernel_size, self.stride = kernel_size, stride
         self.clock_harmonics = clock_harmonics
         self.body = nn.Sequential(
@@ -176,6 +246,19 @@ class ConvolutionalDecoder(nn.Module):
             nn.init.constant_(self.amplitudes.bias, PARTIAL_BIAS)
             if self.synthesis is not None:
                 nn.init.zeros_(self.synthesis.weight)
+        self.noise_bands = noise_bands
+        if noise_bands:
+            self.noise = nn.Conv1d(channels, noise_bands, 1)
+            nn.init.constant_(self.noise.bias, NOISE_BIAS)
+            self.register_buffer("noise_phases", noise_phases(kernel_size), persistent=False)
+            self.register_buffer("noise_bands_to_bins", noise_band_matrix(noise_bands, kernel_size // 2 + 1),
+                                 persistent=False)
+
+    def _noise(self, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+               first_frame: int | torch.Tensor) -> torch.Tensor:
+        """(B, n, channels) hidden rows -> (B, n, kernel_size) windows of noise."""
+        levels = self._amplitudes(hidden, weight, bias)
+        return noise_windows(levels, first_frame, self.noise_phases, self.noise_bands_to_bins, self.kernel_size)
 
     def wav_length(self, embedding_length: int) -> int:
         """Samples produced from ``embedding_length`` frames: 265 frames -> 68,608 samples."""
@@ -217,6 +300,10 @@ class ConvolutionalDecoder(nn.Module):
                                           self.amplitudes.bias)
             first = torch.as_tensor(start, dtype=torch.float64) * self.stride
             wav = wav + self._overlap_add(partial_windows(amplitudes, pitch, first, self.kernel_size, self.stride))
+        if self.noise_bands:
+            first_frame = torch.floor(torch.as_tensor(start, dtype=torch.float64))
+            wav = wav + self._overlap_add(self._noise(hidden.transpose(1, 2), self.noise.weight.squeeze(-1),
+                                                      self.noise.bias, first_frame))
         return wav
 
     def gemm_weights(self, dtype: torch.dtype | None = None) -> DecoderGemmWeights:
@@ -239,7 +326,9 @@ class ConvolutionalDecoder(nn.Module):
             synthesis=None if self.synthesis is None else cast((self.synthesis.weight * self.synthesis.window).squeeze(1)),
             synthesis_bias=None if self.synthesis is None else cast(self.synthesis.bias),
             partials=cast(self.amplitudes.weight.squeeze(-1)) if self.partials else None,
-            partials_bias=cast(self.amplitudes.bias) if self.partials else None)
+            partials_bias=cast(self.amplitudes.bias) if self.partials else None,
+            noise=cast(self.noise.weight.squeeze(-1)) if self.noise_bands else None,
+            noise_bias=cast(self.noise.bias) if self.noise_bands else None)
 
     def _amplitudes(self, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """(..., channels) hidden rows -> (..., partials) non-negative float32 amplitudes."""
@@ -312,6 +401,8 @@ class ConvolutionalDecoder(nn.Module):
                 raise ValueError("this decoder plays the note's partials: pass the notes' MIDI pitches")
             amplitudes = self._amplitudes(h, w.partials, w.partials_bias).view(batch, count, -1)
             pieces = pieces + partial_windows(amplitudes, pitch, first * self.stride, self.kernel_size, self.stride)
+        if self.noise_bands:
+            pieces = pieces + self._noise(h.view(batch, count, -1), w.noise, w.noise_bias, first)
         wav = self._overlap_add(pieces)
         if w.synthesis_bias is not None:
             wav = wav + w.synthesis_bias.float()
@@ -361,16 +452,18 @@ class Autoencoder(nn.Module):
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2,
                  wav_length: int = 64000, pad: int = 2304, clock_harmonics: int = 0, partials: int = 0,
-                 conv_synthesis: bool = True):
+                 conv_synthesis: bool = True, noise_bands: int = 0):
         super().__init__()
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers,
                            wav_length=wav_length, pad=pad, clock_harmonics=clock_harmonics, partials=partials,
                            conv_synthesis=conv_synthesis)
+        if noise_bands:
+            self.kwargs["noise_bands"] = noise_bands
         self.wav_length, self.pad = wav_length, pad
         self.encoder = ConvolutionalEncoder(dimension, channels, kernel_size, stride, rewrite_layers)
         self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
-                                            clock_harmonics, partials, conv_synthesis)
+                                            clock_harmonics, partials, conv_synthesis, noise_bands)
         self.num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
 
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
