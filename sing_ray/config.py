@@ -66,6 +66,9 @@ class ModelConfig:
     # Bands of noise the decoder adds, evenly from 0 Hz to Nyquist, their levels per frame its
     # own output (0: the paper's decoder, no noise); ConvolutionalDecoder, docs/training.md.
     noise_bands: int = 0
+    # Partials whose magnitude per frame the encoder reads in place of its learnt windowed conv
+    # (0: the paper's encoder); ConvolutionalEncoder, docs/training.md.
+    analysis_partials: int = 0
     wav_length: int = 64000       # 4 s at 16 kHz
     pad: int = 2304               # padding on each side, as in the public code: 265 frames
 
@@ -167,7 +170,8 @@ class Config:
             if getattr(m, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(m, name)}")
         for name in ("velocity_dim", "instrument_dim", "pitch_dim", "time_dim", "rewrite_layers", "pad",
-                     "phase_harmonics", "decoder_harmonics", "partials", "noise_bands"):
+                     "phase_harmonics", "decoder_harmonics", "partials", "noise_bands",
+                     "analysis_partials"):
             if getattr(m, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(m, name)}")
         if m.noise_bands == 1:

@@ -250,6 +250,36 @@ def test_noise_bands_shape_the_noise_spectrum():
         load_config("tiny", overrides=["model.noise_bands=1"])
 
 
+def test_partial_magnitudes_read_each_partials_amplitude_whatever_its_phase():
+    from sing_ray.models.autoencoder import partial_magnitudes
+    t = torch.arange(1024 + 39 * 256, dtype=torch.float64)
+    f0 = 220.0                                                  # MIDI 57
+    wav = (0.3 * torch.sin(2 * math.pi * 3 * f0 * t / 16000 + 0.7)
+           + 0.05 * torch.cos(2 * math.pi * 5 * f0 * t / 16000)).float()[None]
+    mags = partial_magnitudes(wav, torch.tensor([57]), 8)
+    assert mags.shape == (1, 8, 40)
+    torch.testing.assert_close(mags[0, 2], torch.full((40,), 0.3), atol=2e-3, rtol=0)
+    torch.testing.assert_close(mags[0, 4], torch.full((40,), 0.05), atol=2e-3, rtol=0)
+    assert float(mags[0, [0, 1, 3, 5, 6, 7]].max()) < 2e-3
+    # Partials at or above Nyquist read nothing: the 40th of MIDI 100 is at 105 kHz.
+    assert float(partial_magnitudes(wav, torch.tensor([100]), 40)[0, 3:].max()) == 0.0
+
+
+def test_an_encoder_that_measures_partials_needs_the_pitch_and_feeds_the_decoder():
+    cfg = load_config("tiny", overrides=["model.analysis_partials=16"])
+    ae = build_autoencoder(cfg.model)
+    assert ae.kwargs["analysis_partials"] == 16
+    wav, pitch = 0.1 * torch.randn(2, cfg.model.wav_length), torch.tensor([48, 60])
+    embedding = ae.encode(wav, pitch)
+    assert embedding.shape == (2, cfg.model.dimension, ae.num_frames)
+    assert ae(wav, pitch).shape == wav.shape
+    with pytest.raises(ValueError, match="MIDI pitches"):
+        ae.encode(wav)
+    # A checkpoint's kwargs rebuild the same model.
+    from sing_ray.models import Autoencoder
+    assert Autoencoder(**ae.kwargs).encoder.analysis_partials == 16
+
+
 def test_a_decoder_needs_its_transposed_conv_or_partials():
     with pytest.raises(ValueError, match="partials > 0"):
         ConvolutionalDecoder(dimension=4, channels=8, conv_synthesis=False)

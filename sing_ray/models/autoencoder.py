@@ -22,6 +22,12 @@ Optionally (``noise_bands`` N > 0, not in the paper) the decoder also emits, per
 level of N bands of noise spread evenly from 0 Hz to Nyquist; each frame's window adds noise
 of that spectral envelope (:func:`noise_windows`): what a bow, a breath, a distorted amp or
 detuned reeds put between the partials, which the partials cannot.
+
+Optionally (``analysis_partials`` A > 0, not in the paper) the encoder reads, in place of its
+learnt windowed conv, the magnitudes of the note's first A partials at the MIDI pitch in
+each frame (:func:`partial_magnitudes`, the adjoint of the decoder's partials): the frames it
+writes then follow each partial's level, whatever the pitch, and the pitch is an argument of
+:meth:`Autoencoder.encode`.
 """
 from __future__ import annotations
 
@@ -134,6 +140,42 @@ def partial_windows(amplitudes: torch.Tensor, pitch: torch.Tensor, first_sample:
     # In float32 under autocast too: the sines' phases are the pitch, and bfloat16 would blur them.
     with torch.autocast(device_type=device.type, enabled=False):
         return torch.bmm(per_frame.float(), per_sample.float())
+
+
+# Floor of the encoder's log partial magnitudes: -100 dBFS, under a 16-bit step.
+ANALYSIS_FLOOR = 1e-5
+
+
+def partial_magnitudes(wav: torch.Tensor, pitch: torch.Tensor, partials: int, kernel_size: int = 1024,
+                       stride: int = 256) -> torch.Tensor:
+    """The amplitude of each of the note's first ``partials`` partials in each frame.
+
+    Frame ``j`` is samples ``[j * stride, j * stride + kernel_size)`` under the squared Hann
+    window; partial ``k`` (``k * f0``, f0 from the MIDI pitch) is measured by correlating the
+    frame with a cosine and a sine at its frequency, scaled so that a steady sine of
+    amplitude ``a`` there reads ``a``. Partials at or above Nyquist read 0.
+
+    Args:
+        wav: (B, T), T = kernel_size + a multiple of stride.
+        pitch: (B,) MIDI pitches.
+    Returns:
+        (B, partials, frames), float32.
+    """
+    device = wav.device
+    frames = wav.float().unfold(-1, kernel_size, stride)                               # (B, n, K)
+    f0 = midi_hz(pitch.to(device))
+    k = torch.arange(1, partials + 1, dtype=torch.float64, device=device)
+    rate = f0[:, None] * k[None, :] / SAMPLE_RATE                                      # (B, H)
+    t = torch.arange(kernel_size, dtype=torch.float64, device=device)
+    phase = 2 * math.pi * ((rate[:, :, None] * t) % 1.0)                               # (B, H, K)
+    window = hann_window(kernel_size, squared=True, device=device, dtype=torch.float64)
+    scale = 2 / window.sum()
+    basis = (torch.cat([torch.cos(phase), torch.sin(phase)], dim=1) * window * scale).float()  # (B, 2H, K)
+    with torch.autocast(device_type=device.type, enabled=False):
+        projection = torch.bmm(frames, basis.transpose(1, 2))                            # (B, n, 2H)
+    magnitude = torch.sqrt(projection[..., :partials] ** 2 + projection[..., partials:] ** 2 + 1e-20)
+    magnitude = magnitude * (rate < 0.5).float()[:, None, :]
+    return magnitude.transpose(1, 2)
 
 
 class WindowedConv1d(nn.Conv1d):
@@ -429,21 +471,34 @@ class ConvolutionalDecoder(nn.Module):
 class ConvolutionalEncoder(nn.Module):
     """Waveform to frames: the decoder's mirror (windowed strided conv, 1x1 convs, 1x1 to D).
 
-    Args: as :class:`ConvolutionalDecoder`.
+    Args: as :class:`ConvolutionalDecoder`, and
+        analysis_partials: A > 0 reads the log magnitudes of the note's first A partials per
+            frame (:func:`partial_magnitudes`) in place of the windowed conv; the pitch is
+            then an argument of every call.
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
-                 stride: int = 256, rewrite_layers: int = 2):
+                 stride: int = 256, rewrite_layers: int = 2, analysis_partials: int = 0):
         super().__init__()
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            rewrite_layers=rewrite_layers)
-        self.analysis = WindowedConv1d(1, channels, kernel_size, stride)
+        if analysis_partials:
+            self.kwargs["analysis_partials"] = analysis_partials
+        self.kernel_size, self.stride, self.analysis_partials = kernel_size, stride, analysis_partials
+        self.analysis = (nn.Conv1d(analysis_partials, channels, 1) if analysis_partials
+                         else WindowedConv1d(1, channels, kernel_size, stride))
         self.body = nn.Sequential(nn.ReLU(), *_rewrite(channels, rewrite_layers),
                                   nn.Conv1d(channels, dimension, 1))
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """Args: wav (B, T) already padded. Returns: (B, D, (T - kernel) // stride + 1)."""
-        return self.body(self.analysis(wav.unsqueeze(1)))
+    def forward(self, wav: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
+        """Args: wav (B, T) already padded; pitch (B,) MIDI (with ``analysis_partials``).
+        Returns: (B, D, (T - kernel) // stride + 1)."""
+        if not self.analysis_partials:
+            return self.body(self.analysis(wav.unsqueeze(1)))
+        if pitch is None:
+            raise ValueError("this encoder measures the note's partials: pass the notes' MIDI pitches")
+        magnitudes = partial_magnitudes(wav, pitch, self.analysis_partials, self.kernel_size, self.stride)
+        return self.body(self.analysis(torch.log(magnitudes + ANALYSIS_FLOOR).to(wav.dtype)))
 
 
 class Autoencoder(nn.Module):
@@ -452,23 +507,28 @@ class Autoencoder(nn.Module):
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2,
                  wav_length: int = 64000, pad: int = 2304, clock_harmonics: int = 0, partials: int = 0,
-                 conv_synthesis: bool = True, noise_bands: int = 0):
+                 conv_synthesis: bool = True, noise_bands: int = 0, analysis_partials: int = 0):
         super().__init__()
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers,
                            wav_length=wav_length, pad=pad, clock_harmonics=clock_harmonics, partials=partials,
                            conv_synthesis=conv_synthesis)
+        # Absent when 0: checkpoints from before these options load as they were.
         if noise_bands:
             self.kwargs["noise_bands"] = noise_bands
+        if analysis_partials:
+            self.kwargs["analysis_partials"] = analysis_partials
         self.wav_length, self.pad = wav_length, pad
-        self.encoder = ConvolutionalEncoder(dimension, channels, kernel_size, stride, rewrite_layers)
+        self.encoder = ConvolutionalEncoder(dimension, channels, kernel_size, stride, rewrite_layers,
+                                            analysis_partials)
         self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
                                             clock_harmonics, partials, conv_synthesis, noise_bands)
         self.num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
 
-    def encode(self, wav: torch.Tensor) -> torch.Tensor:
-        """Args: wav (B, wav_length). Returns: embeddings (B, D, num_frames)."""
-        return self.encoder(pad_wav(wav, self.pad))
+    def encode(self, wav: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
+        """Args: wav (B, wav_length); pitch (B,) MIDI (an encoder that measures partials needs
+        it). Returns: embeddings (B, D, num_frames)."""
+        return self.encoder(pad_wav(wav, self.pad), pitch)
 
     def decode(self, embedding: torch.Tensor, pitch: torch.Tensor | None = None,
                offset: int | torch.Tensor = 0) -> torch.Tensor:
@@ -482,4 +542,4 @@ class Autoencoder(nn.Module):
                 offset: int | torch.Tensor = 0) -> torch.Tensor:
         """Args: wav (B, samples), the whole note or a window of it starting at sample ``offset``
         (int, or (B,)); pitch (B,) MIDI. Returns: the reconstruction (B, samples)."""
-        return self.decode(self.encode(wav), pitch, offset)
+        return self.decode(self.encode(wav, pitch), pitch, offset)

@@ -104,6 +104,10 @@ def _autoencoder_kwargs(m: ModelConfig) -> dict:
                 partials=m.partials, conv_synthesis=m.conv_synthesis, noise_bands=m.noise_bands)
 
 
+def _encoder_kwargs(m: ModelConfig) -> dict:
+    return dict(analysis_partials=m.analysis_partials) if m.analysis_partials else {}
+
+
 def _table_kwargs(m: ModelConfig) -> dict:
     return dict(dimension=m.dimension, hidden_size=m.hidden_size, num_layers=m.num_layers,
                 velocity_dim=m.velocity_dim, instrument_dim=m.instrument_dim, pitch_dim=m.pitch_dim,
@@ -111,7 +115,7 @@ def _table_kwargs(m: ModelConfig) -> dict:
 
 
 def build_autoencoder(m: ModelConfig) -> Autoencoder:
-    return Autoencoder(**_autoencoder_kwargs(m))
+    return Autoencoder(**_autoencoder_kwargs(m), **_encoder_kwargs(m))
 
 
 def build_sequence_generator(m: ModelConfig, num_instruments: int) -> SequenceGenerator:

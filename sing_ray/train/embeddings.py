@@ -49,7 +49,8 @@ class EncoderEmbedder:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Args: a numpy batch with ``wav`` (B, T). Returns: the symbols and ``embedding`` (B, D, F)."""
         wav = torch.from_numpy(np.ascontiguousarray(batch["wav"], dtype=np.float32)).to(self.device)
-        embedding = self.model.encode(wav).float().cpu().numpy()
+        pitch = torch.from_numpy(np.asarray(batch["pitch"], dtype=np.int64)).to(self.device)
+        embedding = self.model.encode(wav, pitch).float().cpu().numpy()
         out = {name: batch[name] for name in COLUMNS}
         out["embedding"] = embedding
         return out

@@ -295,7 +295,7 @@ def _sequence_spec(worker: Worker) -> PhaseSpec:
         symbols = _symbols(batch, w.device)
         frames = model(*symbols)
         wav = _wav(batch, w.device)
-        embedding_mse = (frames - autoencoder.encode(wav)).square().mean(dim=(1, 2))
+        embedding_mse = (frames - autoencoder.encode(wav, symbols[1])).square().mean(dim=(1, 2))
         return autoencoder.decode(frames, symbols[1]), embedding_mse
 
     def build(w):
