@@ -69,6 +69,10 @@ class ModelConfig:
     # Partials whose magnitude per frame the encoder reads in place of its learnt windowed conv
     # (0: the paper's encoder); ConvolutionalEncoder, docs/training.md.
     analysis_partials: int = 0
+    # Frames that are the note's partials: the encoder writes each partial's log magnitude
+    # (over 4) and the decoder plays exp(4 x) of each, the layers of both adding corrections
+    # that start at zero. Needs dimension == partials == analysis_partials, no transposed conv.
+    harmonic_frames: bool = False
     wav_length: int = 64000       # 4 s at 16 kHz
     pad: int = 2304               # padding on each side, as in the public code: 265 frames
 
@@ -174,6 +178,10 @@ class Config:
                      "analysis_partials"):
             if getattr(m, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(m, name)}")
+        if m.harmonic_frames and not (m.dimension == m.partials == m.analysis_partials and not m.conv_synthesis):
+            raise ConfigError(
+                f"model.harmonic_frames needs model.dimension ({m.dimension}), model.partials ({m.partials}) and "
+                f"model.analysis_partials ({m.analysis_partials}) equal, and model.conv_synthesis=false")
         if m.noise_bands == 1:
             raise ConfigError("model.noise_bands must be 0 (no noise) or 2 or more, got 1")
         if not m.conv_synthesis and not m.partials:

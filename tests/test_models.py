@@ -280,6 +280,35 @@ def test_an_encoder_that_measures_partials_needs_the_pitch_and_feeds_the_decoder
     assert Autoencoder(**ae.kwargs).encoder.analysis_partials == 16
 
 
+def test_harmonic_frames_start_as_the_notes_measured_partials_and_play_them_back():
+    """Untrained, the autoencoder with harmonic frames already reconstructs a harmonic note."""
+    from sing_ray.models.autoencoder import partial_magnitudes
+    cfg = load_config("tiny", overrides=["model.dimension=16", "model.partials=16", "model.analysis_partials=16",
+                                         "model.conv_synthesis=false", "model.harmonic_frames=true",
+                                         "model.decoder_harmonics=0"])
+    ae = build_autoencoder(cfg.model)
+    t = torch.arange(cfg.model.wav_length, dtype=torch.float64) / 16000
+    amplitude = torch.tensor([0.2, 0.0, 0.08, 0.0, 0.03], dtype=torch.float64)   # odd partials, as a square
+    envelope = torch.exp(-t)                                                      # decaying
+    wav = sum(a * envelope * torch.sin(2 * math.pi * (k + 1) * 220.0 * t) for k, a in enumerate(amplitude))
+    wav, pitch = wav.float()[None], torch.tensor([57])
+    with torch.no_grad():
+        out = ae(wav, pitch)
+    real, made = (partial_magnitudes(x[:, 16000:48000], pitch, 6)[0].mean(-1) for x in (wav, out))
+    for k in (0, 2, 4):
+        assert abs(20 * math.log10(float(made[k] / real[k]))) < 0.5, k
+    assert float(made[1]) < 1e-3 and float(made[3]) < 1e-3          # the even partials stay out
+    # The frames are the log magnitudes over 4, and the SING with them renders by either path alike.
+    centre = (100 * 256 + 512 - cfg.model.pad) / 16000                 # frame 100's middle, in s
+    assert float(ae.encode(wav, pitch)[0, 0, 100]) == pytest.approx(math.log(0.2 * math.exp(-centre)) / 4, abs=0.01)
+    model = SING(num_instruments=3, dimension=16, channels=16, hidden_size=8, num_layers=1, partials=16,
+                 conv_synthesis=False, harmonic_frames=True)
+    args = (torch.tensor([0, 2]), torch.tensor([57, 62]), torch.tensor([1, 3]))
+    torch.testing.assert_close(model.synthesize(*args), model(*args), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ConfigError, match="harmonic_frames"):
+        load_config("tiny", overrides=["model.harmonic_frames=true"])
+
+
 def test_a_decoder_needs_its_transposed_conv_or_partials():
     with pytest.raises(ValueError, match="partials > 0"):
         ConvolutionalDecoder(dimension=4, channels=8, conv_synthesis=False)

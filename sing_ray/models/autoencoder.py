@@ -144,6 +144,11 @@ def partial_windows(amplitudes: torch.Tensor, pitch: torch.Tensor, first_sample:
 
 # Floor of the encoder's log partial magnitudes: -100 dBFS, under a 16-bit step.
 ANALYSIS_FLOOR = 1e-5
+# With ``harmonic_frames``, frame value v of partial k means amplitude exp(HARMONIC_SCALE * v):
+# the log magnitudes over 4, about -2.9 (the floor) to 0, a range an LSTM's outputs reach.
+HARMONIC_SCALE = 4.0
+# ... and a learnt correction can raise a log amplitude to at most this (amplitude 2.7).
+HARMONIC_MAX_LOG = 1.0
 
 
 def partial_magnitudes(wav: torch.Tensor, pitch: torch.Tensor, partials: int, kernel_size: int = 1024,
@@ -261,21 +266,33 @@ class ConvolutionalDecoder(nn.Module):
         noise_bands: N > 0 adds noise in N bands spread evenly from 0 Hz to Nyquist, their
             levels per frame read from the last hidden layer as the partials' amplitudes are
             (:func:`noise_windows`); N must then be 2 or more.
+        harmonic_frames: with ``partials`` equal to ``dimension`` and no transposed conv:
+            partial k's amplitude in a frame is ``exp(HARMONIC_SCALE * frame[k])`` times what
+            the layers read from the hidden layer (their output starts at zero, a factor 1),
+            so the frames an encoder with the same option writes play back as the note.
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2, clock_harmonics: int = 0,
-                 partials: int = 0, conv_synthesis: bool = True, noise_bands: int = 0):
+                 partials: int = 0, conv_synthesis: bool = True, noise_bands: int = 0,
+                 harmonic_frames: bool = False):
         super().__init__()
         if not (conv_synthesis or partials):
             raise ValueError("a decoder without its transposed conv needs partials > 0")
+        if harmonic_frames and (partials != dimension or conv_synthesis):
+            raise ValueError(f"harmonic frames need partials ({partials}) equal to dimension ({dimension}) "
+                             "and no transposed conv")
         if noise_bands == 1 or noise_bands < 0:
             raise ValueError(f"noise_bands {noise_bands}: expected 0 (no noise) or 2 or more")
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers, clock_harmonics=clock_harmonics,
                            partials=partials, conv_synthesis=conv_synthesis)
+        # Absent when off: checkpoints from before these options load as they were.
         if noise_bands:
-            self.kwargs["noise_bands"] = noise_bands      # absent: checkpoints from before it load as they were
+            self.kwargs["noise_bands"] = noise_bands
+        if harmonic_frames:
+            self.kwargs["harmonic_frames"] = True
+        self.harmonic_frames = harmonic_frames
         self.kernel_size, self.stride = kernel_size, stride
         self.clock_harmonics = clock_harmonics
         self.body = nn.Sequential(
@@ -286,6 +303,9 @@ class ConvolutionalDecoder(nn.Module):
         if partials:
             self.amplitudes = nn.Conv1d(channels, partials, 1)
             nn.init.constant_(self.amplitudes.bias, PARTIAL_BIAS)
+            if harmonic_frames:
+                nn.init.zeros_(self.amplitudes.weight)
+                nn.init.zeros_(self.amplitudes.bias)
             if self.synthesis is not None:
                 nn.init.zeros_(self.synthesis.weight)
         self.noise_bands = noise_bands
@@ -332,14 +352,15 @@ class ConvolutionalDecoder(nn.Module):
                 start: int | float | torch.Tensor = 0) -> torch.Tensor:
         """Args: embedding (B, D, L); pitch (B,) MIDI (with a clock); start: the note frame of
         ``embedding[..., 0]``. Returns: (B, wav_length(L))."""
-        embedding = self.with_clock(embedding.transpose(1, 2), pitch, start).transpose(1, 2)
+        frames = embedding.transpose(1, 2)
+        embedding = self.with_clock(frames, pitch, start).transpose(1, 2)
         hidden = self.body(embedding)
         wav = 0.0 if self.synthesis is None else self.synthesis(hidden).squeeze(1)
         if self.partials:
             if pitch is None:
                 raise ValueError("this decoder plays the note's partials: pass the notes' MIDI pitches")
             amplitudes = self._amplitudes(hidden.transpose(1, 2), self.amplitudes.weight.squeeze(-1),
-                                          self.amplitudes.bias)
+                                          self.amplitudes.bias, frames if self.harmonic_frames else None)
             first = torch.as_tensor(start, dtype=torch.float64) * self.stride
             wav = wav + self._overlap_add(partial_windows(amplitudes, pitch, first, self.kernel_size, self.stride))
         if self.noise_bands:
@@ -372,12 +393,17 @@ class ConvolutionalDecoder(nn.Module):
             noise=cast(self.noise.weight.squeeze(-1)) if self.noise_bands else None,
             noise_bias=cast(self.noise.bias) if self.noise_bands else None)
 
-    def _amplitudes(self, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """(..., channels) hidden rows -> (..., partials) non-negative float32 amplitudes."""
+    def _amplitudes(self, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                    frames: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., channels) hidden rows -> (..., partials) non-negative float32 amplitudes; with
+        ``frames`` (..., partials), the harmonic frames' log amplitudes the layers correct."""
         if self.synthesis is None:
             hidden = F.layer_norm(hidden.float(), (hidden.shape[-1],))
             weight, bias = weight.float(), bias.float()
-        return F.softplus(F.linear(hidden, weight, bias).float())
+        out = F.linear(hidden, weight, bias).float()
+        if frames is None:
+            return F.softplus(out)
+        return torch.exp((out + HARMONIC_SCALE * frames.float()).clamp(max=HARMONIC_MAX_LOG))
 
     def needed_frames(self, start: int, stop: int, num_frames: int) -> tuple[int, int]:
         """The frames ``[first, last]`` whose synthesis windows reach samples ``[start, stop)``.
@@ -441,7 +467,8 @@ class ConvolutionalDecoder(nn.Module):
         if self.partials:
             if pitch is None:
                 raise ValueError("this decoder plays the note's partials: pass the notes' MIDI pitches")
-            amplitudes = self._amplitudes(h, w.partials, w.partials_bias).view(batch, count, -1)
+            centre = frames[:, first:last + 1].reshape(batch * count, -1) if self.harmonic_frames else None
+            amplitudes = self._amplitudes(h, w.partials, w.partials_bias, centre).view(batch, count, -1)
             pieces = pieces + partial_windows(amplitudes, pitch, first * self.stride, self.kernel_size, self.stride)
         if self.noise_bands:
             pieces = pieces + self._noise(h.view(batch, count, -1), w.noise, w.noise_bias, first)
@@ -475,20 +502,33 @@ class ConvolutionalEncoder(nn.Module):
         analysis_partials: A > 0 reads the log magnitudes of the note's first A partials per
             frame (:func:`partial_magnitudes`) in place of the windowed conv; the pitch is
             then an argument of every call.
+        harmonic_frames: with ``analysis_partials`` equal to ``dimension``: each frame is those
+            log magnitudes over :data:`HARMONIC_SCALE`, plus what the layers add (their last
+            starts at zero), so the frames start as the note's measured partials.
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
-                 stride: int = 256, rewrite_layers: int = 2, analysis_partials: int = 0):
+                 stride: int = 256, rewrite_layers: int = 2, analysis_partials: int = 0,
+                 harmonic_frames: bool = False):
         super().__init__()
+        if harmonic_frames and analysis_partials != dimension:
+            raise ValueError(f"harmonic frames need analysis_partials ({analysis_partials}) equal to "
+                             f"dimension ({dimension})")
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            rewrite_layers=rewrite_layers)
         if analysis_partials:
             self.kwargs["analysis_partials"] = analysis_partials
+        if harmonic_frames:
+            self.kwargs["harmonic_frames"] = True
+        self.harmonic_frames = harmonic_frames
         self.kernel_size, self.stride, self.analysis_partials = kernel_size, stride, analysis_partials
         self.analysis = (nn.Conv1d(analysis_partials, channels, 1) if analysis_partials
                          else WindowedConv1d(1, channels, kernel_size, stride))
         self.body = nn.Sequential(nn.ReLU(), *_rewrite(channels, rewrite_layers),
                                   nn.Conv1d(channels, dimension, 1))
+        if harmonic_frames:
+            nn.init.zeros_(self.body[-1].weight)
+            nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, wav: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
         """Args: wav (B, T) already padded; pitch (B,) MIDI (with ``analysis_partials``).
@@ -498,7 +538,9 @@ class ConvolutionalEncoder(nn.Module):
         if pitch is None:
             raise ValueError("this encoder measures the note's partials: pass the notes' MIDI pitches")
         magnitudes = partial_magnitudes(wav, pitch, self.analysis_partials, self.kernel_size, self.stride)
-        return self.body(self.analysis(torch.log(magnitudes + ANALYSIS_FLOOR).to(wav.dtype)))
+        log_magnitudes = torch.log(magnitudes + ANALYSIS_FLOOR).to(wav.dtype)
+        frames = self.body(self.analysis(log_magnitudes))
+        return frames + log_magnitudes / HARMONIC_SCALE if self.harmonic_frames else frames
 
 
 class Autoencoder(nn.Module):
@@ -507,7 +549,8 @@ class Autoencoder(nn.Module):
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2,
                  wav_length: int = 64000, pad: int = 2304, clock_harmonics: int = 0, partials: int = 0,
-                 conv_synthesis: bool = True, noise_bands: int = 0, analysis_partials: int = 0):
+                 conv_synthesis: bool = True, noise_bands: int = 0, analysis_partials: int = 0,
+                 harmonic_frames: bool = False):
         super().__init__()
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers,
@@ -518,11 +561,13 @@ class Autoencoder(nn.Module):
             self.kwargs["noise_bands"] = noise_bands
         if analysis_partials:
             self.kwargs["analysis_partials"] = analysis_partials
+        if harmonic_frames:
+            self.kwargs["harmonic_frames"] = True
         self.wav_length, self.pad = wav_length, pad
         self.encoder = ConvolutionalEncoder(dimension, channels, kernel_size, stride, rewrite_layers,
-                                            analysis_partials)
+                                            analysis_partials, harmonic_frames)
         self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
-                                            clock_harmonics, partials, conv_synthesis, noise_bands)
+                                            clock_harmonics, partials, conv_synthesis, noise_bands, harmonic_frames)
         self.num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
 
     def encode(self, wav: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,7 +22,8 @@ class SING(nn.Module):
                  rewrite_layers: int = 2, hidden_size: int = 1024, num_layers: int = 3,
                  velocity_dim: int = 2, instrument_dim: int = 16, pitch_dim: int = 8, time_dim: int = 4,
                  wav_length: int = 64000, pad: int = 2304, phase_harmonics: int = 0, clock_harmonics: int = 0,
-                 partials: int = 0, conv_synthesis: bool = True, noise_bands: int = 0):
+                 partials: int = 0, conv_synthesis: bool = True, noise_bands: int = 0,
+                 harmonic_frames: bool = False):
         super().__init__()
         self.kwargs = dict(num_instruments=num_instruments, dimension=dimension, channels=channels,
                            kernel_size=kernel_size, stride=stride, context_size=context_size,
@@ -31,11 +32,14 @@ class SING(nn.Module):
                            time_dim=time_dim, wav_length=wav_length, pad=pad, phase_harmonics=phase_harmonics,
                            clock_harmonics=clock_harmonics, partials=partials,
                            conv_synthesis=conv_synthesis)
+        # Absent when off: checkpoints from before these options load as they were.
         if noise_bands:
-            self.kwargs["noise_bands"] = noise_bands      # absent: checkpoints from before it load as they were
+            self.kwargs["noise_bands"] = noise_bands
+        if harmonic_frames:
+            self.kwargs["harmonic_frames"] = True
         self.wav_length, self.pad = wav_length, pad
         self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
-                                            clock_harmonics, partials, conv_synthesis, noise_bands)
+                                            clock_harmonics, partials, conv_synthesis, noise_bands, harmonic_frames)
         num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
         self.sequence = SequenceGenerator(num_instruments, dimension, hidden_size, num_layers, num_frames,
                                           velocity_dim, instrument_dim, pitch_dim, time_dim, phase_harmonics)
@@ -101,7 +105,8 @@ def _autoencoder_kwargs(m: ModelConfig) -> dict:
     return dict(dimension=m.dimension, channels=m.channels, kernel_size=m.kernel_size, stride=m.stride,
                 context_size=m.context_size, rewrite_layers=m.rewrite_layers,
                 wav_length=m.wav_length, pad=m.pad, clock_harmonics=m.decoder_harmonics,
-                partials=m.partials, conv_synthesis=m.conv_synthesis, noise_bands=m.noise_bands)
+                partials=m.partials, conv_synthesis=m.conv_synthesis, noise_bands=m.noise_bands,
+                harmonic_frames=m.harmonic_frames)
 
 
 def _encoder_kwargs(m: ModelConfig) -> dict:
