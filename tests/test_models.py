@@ -27,7 +27,7 @@ def test_shapes_through_every_part(preset):
     m = cfg.model
     ae = build_autoencoder(m)
     wav = torch.randn(2, m.wav_length) * 0.1
-    emb = ae.encode(wav)
+    emb = ae.encode(wav, torch.tensor([60, 61]))
     assert emb.shape == (2, m.dimension, cfg.num_frames)
     assert ae(wav, torch.tensor([60, 61])).shape == wav.shape
     seq = build_sequence_generator(m, num_instruments=3)
