@@ -159,6 +159,21 @@ def test_a_clocked_autoencoder_reads_each_windows_clock_at_its_offset():
     torch.testing.assert_close(seen[0], torch.tensor([2.0, 1000 / 256], dtype=torch.float64))
 
 
+NOTES = (torch.tensor([0, 2]), torch.tensor([57, 62]), torch.tensor([1, 3]))
+
+
+def _whole_note_by_every_path(model: SING) -> tuple[torch.Tensor, object]:
+    """The whole notes of NOTES by forward, checked against the GEMM path, a window of it and
+    its bfloat16 weights; returns them and those weights."""
+    whole = model(*NOTES)
+    torch.testing.assert_close(model.synthesize(*NOTES), whole, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(model(*NOTES, span=(1000, 1000 + 16128)), whole[:, 1000:1000 + 16128],
+                               rtol=1e-4, atol=1e-6)
+    bf16 = model.decoder.gemm_weights(torch.bfloat16)
+    torch.testing.assert_close(model.synthesize(*NOTES, weights=bf16), whole, rtol=0.05, atol=2e-3)
+    return whole, bf16
+
+
 @pytest.mark.parametrize("conv_synthesis", [True, False])
 def test_a_decoder_with_partials_plays_them_in_tune_and_its_windows_match_the_whole_note(conv_synthesis):
     torch.manual_seed(0)
@@ -169,14 +184,8 @@ def test_a_decoder_with_partials_plays_them_in_tune_and_its_windows_match_the_wh
         assert float(model.decoder.synthesis.weight.abs().max()) == 0.0
     else:
         assert model.decoder.synthesis is None and model.decoder.gemm_weights().synthesis is None
-    args = (torch.tensor([0, 2]), torch.tensor([57, 62]), torch.tensor([1, 3]))
-    whole = model(*args)
-    torch.testing.assert_close(model.synthesize(*args), whole, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(model(*args, span=(1000, 1000 + 16128)), whole[:, 1000:1000 + 16128],
-                               rtol=1e-4, atol=1e-6)
-    bf16 = model.decoder.gemm_weights(torch.bfloat16)
+    whole, bf16 = _whole_note_by_every_path(model)
     assert bf16.partials.dtype == torch.bfloat16
-    torch.testing.assert_close(model.synthesize(*args, weights=bf16), whole, rtol=0.05, atol=2e-3)
     # Its spectrum peaks at the MIDI pitch's partials: A3 is 220 Hz, 880 samples per 4 periods.
     spectrum = torch.fft.rfft(whole[0, 16000:48000]).abs()[1:]          # without DC (the bias)
     peaks = (torch.topk(spectrum, 6).indices.sort().values + 1).double() * 16000 / 32000
@@ -205,14 +214,9 @@ def test_a_decoder_with_noise_renders_the_same_by_either_path_and_starts_under_i
     torch.manual_seed(0)
     model = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1, partials=6,
                  conv_synthesis=False, noise_bands=8)
-    args = (torch.tensor([0, 2]), torch.tensor([57, 62]), torch.tensor([1, 3]))
-    whole = model(*args)
-    torch.testing.assert_close(model.synthesize(*args), whole, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(model(*args, span=(1000, 1000 + 16128)), whole[:, 1000:1000 + 16128],
-                               rtol=1e-4, atol=1e-6)
-    bf16 = model.decoder.gemm_weights(torch.bfloat16)
+    whole, bf16 = _whole_note_by_every_path(model)
     assert bf16.noise.dtype == torch.bfloat16
-    torch.testing.assert_close(model.synthesize(*args, weights=bf16), whole, rtol=0.05, atol=2e-3)
+    args = NOTES
     # A note renders the same alone or in a batch, and again: the noise's phases are fixed.
     torch.testing.assert_close(model(*(a[1:] for a in args))[0], whole[1], rtol=1e-5, atol=1e-7)
     # At first the noise lies some 30 dB under the partials, so it cannot drown them.
@@ -303,8 +307,7 @@ def test_harmonic_frames_start_as_the_notes_measured_partials_and_play_them_back
     assert float(ae.encode(wav, pitch)[0, 0, 100]) == pytest.approx(math.log(0.2 * math.exp(-centre)) / 4, abs=0.01)
     model = SING(num_instruments=3, dimension=16, channels=16, hidden_size=8, num_layers=1, partials=16,
                  conv_synthesis=False, harmonic_frames=True)
-    args = (torch.tensor([0, 2]), torch.tensor([57, 62]), torch.tensor([1, 3]))
-    torch.testing.assert_close(model.synthesize(*args), model(*args), rtol=1e-4, atol=1e-6)
+    _whole_note_by_every_path(model)
     with pytest.raises(ConfigError, match="harmonic_frames"):
         load_config("tiny", overrides=["model.harmonic_frames=true"])
 
