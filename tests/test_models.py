@@ -319,3 +319,12 @@ def test_a_decoder_needs_its_transposed_conv_or_partials():
         load_config("tiny", overrides=["model.conv_synthesis=false"])
     cfg = load_config("tiny", overrides=["model.conv_synthesis=false", "model.partials=8"])
     assert build_autoencoder(cfg.model).decoder.synthesis is None
+
+
+@pytest.mark.parametrize("preset", ["tiny", "quick", "small"])
+def test_an_autoencoders_recorded_kwargs_are_known_from_its_config(preset):
+    """What a run that takes another run's autoencoder compares: the kwargs its checkpoint
+    records, known from the config alone (options that are off are not named)."""
+    from sing_ray.models.sing import autoencoder_kwargs
+    m = load_config(preset).model
+    assert autoencoder_kwargs(m) == build_autoencoder(m).kwargs

@@ -113,6 +113,16 @@ def _encoder_kwargs(m: ModelConfig) -> dict:
     return dict(analysis_partials=m.analysis_partials) if m.analysis_partials else {}
 
 
+# Options an autoencoder's kwargs (and so its checkpoint) name only when they are on.
+_NAMED_WHEN_ON = ("noise_bands", "analysis_partials", "harmonic_frames")
+
+
+def autoencoder_kwargs(m: ModelConfig) -> dict:
+    """The ``kwargs`` an autoencoder built from ``m`` records in its checkpoint."""
+    kwargs = {**_autoencoder_kwargs(m), **_encoder_kwargs(m)}
+    return {k: v for k, v in kwargs.items() if v or k not in _NAMED_WHEN_ON}
+
+
 def _table_kwargs(m: ModelConfig) -> dict:
     return dict(dimension=m.dimension, hidden_size=m.hidden_size, num_layers=m.num_layers,
                 velocity_dim=m.velocity_dim, instrument_dim=m.instrument_dim, pitch_dim=m.pitch_dim,

@@ -611,17 +611,17 @@ def _adopt_autoencoder(client, parent_id: str, plan: _Plan, source: Path, run_di
     from mlflow.entities import RunTag
 
     from ..checkpoint import load_checkpoint
-    from ..models.sing import _autoencoder_kwargs
+    from ..models.sing import autoencoder_kwargs
     from .embeddings import SUCCESS
 
     model = source / "models" / "autoencoder.pt"
     if not model.is_file():
         raise UserError(f"autoencoder_from {source}: no finished autoencoder there ({model} does not exist)")
     ckpt = load_checkpoint(model)
-    want = _autoencoder_kwargs(plan.cfg.model)
-    have = {k: ckpt.get("kwargs", {}).get(k) for k in want}
+    want, have = autoencoder_kwargs(plan.cfg.model), ckpt.get("kwargs", {})
     if ckpt.get("class") != "Autoencoder" or have != want:
-        differ = ", ".join(f"{k}: {have[k]!r} there, {want[k]!r} here" for k in want if have[k] != want[k])
+        differ = ", ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} here"
+                           for k in sorted(set(want) | set(have)) if have.get(k) != want.get(k))
         raise UserError(f"autoencoder_from {model}: not an autoencoder of this config's sizes ({differ or ckpt.get('class')})")
     final = run_dir / "models" / "autoencoder.pt"
     final.parent.mkdir(parents=True, exist_ok=True)
