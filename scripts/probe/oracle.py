@@ -7,7 +7,11 @@ the decoder's own synthesis (:func:`partial_windows`, :func:`noise_windows`). Wh
 what no training of this form can remove, so it bounds what the model can reach:
 
     python scripts/probe/oracle.py DATASET [--split test] [--partials 64] [--noise-bands 0]
-                                   [--subharmonic] [--steps 300]
+                                   [--subharmonic] [--steps 300] [--measured]
+
+--measured fits nothing: each frame's amplitudes are the partials' magnitudes measured in the
+real note (:func:`partial_magnitudes`), played straight back, as an untrained autoencoder with
+harmonic frames does.
 
 --subharmonic plays the partials of the octave below the MIDI pitch (twice as many, so the
 same top frequency): every k * f0 / 2, which reaches a sub-octave and partials between the
@@ -26,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from sing_ray.data.dataset import decode_audio
-from sing_ray.dsp import log_power, unpad_wav
-from sing_ray.models.autoencoder import ConvolutionalDecoder, noise_windows, partial_windows
+from sing_ray.dsp import log_power, pad_wav, unpad_wav
+from sing_ray.models.autoencoder import ConvolutionalDecoder, noise_windows, partial_magnitudes, partial_windows
 
 PAD = 2304
 
@@ -61,6 +65,13 @@ def fit(wav: torch.Tensor, pitch: torch.Tensor, partials: int, noise_bands: int,
         return render()
 
 
+def measured(wav: torch.Tensor, pitch: torch.Tensor, partials: int) -> torch.Tensor:
+    """(B, 64000) real notes -> their partials, measured per frame and played back."""
+    decoder = ConvolutionalDecoder(dimension=4, channels=8, partials=partials, conv_synthesis=False)
+    amplitudes = partial_magnitudes(pad_wav(wav, PAD), pitch, partials).transpose(1, 2)
+    return unpad_wav(decoder._overlap_add(partial_windows(amplitudes, pitch, 0)), PAD)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dataset")
@@ -69,6 +80,7 @@ def main() -> None:
     p.add_argument("--noise-bands", type=int, default=0)
     p.add_argument("--subharmonic", action="store_true")
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--measured", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -80,12 +92,15 @@ def main() -> None:
     partials = args.partials * (2 if args.subharmonic else 1)
     played = pitch - 12 if args.subharmonic else pitch
     start = time.perf_counter()
-    out = torch.cat([fit(wav[i:i + 16], played[i:i + 16], partials, args.noise_bands, args.steps)
-                     for i in range(0, len(ins), 16)])
+    with torch.set_grad_enabled(not args.measured):
+        out = torch.cat([measured(wav[i:i + 16], played[i:i + 16], partials) if args.measured
+                         else fit(wav[i:i + 16], played[i:i + 16], partials, args.noise_bands, args.steps)
+                         for i in range(0, len(ins), 16)])
     err = (log_power(out) - log_power(wav)).abs().mean(dim=(1, 2)).numpy()
     err0 = (log_power(torch.zeros_like(wav)) - log_power(wav)).abs().mean(dim=(1, 2)).numpy()
+    how = "measured" if args.measured else f"{args.noise_bands} noise bands, {args.steps} steps"
     print(f"{len(ins)} {args.split} notes, {partials} partials{' an octave down' if args.subharmonic else ''}, "
-          f"{args.noise_bands} noise bands, {args.steps} steps ({time.perf_counter() - start:.0f} s): "
+          f"{how} ({time.perf_counter() - start:.0f} s): "
           f"spectral L1 {err.mean():.4f}, silence's {err0.mean():.4f} ({err.mean() / err0.mean():.2f} x)")
     for name in sorted(set(ins)):
         idx = [i for i, x in enumerate(ins) if x == name]
