@@ -55,6 +55,9 @@ class ModelConfig:
     # Partials whose phase at each frame the LSTM is given (cos, sin): 0 is the paper's SING;
     # see SequenceGenerator and docs/training.md ("Why the model made no notes").
     phase_harmonics: int = 0
+    # The MIDI pitch as N cosine and sine pairs of periods 24, 48, ... semitones, beside its
+    # table, in the LSTM's input (0: the paper's table alone); SequenceGenerator, docs/training.md.
+    pitch_features: int = 0
     # Partials whose phase at each frame the decoder is given beside the frame (0: the paper):
     # the decoder then turns the partials itself (ConvolutionalDecoder, docs/training.md).
     decoder_harmonics: int = 0
@@ -174,7 +177,7 @@ class Config:
             if getattr(m, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(m, name)}")
         for name in ("velocity_dim", "instrument_dim", "pitch_dim", "time_dim", "rewrite_layers", "pad",
-                     "phase_harmonics", "decoder_harmonics", "partials", "noise_bands",
+                     "phase_harmonics", "pitch_features", "decoder_harmonics", "partials", "noise_bands",
                      "analysis_partials"):
             if getattr(m, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(m, name)}")

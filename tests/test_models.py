@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sing_ray.config import ConfigError, load_config
-from sing_ray.models.sequence import phase_clock
+from sing_ray.models.sequence import phase_clock, pitch_waves
 from sing_ray.models import (SING, Autoencoder, ConvolutionalDecoder, SequenceGenerator, build_autoencoder,
                              build_sequence_generator, build_sing, num_parameters)
 
@@ -126,6 +126,24 @@ def test_phase_clock_of_a_window_continues_the_whole_notes():
     f0 = 440 * 2 ** ((61 - 69) / 12)
     angle = 2 * math.pi * f0 * 256 / 16000 * (2.5 + torch.arange(5, dtype=torch.float64))
     torch.testing.assert_close(half[0, :, 0], torch.cos(angle).float(), atol=1e-5, rtol=0)
+
+
+def test_pitch_waves_are_smooth_in_pitch_and_feed_the_lstm_beside_the_table():
+    """Neighbouring pitches get nearby features, an octave turns the 24-semitone pair by half."""
+    waves = pitch_waves(torch.arange(128), 3)
+    assert waves.shape == (128, 6)
+    step = (waves[1:] - waves[:-1]).norm(dim=-1)
+    assert step.max() < 0.35 and step.min() > 0.1
+    torch.testing.assert_close(waves[72, [0, 3]], -waves[60, [0, 3]], atol=1e-5, rtol=0)
+    cfg = load_config("tiny", overrides=["model.pitch_features=3"])
+    seq = build_sequence_generator(cfg.model, num_instruments=2)
+    plain = build_sequence_generator(load_config("tiny").model, num_instruments=2)
+    assert seq.lstm.input_size == plain.lstm.input_size + 6
+    assert seq.kwargs["pitch_features"] == 3 and "pitch_features" not in plain.kwargs
+    sing = build_sing(cfg.model, num_instruments=2)
+    assert SING(**sing.kwargs).sequence.lstm.input_size == seq.lstm.input_size
+    with pytest.raises(ConfigError, match="model.pitch_features"):
+        load_config("tiny", overrides=["model.pitch_features=-1"])
 
 
 def test_a_clocked_decoder_needs_the_pitch_and_its_windows_match_the_whole_note():

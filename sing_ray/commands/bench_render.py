@@ -69,7 +69,8 @@ def flops_per_note(kwargs: dict) -> float:
     last = min(num_frames - 1, (stop - 1) // stride)
     steps = min(num_frames, last + context // 2 + 1)
     hidden, layers, dim, channels = k["hidden_size"], k["num_layers"], k["dimension"], k["channels"]
-    inputs = k["velocity_dim"] + k["instrument_dim"] + k["pitch_dim"] + k["time_dim"]
+    inputs = (k["velocity_dim"] + k["instrument_dim"] + k["pitch_dim"] + k["time_dim"]
+              + 2 * k.get("phase_harmonics", 0) + 2 * k.get("pitch_features", 0))
     lstm = sum(2 * 4 * hidden * ((inputs if layer == 0 else hidden) + hidden) for layer in range(layers))
     per_step = lstm + 2 * hidden * dim
     per_frame = 2 * dim * context * channels + k["rewrite_layers"] * 2 * channels * channels + 2 * channels * kernel

@@ -42,6 +42,22 @@ def phase_clock(pitch: torch.Tensor, start: int | float | torch.Tensor, length: 
     return torch.cat([torch.cos(angle) * audible, torch.sin(angle) * audible], dim=-1).float()
 
 
+def pitch_waves(pitch: torch.Tensor, count: int) -> torch.Tensor:
+    """The MIDI pitch as ``count`` cosine and sine pairs of periods 24, 48, 96, ... semitones.
+
+    Neighbouring pitches get nearby values and the pitch a semitone up is the same turn in
+    every register, unlike a lookup table whose rows are learnt apart. Deterministic, no weights.
+
+    Args:
+        pitch: (B,) MIDI pitches.
+    Returns:
+        (B, 2 count).
+    """
+    period = 24.0 * 2.0 ** torch.arange(count, dtype=torch.float32, device=pitch.device)   # (N,)
+    angle = 2 * math.pi * pitch.float()[:, None] / period[None, :]
+    return torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)
+
+
 SAMPLE_RATE = 16000    # partials above half of it are left out of the clock
 FRAME_HOP = 256 / SAMPLE_RATE
 
@@ -66,23 +82,31 @@ class SequenceGenerator(nn.Module):
             other than a multiple of 62.5 Hz has to turn its partials' phase from frame to
             frame; without the clock the LSTM must learn that oscillator for every pitch,
             which it does not in minutes of training (docs/training.md).
+        pitch_features: N > 0 adds :func:`pitch_waves` to the note embedding (2 N inputs per
+            step): the pitch as smooth functions, beside its table. Not in the paper (0 there).
+            An instrument's held-out pitches then lie between the pitches it was trained on.
     """
 
     def __init__(self, num_instruments: int, dimension: int = 128, hidden_size: int = 1024,
                  num_layers: int = 3, num_frames: int = 265, velocity_dim: int = 2,
-                 instrument_dim: int = 16, pitch_dim: int = 8, time_dim: int = 4, phase_harmonics: int = 0):
+                 instrument_dim: int = 16, pitch_dim: int = 8, time_dim: int = 4, phase_harmonics: int = 0,
+                 pitch_features: int = 0):
         super().__init__()
+        if pitch_features < 0:
+            raise ValueError(f"pitch_features must be >= 0, got {pitch_features}")
         self.kwargs = dict(num_instruments=num_instruments, dimension=dimension, hidden_size=hidden_size,
                            num_layers=num_layers, num_frames=num_frames, velocity_dim=velocity_dim,
                            instrument_dim=instrument_dim, pitch_dim=pitch_dim, time_dim=time_dim,
                            phase_harmonics=phase_harmonics)
+        if pitch_features:     # absent when off: checkpoints from before the option load as they were
+            self.kwargs["pitch_features"] = pitch_features
         self.num_frames, self.num_instruments = num_frames, num_instruments
-        self.phase_harmonics = phase_harmonics
+        self.phase_harmonics, self.pitch_features = phase_harmonics, pitch_features
         self.velocity = nn.Embedding(NUM_VELOCITIES, velocity_dim) if velocity_dim else None
         self.instrument = nn.Embedding(num_instruments, instrument_dim) if instrument_dim else None
         self.pitch = nn.Embedding(NUM_PITCHES, pitch_dim) if pitch_dim else None
         self.time = nn.Embedding(num_frames, time_dim) if time_dim else None
-        input_size = velocity_dim + instrument_dim + pitch_dim + time_dim + 2 * phase_harmonics
+        input_size = velocity_dim + instrument_dim + pitch_dim + 2 * pitch_features + time_dim + 2 * phase_harmonics
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
         self.output = nn.Linear(hidden_size, dimension)
 
@@ -94,7 +118,7 @@ class SequenceGenerator(nn.Module):
             instrument, pitch, velocity: (B,) long; velocity is an index in NSynth's 5 velocities.
             instrument_embedding: (B, instrument_dim) to use instead of the table (timbre mixing).
         Returns:
-            (B, velocity_dim + instrument_dim + pitch_dim).
+            (B, velocity_dim + instrument_dim + pitch_dim + 2 pitch_features).
         """
         parts = []
         if self.velocity is not None:
@@ -103,6 +127,8 @@ class SequenceGenerator(nn.Module):
             parts.append(self.instrument(instrument) if instrument_embedding is None else instrument_embedding)
         if self.pitch is not None:
             parts.append(self.pitch(pitch))
+        if self.pitch_features:
+            parts.append(pitch_waves(pitch, self.pitch_features))
         return torch.cat(parts, dim=-1) if parts else torch.zeros(len(pitch), 0, device=pitch.device)
 
     def forward(self, instrument: torch.Tensor, pitch: torch.Tensor, velocity: torch.Tensor,
