@@ -125,6 +125,11 @@ class TrainConfig:
     mrstft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64)
     mrstft_eps: float = 1e-7      # floor of the power |STFT|^2 before the log (auraloss's eps)
     truncated_steps: int = 32     # truncated back-propagation through time (sequence phase)
+    # Not in the paper: with model.harmonic_frames, the sequence phase adds this weight times
+    # an L1 between the predicted and the encoded frames' levels (the log RMS of the partials
+    # each frame plays; FrameLoss). MSE on log magnitudes alone is led by the many quiet
+    # partials and leaves the loud ones, which set the note's level, short (docs/training.md).
+    sequence_loudness: float = 0.0
     seed: int = 1234
     num_examples: int = 4         # generated notes logged per phase
     autoencoder: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=50))
@@ -288,7 +293,12 @@ def _validate_loss(t: "TrainConfig", m: "ModelConfig") -> None:
             terms.update(parse_loss(t.phase(phase).loss, f"train.{phase}.loss"))
     if t.sequence.loss:
         raise ConfigError("train.sequence.loss: the sequence phase fits the encoder's embeddings with MSE; "
-                          "its loss cannot be set")
+                          "its loss cannot be set (train.sequence_loudness adds a level term)")
+    if not t.sequence_loudness >= 0:
+        raise ConfigError(f"train.sequence_loudness must be >= 0, got {t.sequence_loudness}")
+    if t.sequence_loudness and not m.harmonic_frames:
+        raise ConfigError("train.sequence_loudness needs model.harmonic_frames: only then do the frames "
+                          "say how loud each partial is")
     if t.spectral_distance not in SPECTRAL_DISTANCES:
         raise ConfigError(
             f"train.spectral_distance: {t.spectral_distance!r} is not one of "

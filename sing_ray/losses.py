@@ -148,6 +148,41 @@ class LoudnessLoss(nn.Module):
         return f"weighting={self.weighting!r}"
 
 
+def frame_levels(frames: torch.Tensor, scale: float) -> torch.Tensor:
+    """The level of each harmonic frame: the natural log of the RMS of the partials it plays.
+
+    Partial ``k`` of a frame has amplitude ``exp(scale * frames[:, k])`` (harmonic frames,
+    :class:`~sing_ray.models.ConvolutionalDecoder`), so the frame's level is
+    ``0.5 * log(sum_k exp(2 * scale * frames[:, k]))``, its gradient shared among the partials
+    in proportion to their power.
+
+    Args:
+        frames: (B, D, F). Returns: (B, F).
+    """
+    return 0.5 * torch.logsumexp(2.0 * scale * frames.float(), dim=1)
+
+
+class FrameLoss(nn.Module):
+    """The sequence phase's loss: MSE between frames, plus ``loudness`` times the L1 between
+    their :func:`frame_levels` (harmonic frames only; 0 is the paper's MSE alone)."""
+
+    def __init__(self, loudness: float = 0.0, scale: float = 4.0):
+        super().__init__()
+        if not loudness >= 0:
+            raise ValueError(f"loudness must be >= 0, got {loudness}")
+        self.loudness, self.scale = loudness, scale
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Args: (B, D, F) frames. Returns: scalar."""
+        loss = F.mse_loss(output, target)
+        if self.loudness:
+            loss = loss + self.loudness * F.l1_loss(frame_levels(output, self.scale), frame_levels(target, self.scale))
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"loudness={self.loudness}"
+
+
 class WeightedLoss(nn.Module):
     """A weighted sum of named loss terms: ``sum(weight * term(output, target))``.
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from sing_ray import dsp
-from sing_ray.config import Config, ConfigError, TrainConfig
+from sing_ray.config import Config, ConfigError, TrainConfig, load_config
 from sing_ray.losses import (LoudnessLoss, MRSTFTLoss, SpectralLoss, build_loss, build_loss_terms, spectral_loss,
                              table1_metrics, wav_loss)
 
@@ -196,3 +196,29 @@ def test_near_silent_output_is_pushed_towards_the_target():
     assert rms(louder) > 1.3 * rms(silent)
     assert spectral < 1e-3
 
+
+
+def test_frame_levels_are_the_partials_rms_and_the_sequence_term_lifts_quiet_loud_partials():
+    """The level of harmonic frames follows the loudest partials; MSE alone barely sees them."""
+    from sing_ray.losses import FrameLoss, frame_levels
+    one = torch.full((1, 4, 3), -10.0)
+    one[:, 0] = 0.25                                    # one partial at amplitude e^1, the rest ~0
+    torch.testing.assert_close(frame_levels(one, 4.0), torch.ones(1, 3), atol=1e-4, rtol=0)
+    two = torch.zeros(1, 2, 1)                          # two partials at amplitude 1: RMS sqrt(2)
+    torch.testing.assert_close(frame_levels(two, 4.0), torch.full((1, 1), 0.5 * math.log(2)))
+    # A note whose one loud partial comes out 0.5 (a factor e^2, 17 dB) short among 63 quiet
+    # ones that are right: the level term pulls that partial about 250 times harder than MSE.
+    target = torch.full((2, 64, 10), -2.0)
+    target[:, 0] = 0.0
+    out = target.clone()
+    out[:, 0] = -0.5
+    grads = {}
+    for w in (0.0, 1.0):
+        x = out.clone().requires_grad_(True)
+        FrameLoss(w, 4.0)(x, target).backward()
+        grads[w] = x.grad[:, 0].mean().item()
+    assert grads[0.0] < 0 and grads[1.0] / grads[0.0] > 200
+    torch.testing.assert_close(FrameLoss(0.0)(out, target), F.mse_loss(out, target))
+    with pytest.raises(ConfigError, match="harmonic_frames"):
+        load_config("tiny", overrides=["train.sequence_loudness=0.1"])
+    assert load_config("quick", overrides=["train.sequence_loudness=0.1"]).train.sequence_loudness == 0.1

@@ -43,13 +43,13 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, load_model, save_checkpoint
 from ..config import Config, config_from_dict
 from ..nsynth import SILENT_PEAK
-from ..losses import build_loss
+from ..losses import FrameLoss, build_loss
 from ..models import build_autoencoder, build_sequence_generator, build_sing
+from ..models.autoencoder import HARMONIC_SCALE
 from ..runtime import keep_freed_memory
 from .faults import FaultInjector
 from .steps import (MetricSums, NonFiniteLoss, autoencoder_step, check_finite, finetune_step, sequence_step,
@@ -301,8 +301,8 @@ def _sequence_spec(worker: Worker) -> PhaseSpec:
     def build(w):
         return build_sequence_generator(w.cfg.model, num_instruments=len(w.loop["instruments"]))
 
-    return PhaseSpec(build=build, train_batch=train_batch, predict=predict, loss_fn=F.mse_loss,
-                     with_embedding=True)
+    return PhaseSpec(build=build, train_batch=train_batch, predict=predict,
+                     loss_fn=FrameLoss(worker.cfg.train.sequence_loudness, HARMONIC_SCALE), with_embedding=True)
 
 
 def _finetune_spec(worker: Worker) -> PhaseSpec:
