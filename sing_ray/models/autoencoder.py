@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..dsp import hann_window, pad_wav, unpad_wav
-from .sequence import SAMPLE_RATE, midi_hz, phase_clock
+from .sequence import SAMPLE_RATE, midi_hz, options_when_on, phase_clock
 
 # Starting level of every partial's amplitude, softplus(-5) = 0.0067: 16 partials of that size
 # sum to about -33 dBFS RMS, the level of the SoundFont datasets' notes.
@@ -287,11 +287,7 @@ class ConvolutionalDecoder(nn.Module):
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers, clock_harmonics=clock_harmonics,
                            partials=partials, conv_synthesis=conv_synthesis)
-        # Absent when off: checkpoints from before these options load as they were.
-        if noise_bands:
-            self.kwargs["noise_bands"] = noise_bands
-        if harmonic_frames:
-            self.kwargs["harmonic_frames"] = True
+        self.kwargs.update(options_when_on(noise_bands=noise_bands, harmonic_frames=harmonic_frames))
         self.harmonic_frames = harmonic_frames
         self.kernel_size, self.stride = kernel_size, stride
         self.clock_harmonics = clock_harmonics
@@ -516,10 +512,7 @@ class ConvolutionalEncoder(nn.Module):
                              f"dimension ({dimension})")
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            rewrite_layers=rewrite_layers)
-        if analysis_partials:
-            self.kwargs["analysis_partials"] = analysis_partials
-        if harmonic_frames:
-            self.kwargs["harmonic_frames"] = True
+        self.kwargs.update(options_when_on(analysis_partials=analysis_partials, harmonic_frames=harmonic_frames))
         self.harmonic_frames = harmonic_frames
         self.kernel_size, self.stride, self.analysis_partials = kernel_size, stride, analysis_partials
         self.analysis = (nn.Conv1d(analysis_partials, channels, 1) if analysis_partials
@@ -556,13 +549,8 @@ class Autoencoder(nn.Module):
                            context_size=context_size, rewrite_layers=rewrite_layers,
                            wav_length=wav_length, pad=pad, clock_harmonics=clock_harmonics, partials=partials,
                            conv_synthesis=conv_synthesis)
-        # Absent when 0: checkpoints from before these options load as they were.
-        if noise_bands:
-            self.kwargs["noise_bands"] = noise_bands
-        if analysis_partials:
-            self.kwargs["analysis_partials"] = analysis_partials
-        if harmonic_frames:
-            self.kwargs["harmonic_frames"] = True
+        self.kwargs.update(options_when_on(noise_bands=noise_bands, analysis_partials=analysis_partials,
+                                           harmonic_frames=harmonic_frames))
         self.wav_length, self.pad = wav_length, pad
         self.encoder = ConvolutionalEncoder(dimension, channels, kernel_size, stride, rewrite_layers,
                                             analysis_partials, harmonic_frames)

@@ -42,6 +42,12 @@ def phase_clock(pitch: torch.Tensor, start: int | float | torch.Tensor, length: 
     return torch.cat([torch.cos(angle) * audible, torch.sin(angle) * audible], dim=-1).float()
 
 
+def options_when_on(**options) -> dict:
+    """The options that are on, for a model's recorded ``kwargs``: one that is off is left out,
+    so that checkpoints from before the option existed load as they were."""
+    return {name: value for name, value in options.items() if value}
+
+
 def pitch_waves(pitch: torch.Tensor, count: int) -> torch.Tensor:
     """The MIDI pitch as ``count`` cosine and sine pairs of periods 24, 48, 96, ... semitones.
 
@@ -98,8 +104,7 @@ class SequenceGenerator(nn.Module):
                            num_layers=num_layers, num_frames=num_frames, velocity_dim=velocity_dim,
                            instrument_dim=instrument_dim, pitch_dim=pitch_dim, time_dim=time_dim,
                            phase_harmonics=phase_harmonics)
-        if pitch_features:     # absent when off: checkpoints from before the option load as they were
-            self.kwargs["pitch_features"] = pitch_features
+        self.kwargs.update(options_when_on(pitch_features=pitch_features))
         self.num_frames, self.num_instruments = num_frames, num_instruments
         self.phase_harmonics, self.pitch_features = phase_harmonics, pitch_features
         self.velocity = nn.Embedding(NUM_VELOCITIES, velocity_dim) if velocity_dim else None

@@ -7,7 +7,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..dsp import unpad_wav
 from .autoencoder import Autoencoder, ConvolutionalDecoder, DecoderGemmWeights
-from .sequence import SequenceGenerator
+from .sequence import SequenceGenerator, options_when_on
 
 
 class SING(nn.Module):
@@ -32,13 +32,8 @@ class SING(nn.Module):
                            time_dim=time_dim, wav_length=wav_length, pad=pad, phase_harmonics=phase_harmonics,
                            clock_harmonics=clock_harmonics, partials=partials,
                            conv_synthesis=conv_synthesis)
-        # Absent when off: checkpoints from before these options load as they were.
-        if noise_bands:
-            self.kwargs["noise_bands"] = noise_bands
-        if harmonic_frames:
-            self.kwargs["harmonic_frames"] = True
-        if pitch_features:
-            self.kwargs["pitch_features"] = pitch_features
+        self.kwargs.update(options_when_on(noise_bands=noise_bands, harmonic_frames=harmonic_frames,
+                                           pitch_features=pitch_features))
         self.wav_length, self.pad = wav_length, pad
         self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
                                             clock_harmonics, partials, conv_synthesis, noise_bands, harmonic_frames)
