@@ -58,6 +58,8 @@ class ModelConfig:
     # The MIDI pitch as N cosine and sine pairs of periods 24, 48, ... semitones, beside its
     # table, in the LSTM's input (0: the paper's table alone); SequenceGenerator, docs/training.md.
     pitch_features: int = 0
+    # Dropout between the LSTM's layers in training (0: the paper, none); needs num_layers > 1.
+    lstm_dropout: float = 0.0
     # Partials whose phase at each frame the decoder is given beside the frame (0: the paper):
     # the decoder then turns the partials itself (ConvolutionalDecoder, docs/training.md).
     decoder_harmonics: int = 0
@@ -186,6 +188,11 @@ class Config:
                      "analysis_partials"):
             if getattr(m, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(m, name)}")
+        if not 0 <= m.lstm_dropout < 1:
+            raise ConfigError(f"model.lstm_dropout must be in [0, 1), got {m.lstm_dropout}")
+        if m.lstm_dropout and m.num_layers < 2:
+            raise ConfigError(f"model.lstm_dropout drops between LSTM layers: it needs model.num_layers >= 2, "
+                              f"got {m.num_layers}")
         if m.harmonic_frames and not (m.dimension == m.partials == m.analysis_partials and not m.conv_synthesis):
             raise ConfigError(
                 f"model.harmonic_frames needs model.dimension ({m.dimension}), model.partials ({m.partials}) and "

@@ -146,6 +146,24 @@ def test_pitch_waves_are_smooth_in_pitch_and_feed_the_lstm_beside_the_table():
         load_config("tiny", overrides=["model.pitch_features=-1"])
 
 
+def test_lstm_dropout_acts_in_training_only_and_is_recorded_when_on():
+    cfg = load_config("small", overrides=["model.lstm_dropout=0.5"])
+    sing = build_sing(cfg.model, num_instruments=2)
+    assert sing.sequence.lstm.dropout == 0.5 and sing.kwargs["lstm_dropout"] == 0.5
+    assert "lstm_dropout" not in build_sing(load_config("small").model, num_instruments=2).kwargs
+    assert SING(**sing.kwargs).sequence.lstm.dropout == 0.5
+    args = torch.tensor([0, 1]), torch.tensor([48, 60]), torch.tensor([2, 3])
+    torch.manual_seed(0)
+    train_a, train_b = sing.sequence(*args), sing.sequence(*args)
+    assert not torch.equal(train_a, train_b)
+    sing.eval()
+    torch.testing.assert_close(sing.sequence(*args), sing.sequence(*args))
+    with pytest.raises(ConfigError, match="num_layers >= 2"):
+        load_config("quick", overrides=["model.lstm_dropout=0.2"])
+    with pytest.raises(ConfigError, match=r"lstm_dropout must be in \[0, 1\)"):
+        load_config("small", overrides=["model.lstm_dropout=1"])
+
+
 def test_a_clocked_decoder_needs_the_pitch_and_its_windows_match_the_whole_note():
     torch.manual_seed(0)
     model = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1, clock_harmonics=4)

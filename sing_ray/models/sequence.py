@@ -91,20 +91,24 @@ class SequenceGenerator(nn.Module):
         pitch_features: N > 0 adds :func:`pitch_waves` to the note embedding (2 N inputs per
             step): the pitch as smooth functions, beside its table. Not in the paper (0 there).
             An instrument's held-out pitches then lie between the pitches it was trained on.
+        lstm_dropout: dropout on the outputs of each LSTM layer but the last, in training
+            (``nn.LSTM``'s ``dropout``; needs ``num_layers`` > 1). Not in the paper (0 there).
     """
 
     def __init__(self, num_instruments: int, dimension: int = 128, hidden_size: int = 1024,
                  num_layers: int = 3, num_frames: int = 265, velocity_dim: int = 2,
                  instrument_dim: int = 16, pitch_dim: int = 8, time_dim: int = 4, phase_harmonics: int = 0,
-                 pitch_features: int = 0):
+                 pitch_features: int = 0, lstm_dropout: float = 0.0):
         super().__init__()
         if pitch_features < 0:
             raise ValueError(f"pitch_features must be >= 0, got {pitch_features}")
+        if not 0 <= lstm_dropout < 1:
+            raise ValueError(f"lstm_dropout must be in [0, 1), got {lstm_dropout}")
         self.kwargs = dict(num_instruments=num_instruments, dimension=dimension, hidden_size=hidden_size,
                            num_layers=num_layers, num_frames=num_frames, velocity_dim=velocity_dim,
                            instrument_dim=instrument_dim, pitch_dim=pitch_dim, time_dim=time_dim,
                            phase_harmonics=phase_harmonics)
-        self.kwargs.update(options_when_on(pitch_features=pitch_features))
+        self.kwargs.update(options_when_on(pitch_features=pitch_features, lstm_dropout=lstm_dropout))
         self.num_frames, self.num_instruments = num_frames, num_instruments
         self.phase_harmonics, self.pitch_features = phase_harmonics, pitch_features
         self.velocity = nn.Embedding(NUM_VELOCITIES, velocity_dim) if velocity_dim else None
@@ -112,7 +116,8 @@ class SequenceGenerator(nn.Module):
         self.pitch = nn.Embedding(NUM_PITCHES, pitch_dim) if pitch_dim else None
         self.time = nn.Embedding(num_frames, time_dim) if time_dim else None
         input_size = velocity_dim + instrument_dim + pitch_dim + 2 * pitch_features + time_dim + 2 * phase_harmonics
-        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True,
+                            dropout=lstm_dropout if num_layers > 1 else 0.0)
         self.output = nn.Linear(hidden_size, dimension)
 
     def note_embedding(self, instrument: torch.Tensor, pitch: torch.Tensor, velocity: torch.Tensor,

@@ -23,7 +23,7 @@ class SING(nn.Module):
                  velocity_dim: int = 2, instrument_dim: int = 16, pitch_dim: int = 8, time_dim: int = 4,
                  wav_length: int = 64000, pad: int = 2304, phase_harmonics: int = 0, clock_harmonics: int = 0,
                  partials: int = 0, conv_synthesis: bool = True, noise_bands: int = 0,
-                 harmonic_frames: bool = False, pitch_features: int = 0):
+                 harmonic_frames: bool = False, pitch_features: int = 0, lstm_dropout: float = 0.0):
         super().__init__()
         self.kwargs = dict(num_instruments=num_instruments, dimension=dimension, channels=channels,
                            kernel_size=kernel_size, stride=stride, context_size=context_size,
@@ -33,14 +33,14 @@ class SING(nn.Module):
                            clock_harmonics=clock_harmonics, partials=partials,
                            conv_synthesis=conv_synthesis)
         self.kwargs.update(options_when_on(noise_bands=noise_bands, harmonic_frames=harmonic_frames,
-                                           pitch_features=pitch_features))
+                                           pitch_features=pitch_features, lstm_dropout=lstm_dropout))
         self.wav_length, self.pad = wav_length, pad
         self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
                                             clock_harmonics, partials, conv_synthesis, noise_bands, harmonic_frames)
         num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
         self.sequence = SequenceGenerator(num_instruments, dimension, hidden_size, num_layers, num_frames,
                                           velocity_dim, instrument_dim, pitch_dim, time_dim, phase_harmonics,
-                                          pitch_features)
+                                          pitch_features, lstm_dropout)
 
     @property
     def num_frames(self) -> int:
@@ -125,7 +125,7 @@ def _table_kwargs(m: ModelConfig) -> dict:
     return dict(dimension=m.dimension, hidden_size=m.hidden_size, num_layers=m.num_layers,
                 velocity_dim=m.velocity_dim, instrument_dim=m.instrument_dim, pitch_dim=m.pitch_dim,
                 time_dim=m.time_dim, phase_harmonics=m.phase_harmonics,
-                **(dict(pitch_features=m.pitch_features) if m.pitch_features else {}))
+                **options_when_on(pitch_features=m.pitch_features, lstm_dropout=m.lstm_dropout))
 
 
 def build_autoencoder(m: ModelConfig) -> Autoencoder:

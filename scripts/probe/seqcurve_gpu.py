@@ -1,0 +1,143 @@
+"""How far more sequence epochs take a run's SING: the sequence phase alone, on a GPU.
+
+`pack` (here, no GPU): a finished run's train embeddings, its autoencoder and the held-out
+notes of its dataset, into one file small enough to carry (embeddings in float16):
+
+    PYTHONPATH=. python scripts/probe/seqcurve_gpu.py pack runs/N DATASET OUT.pt
+
+`curve` (on the GPU): trains the run's sequence generator afresh as the pipeline does (its
+config's LSTM, Adam, batch, truncated BPTT, the rate's cosine to lr_final over EPOCHS), once
+per EPOCHS given, the runs side by side in processes; every --every epochs it decodes the
+held-out notes with the run's frozen decoder and prints the spectral L1 (Table 1's, the paper's
+log(1 + |STFT|^2)) against an all-zero output's, the median level difference and the notes
+under -60 dBFS:
+
+    PYTHONPATH=. python scripts/probe/seqcurve_gpu.py curve OUT.pt --epochs 80,160,320 --every 40
+
+No pitch tracking (librosa may be absent there): with harmonic frames every note plays at its
+MIDI pitch.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def pack(run: str, dataset: str, out: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sing_ray.checkpoint import load_checkpoint
+    from sing_ray.data.dataset import decode_audio
+    from sing_ray.nsynth import velocity_index
+
+    seq = load_checkpoint(f"{run}/models/sequence.pt")
+    vocab = list(seq["extra"]["instruments"])
+    emb = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(f"{run}/embeddings/train/*.parquet"))])
+    frames = np.stack([np.asarray(x, dtype=np.float32) for x in emb.column("embedding").to_numpy(zero_copy_only=False)])
+    shape = json.loads(emb.schema.field("embedding").metadata[b"ARROW:extension:metadata"])   # [D, frames]
+    frames = frames.reshape(len(frames), *shape)
+    test = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(f"{dataset}/notes/part-test-*.parquet"))])
+    wav = decode_audio(test.column("audio"))
+    torch.save({
+        "config": seq["config"], "instruments": vocab,
+        "autoencoder": open(f"{run}/models/autoencoder.pt", "rb").read(),
+        "train": {"instrument": torch.tensor(emb.column("instrument").to_pylist()),
+                  "pitch": torch.tensor(emb.column("pitch").to_pylist()),
+                  "velocity": torch.tensor([velocity_index(v) for v in emb.column("velocity").to_pylist()]),
+                  "frames": torch.from_numpy(frames).half()},
+        "test": {"instrument": torch.tensor([vocab.index(x) for x in test.column("instrument_str").to_pylist()]),
+                 "pitch": torch.tensor(test.column("pitch").to_pylist()),
+                 "velocity": torch.tensor([velocity_index(v) for v in test.column("velocity").to_pylist()]),
+                 "wav": torch.from_numpy(np.round(wav * 32767).astype(np.int16))},
+    }, out)
+    print(f"{out}: {len(frames)} train embeddings {tuple(frames.shape[1:])}, {len(wav)} test notes")
+
+
+def one_curve(path: str, epochs: int, every: int, seed: int) -> None:
+    from sing_ray.checkpoint import load_model
+    from sing_ray.config import config_from_dict
+    from sing_ray.dsp import log_power
+    from sing_ray.models import build_sequence_generator
+
+    torch.manual_seed(seed)
+    dev = torch.device(os.environ.get("DEVICE", "cuda"))   # DEVICE=cpu only to try the script
+    data = torch.load(path, weights_only=False)
+    cfg = config_from_dict(data["config"])
+    phase = cfg.train.sequence
+    schedule = dataclasses.replace(phase, epochs=epochs)      # the rate's cosine over this many epochs
+    ae, _ = load_model(data["autoencoder"], map_location=dev)
+    ae.eval()
+    tr = {k: v.to(dev) for k, v in data["train"].items()}
+    tr["frames"] = tr["frames"].float()
+    te = {k: v.to(dev) for k, v in data["test"].items()}
+    real = te["wav"].float() / 32767
+    seq = build_sequence_generator(cfg.model, len(data["instruments"])).to(dev)
+    opt = torch.optim.Adam(seq.parameters(), lr=phase.lr)
+    n, steps = len(tr["pitch"]), cfg.train.truncated_steps
+    silence = (log_power(torch.zeros_like(real)) - log_power(real)).abs().mean().item()
+    rms_real = 10 * torch.log10(real.square().mean(-1) + 1e-20)
+    t0 = time.time()
+    for epoch in range(1, epochs + 1):
+        for g in opt.param_groups:
+            g["lr"] = schedule.epoch_lr(epoch)
+        seq.train()
+        order = torch.randperm(n, device=dev)
+        for b in range(0, n - phase.batch_size + 1, phase.batch_size):
+            idx = order[b:b + phase.batch_size]
+            target, hidden = tr["frames"][idx], None
+            for start in range(0, target.shape[-1], steps):
+                length = min(steps, target.shape[-1] - start)
+                opt.zero_grad(set_to_none=True)
+                out, hidden = seq(tr["instrument"][idx], tr["pitch"][idx], tr["velocity"][idx], start=start,
+                                  length=length, hidden=hidden, return_hidden=True)
+                torch.nn.functional.mse_loss(out, target[..., start:start + length]).backward()
+                opt.step()
+                hidden = tuple(h.detach() for h in hidden)
+        if epoch % every == 0 or epoch == epochs:
+            seq.eval()
+            with torch.no_grad():
+                frames = seq(te["instrument"], te["pitch"], te["velocity"])
+                wav = torch.cat([ae.decode(frames[i:i + 16], te["pitch"][i:i + 16]) for i in range(0, len(frames), 16)])
+                wav = wav[:, :real.shape[-1]]
+                l1 = (log_power(wav) - log_power(real)).abs().mean().item()
+                rms = 10 * torch.log10(wav.square().mean(-1) + 1e-20)
+            d = (rms - rms_real).cpu().numpy()
+            print(f"CURVE schedule={epochs} epoch={epoch} gpu_s={time.time() - t0:.0f} "
+                  f"spectral_l1={l1:.5f} silence={silence:.5f} ratio={l1 / silence:.3f} "
+                  f"level={np.median(d):+.1f} abs_level={np.median(np.abs(d)):.1f} "
+                  f"near_silent={int((rms < -60).sum())}", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("pack")
+    a.add_argument("run"), a.add_argument("dataset"), a.add_argument("out")
+    c = sub.add_parser("curve")
+    c.add_argument("path")
+    c.add_argument("--epochs", default="80,160,320", help="schedules, one process each")
+    c.add_argument("--every", type=int, default=40)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.cmd == "pack":
+        return pack(args.run, args.dataset, args.out)
+    if args.one is not None:
+        return one_curve(args.path, args.one, args.every, args.seed)
+    import subprocess
+    procs = [subprocess.Popen([sys.executable, __file__, "curve", args.path, "--every", str(args.every),
+                               "--seed", str(args.seed), "--one", e]) for e in args.epochs.split(",")]
+    sys.exit(max(p.wait() for p in procs))
+
+
+if __name__ == "__main__":
+    main()
