@@ -812,6 +812,30 @@ def _previous_normalization(out: Path) -> tuple[dict[int, float], set[int]]:
     return gains, {int(p) for p in norm.get("pending", ())}
 
 
+def _settled_programs(out: Path, kept: Sequence[NoteSpec], target_dbfs: float,
+                      carried: dict[str, float]) -> tuple[set[int], list[int]]:
+    """Programs whose gain an earlier build already set for these very notes at this target:
+    every note on disk at that gain, none rendered since, the same notes as then. Their files
+    need not be read again. Returns (those programs, those of them the peak ceiling limited)."""
+    try:
+        info = json.loads((out / "soundfont.json").read_text())
+        before = set(json.loads((out / "examples.json").read_text()))
+    except (OSError, ValueError):
+        return set(), []
+    norm = info.get("normalization") or {}
+    if norm.get("target_rms_dbfs") != target_dbfs or norm.get("pending"):
+        return set(), []
+    by_program: dict[int, set[str]] = {}
+    for spec in kept:
+        by_program.setdefault(spec.program, set()).add(spec.note_str)
+    settled = set()
+    for program, names in by_program.items():
+        then = {n for n in before if n.startswith(INSTRUMENT_NAMES[program] + "-")}
+        if str(program) in (norm.get("gains_db") or {}) and names == then and names <= set(carried):
+            settled.add(program)
+    return settled, sorted(p for p in norm.get("peak_limited", ()) if p in settled)
+
+
 def normalize_instruments(out: str | os.PathLike, notes: Sequence[NoteSpec], target_dbfs: float,
                           carried_db: dict[str, float] | None = None
                           ) -> tuple[dict[int, float], list[int]]:
@@ -1005,12 +1029,18 @@ def build_soundfont_dataset(out: str | os.PathLike, sf2: str | os.PathLike | Non
     build.num_written = len(examples)
     if normalize_rms_dbfs is not None:
         kept = [n for n, done in zip(notes, on_disk) if done]
+        # Instruments an earlier build normalised, unchanged since: their gains stand
+        # and their files are not read again.
+        settled, settled_limited = _settled_programs(out, kept, float(normalize_rms_dbfs), carried)
+        rest = [n for n in kept if n.program not in settled]
         # Recorded before the files change: a pass cut short leaves them
         # marked, and the next build renders them again whole.
+        build.gains_db = {p: previous_gains[p] for p in settled}
         _write_build_info(build, presets, programs, pitches, velocities, gain, silence_dbfs,
-                          elsewhere, pending=sorted({n.program for n in kept}))
-        build.gains_db, build.peak_limited = normalize_instruments(out, kept, normalize_rms_dbfs,
-                                                                   carried)
+                          elsewhere, pending=sorted({n.program for n in rest}))
+        gains, limited = normalize_instruments(out, rest, normalize_rms_dbfs, carried)
+        build.gains_db = dict(sorted({**build.gains_db, **gains}.items()))
+        build.peak_limited = sorted(set(limited) | set(settled_limited))
     write_examples_json(out, examples)
     _write_build_info(build, presets, programs, pitches, velocities, gain, silence_dbfs,
                       elsewhere)

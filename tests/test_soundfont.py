@@ -303,7 +303,8 @@ def _median_rms_db(out, program_prefix: str) -> float:
     return float(np.median(levels))
 
 
-def test_normalising_per_instrument_sets_each_median_and_keeps_velocity_differences(built, tmp_path):
+def test_normalising_per_instrument_sets_each_median_and_keeps_velocity_differences(built, tmp_path,
+                                                                                   monkeypatch):
     raw_out, _ = built
     out = tmp_path / "norm"
     build = S.build_soundfont_dataset(out, num_workers=0, progress=False,
@@ -333,13 +334,18 @@ def test_normalising_per_instrument_sets_each_median_and_keeps_velocity_differen
     assert info["target_rms_dbfs"] == -26.0 and info["pending"] == []
     assert set(info["gains_db"]) == {"0", "43", "73"}
 
-    # A rerun changes no file; a lost note comes back from FluidSynth with its
-    # instrument's gain, the same samples as before (to one 16-bit step), and nothing
-    # else is touched.
+    # A rerun changes no file and reads none; a lost note comes back from FluidSynth with
+    # its instrument's gain, the same samples as before (to one 16-bit step), only its
+    # instrument's files are read again, and nothing else is touched.
+    read = []
+    real_normalize = S.normalize_instruments
+    monkeypatch.setattr(S, "normalize_instruments",
+                        lambda out, notes, *a, **k: read.append(len(notes)) or real_normalize(out, notes, *a, **k))
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "audio").glob("*.wav")}
     again = S.build_soundfont_dataset(out, num_workers=0, progress=False,
                                       normalize_rms_dbfs=-26.0, **BUILD)
-    assert again.num_rendered == 0 and again.gains_db == build.gains_db
+    assert again.num_rendered == 0 and again.gains_db == build.gains_db and read == [0]
+    assert again.peak_limited == build.peak_limited == [0]
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     lost = out / "audio" / "flute_acoustic_001-060-100.wav"
     before = sf.read(str(lost), dtype="int16")[0]
@@ -348,9 +354,14 @@ def test_normalising_per_instrument_sets_each_median_and_keeps_velocity_differen
                                       normalize_rms_dbfs=-26.0, **BUILD)
     assert third.num_rendered == 1 and third.num_rerendered == 0
     assert third.num_written == 18 - NUM_SILENT and third.gains_db == build.gains_db
+    assert read[-1] == len(list((out / "audio").glob("flute_acoustic_001-*.wav")))
     assert np.abs(sf.read(str(lost), dtype="int16")[0].astype(int) - before).max() <= 1
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items() if p != lost)
 
+    # Another target reads every instrument again.
+    other = S.build_soundfont_dataset(out, num_workers=0, progress=False,
+                                      normalize_rms_dbfs=-30.0, **BUILD)
+    assert read[-1] == 18 - NUM_SILENT and other.gains_db[43] < build.gains_db[43] - 3.9
     # Without the flag the folder goes back to FluidSynth's levels, byte for byte.
     plain = S.build_soundfont_dataset(out, num_workers=0, progress=False, **BUILD)
     assert plain.num_rerendered == 18 - NUM_SILENT and not plain.gains_db
