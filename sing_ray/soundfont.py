@@ -800,40 +800,46 @@ def _render_ray(sf2, out, gain, silence_dbfs, todo, on_chunk, num_workers, chunk
             ray.kill(worker)
 
 
-def _previous_normalization(out: Path) -> tuple[dict[int, float], set[int]]:
-    """What an earlier build of ``out`` did to its files: (gain in dB per scaled
-    program, programs whose scaling began and was cut short)."""
+@dataclass
+class PreviousNormalization:
+    """What an earlier build of a folder did to its files (its soundfont.json)."""
+
+    gains: dict[int, float] = field(default_factory=dict)   # gain in dB per scaled program
+    pending: set[int] = field(default_factory=set)          # programs whose scaling was cut short
+    target_dbfs: float | None = None
+    peak_limited: list[int] = field(default_factory=list)
+
+
+def _previous_normalization(out: Path) -> PreviousNormalization:
     try:
         info = json.loads((out / "soundfont.json").read_text())
     except (OSError, ValueError):
-        return {}, set()
+        return PreviousNormalization()
     norm = info.get("normalization") or {}
-    gains = {int(p): float(g) for p, g in (norm.get("gains_db") or {}).items()}
-    return gains, {int(p) for p in norm.get("pending", ())}
+    return PreviousNormalization(gains={int(p): float(g) for p, g in (norm.get("gains_db") or {}).items()},
+                                 pending={int(p) for p in norm.get("pending", ())},
+                                 target_dbfs=norm.get("target_rms_dbfs"),
+                                 peak_limited=[int(p) for p in norm.get("peak_limited", ())])
 
 
-def _settled_programs(out: Path, kept: Sequence[NoteSpec], target_dbfs: float,
-                      carried: dict[str, float]) -> tuple[set[int], list[int]]:
+def _settled_programs(out: Path, previous: PreviousNormalization, kept: Sequence[NoteSpec],
+                      target_dbfs: float, carried: dict[str, float]) -> tuple[set[int], list[int]]:
     """Programs whose gain an earlier build already set for these very notes at this target:
     every note on disk at that gain, none rendered since, the same notes as then. Their files
     need not be read again. Returns (those programs, those of them the peak ceiling limited)."""
+    if previous.target_dbfs != target_dbfs or previous.pending:
+        return set(), []
     try:
-        info = json.loads((out / "soundfont.json").read_text())
         before = set(json.loads((out / "examples.json").read_text()))
     except (OSError, ValueError):
-        return set(), []
-    norm = info.get("normalization") or {}
-    if norm.get("target_rms_dbfs") != target_dbfs or norm.get("pending"):
         return set(), []
     by_program: dict[int, set[str]] = {}
     for spec in kept:
         by_program.setdefault(spec.program, set()).add(spec.note_str)
-    settled = set()
-    for program, names in by_program.items():
-        then = {n for n in before if n.startswith(INSTRUMENT_NAMES[program] + "-")}
-        if str(program) in (norm.get("gains_db") or {}) and names == then and names <= set(carried):
-            settled.add(program)
-    return settled, sorted(p for p in norm.get("peak_limited", ()) if p in settled)
+    settled = {program for program, names in by_program.items()
+               if program in previous.gains and names <= carried.keys()
+               and names == {n for n in before if n.startswith(INSTRUMENT_NAMES[program] + "-")}}
+    return settled, [p for p in previous.peak_limited if p in settled]
 
 
 def normalize_instruments(out: str | os.PathLike, notes: Sequence[NoteSpec], target_dbfs: float,
@@ -973,7 +979,8 @@ def build_soundfont_dataset(out: str | os.PathLike, sf2: str | os.PathLike | Non
     # build scaled are rendered again whole where this build does not normalise
     # (FluidSynth's output, byte for byte), and so are those whose scaling was
     # cut short (their files' gains are unknown).
-    previous_gains, pending = _previous_normalization(out)
+    previous = _previous_normalization(out)
+    previous_gains, pending = previous.gains, previous.pending
     redo = (set(previous_gains) | pending) if normalize_rms_dbfs is None else pending
     for i, n in enumerate(notes):
         if n.program in redo and on_disk[i]:
@@ -1031,7 +1038,7 @@ def build_soundfont_dataset(out: str | os.PathLike, sf2: str | os.PathLike | Non
         kept = [n for n, done in zip(notes, on_disk) if done]
         # Instruments an earlier build normalised, unchanged since: their gains stand
         # and their files are not read again.
-        settled, settled_limited = _settled_programs(out, kept, float(normalize_rms_dbfs), carried)
+        settled, settled_limited = _settled_programs(out, previous, kept, float(normalize_rms_dbfs), carried)
         rest = [n for n in kept if n.program not in settled]
         # Recorded before the files change: a pass cut short leaves them
         # marked, and the next build renders them again whole.

@@ -108,7 +108,7 @@ def _autoencoder_kwargs(m: ModelConfig) -> dict:
 
 
 def _encoder_kwargs(m: ModelConfig) -> dict:
-    return dict(analysis_partials=m.analysis_partials) if m.analysis_partials else {}
+    return options_when_on(analysis_partials=m.analysis_partials)
 
 
 # Options an autoencoder's kwargs (and so its checkpoint) name only when they are on.
