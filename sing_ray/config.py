@@ -132,6 +132,11 @@ class TrainConfig:
     # each frame plays; FrameLoss). MSE on log magnitudes alone is led by the many quiet
     # partials and leaves the loud ones, which set the note's level, short (docs/training.md).
     sequence_loudness: float = 0.0
+    # Not in the paper: with model.harmonic_frames, each sequence epoch also fits about this
+    # many notes per train note drawn afresh from the pitches each instrument lacks between
+    # two it has, their frames interpolated in pitch from those two (interpolate_pitches):
+    # the LSTM is shown what lies between an instrument's trained pitches (docs/training.md).
+    sequence_interpolated: float = 0.0
     seed: int = 1234
     num_examples: int = 4         # generated notes logged per phase
     autoencoder: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=50))
@@ -306,6 +311,11 @@ def _validate_loss(t: "TrainConfig", m: "ModelConfig") -> None:
     if t.sequence_loudness and not m.harmonic_frames:
         raise ConfigError("train.sequence_loudness needs model.harmonic_frames: only then do the frames "
                           "say how loud each partial is")
+    if not t.sequence_interpolated >= 0:
+        raise ConfigError(f"train.sequence_interpolated must be >= 0, got {t.sequence_interpolated}")
+    if t.sequence_interpolated and not m.harmonic_frames:
+        raise ConfigError("train.sequence_interpolated needs model.harmonic_frames: only frames that are "
+                          "the partials' log magnitudes can be interpolated between pitches")
     if t.spectral_distance not in SPECTRAL_DISTANCES:
         raise ConfigError(
             f"train.spectral_distance: {t.spectral_distance!r} is not one of "

@@ -326,9 +326,11 @@ class PhaseProgress:
         shown = {k: v for k, v in record.items() if isinstance(v, float) and k != "lr"}
         first = ("train_loss", "valid_spectral_l1", "valid_wav_mse", "valid_embedding_mse", "test_spectral_l1")
         keys = [k for k in first if k in shown] + sorted(k for k in shown if k not in first and k not in (
-            "notes_per_second", "epoch_seconds"))
+            "notes_per_second", "epoch_seconds", "train_notes"))
         text = ", ".join(f"{k} {shown[k]:.4g}" for k in keys)
         rate = f", {shown['notes_per_second']:.0f} notes/s" if "notes_per_second" in shown else ""
+        if "train_notes" in shown:
+            rate = f", {shown['train_notes']:.0f} notes" + (rate and f" at {rate[2:]}")
         if record.get("status") == "finished":
             self.log.info("%s finished after %s epochs: %s", self.phase, record.get("epoch"), text)
         else:

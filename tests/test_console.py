@@ -22,13 +22,14 @@ def test_phase_progress_prints_each_epoch_once_and_the_workers_warnings(tmp_path
     with console.PhaseProgress("autoencoder", progress, journal, show_bar=False, every_s=0.05) as view:
         with open(journal, "a") as handle:
             handle.write(json.dumps({"epoch": 2, "epochs": 2, "train_loss": 0.25, "valid_spectral_l1": 0.05,
-                                     "notes_per_second": 80.0, "epoch_seconds": 3.0, "lr": 1e-3}) + "\n")
+                                     "train_notes": 240.0, "notes_per_second": 80.0, "epoch_seconds": 3.0,
+                                     "lr": 1e-3}) + "\n")
             handle.write(json.dumps({"status": "finished", "epoch": 2, "epochs": 2, "train_loss": 0.25,
                                      "test_spectral_l1": 0.04, "warnings": ["autoencoder: all 4 examples are silent"]})
                          + "\n")
             handle.write('{"epoch": 3, "tra')            # a line still being written is not read yet
     lines = [r.getMessage() for r in caplog.records if r.name == "sing_ray.train"]
-    assert lines == ["autoencoder epoch 2/2: train_loss 0.25, valid_spectral_l1 0.05, 80 notes/s, 3.0 s",
+    assert lines == ["autoencoder epoch 2/2: train_loss 0.25, valid_spectral_l1 0.05, 240 notes at 80 notes/s, 3.0 s",
                      "autoencoder: all 4 examples are silent",
                      "autoencoder finished after 2 epochs: train_loss 0.25, test_spectral_l1 0.04"]
     assert [r.levelname for r in caplog.records if r.name == "sing_ray.train"] == ["INFO", "WARNING", "INFO"]

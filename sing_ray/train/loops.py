@@ -616,6 +616,7 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
         totals = _all_reduce(worker, torch.tensor([loss_sum, notes], dtype=torch.float64))
         metrics = {"status": "running", "epoch": epoch,
                    "train_loss": float(totals[0] / totals[1]) if totals[1] else math.nan,
+                   "train_notes": float(totals[1]),
                    "notes_per_second": float(totals[1]) / max(seconds, 1e-9), "epoch_seconds": seconds,
                    "lr": float(optimizer.param_groups[0]["lr"])}
         metrics.update(evaluate(worker, model, spec, "valid", "valid"))

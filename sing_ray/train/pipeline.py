@@ -29,6 +29,7 @@ Run folder::
     <run.storage_path>/<run name>/
       autoencoder/  sequence/  finetune/   Ray Train storage: checkpoint_*/ (model.pt, optimizer.pt), snapshot
       embeddings/train/                    phase 2's input (Parquet), _SUCCESS when complete
+      embeddings/interpolated/             train.sequence_interpolated: notes between trained pitches
       models/<phase>.pt                    each finished phase's model (self-describing checkpoint)
       faults/                              markers of injected faults (tests, drills)
 """
@@ -60,6 +61,7 @@ STAGE = "train"
 PHASE_TAG = "sing_ray.phase"
 CHECKPOINTS_TO_KEEP = 2         # Ray Train storage; every epoch's model is in MLflow anyway
 MATERIALIZE_BYTES = 1 << 30     # splits smaller than this are decoded once per phase (see _datasets)
+INTERPOLATED = "interpolated"   # run_dir/embeddings/<this>: train.sequence_interpolated's notes
 NOTES_PER_EMBED_ACTOR = 256
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -358,11 +360,25 @@ def make_loop_config(plan: _Plan, phase: str, run_id: str, tracking_uri: str, ru
         "progress_path": str(run_dir / "progress" / f"{phase}.json"),
         "journal_path": str(run_dir / "progress" / f"{phase}.jsonl"),
         "faults": plan.faults,
-        "num_train_notes": plan.count("train"),
+        "num_train_notes": plan.count("train") + (
+            round(math.prod(_interpolated_share(plan, run_dir))) if phase == "sequence" else 0),
         "batch_size": cfg.train.phase(phase).batch_size // cfg.run.num_workers,
         "threads": cfg.run.cpus_per_worker,
         "log_every_s": 10.0,
     }
+
+
+def _interpolated_share(plan: _Plan, run_dir: Path) -> tuple[float, int]:
+    """(share of the interpolated notes each sequence epoch draws, how many there are)."""
+    from .embeddings import SUCCESS, count_rows
+
+    folder = run_dir / "embeddings" / INTERPOLATED
+    if not plan.cfg.train.sequence_interpolated or not (folder / SUCCESS).exists():
+        return 0.0, 0
+    count = count_rows(folder)
+    if not count:
+        return 0.0, 0
+    return min(1.0, plan.cfg.train.sequence_interpolated * plan.count("train") / count), count
 
 
 def _status_path(run_dir: Path, phase: str) -> Path:
@@ -392,9 +408,17 @@ def _datasets(plan: _Plan, phase: str, run_dir: Path, notes: dict | None = None)
             else:
                 notes[split] = make_note_dataset(plan.dataset, split).select_columns(columns)
     if phase == "sequence":
+        bytes_per_embedding = plan.cfg.num_frames * plan.cfg.model.dimension * 4
         train = make_embedding_dataset(run_dir / "embeddings" / "train")
-        if plan.count("train") * plan.cfg.num_frames * plan.cfg.model.dimension * 4 <= MATERIALIZE_BYTES:
+        if plan.count("train") * bytes_per_embedding <= MATERIALIZE_BYTES:
             train = train.materialize()
+        fraction, count = _interpolated_share(plan, run_dir)
+        if fraction:
+            # A fresh draw every epoch: Ray Train runs the dataset's plan again for each.
+            extra = make_embedding_dataset(run_dir / "embeddings" / INTERPOLATED)
+            if count * bytes_per_embedding <= MATERIALIZE_BYTES:
+                extra = extra.materialize()
+            train = train.union(extra.random_sample(fraction))
     else:
         train = notes["train"]
     datasets = {"train": train.randomize_block_order(), "train_eval": notes["train"]}
@@ -651,7 +675,7 @@ def _parent_metrics(phase: str, metrics: dict[str, float]):
 def _embed(plan: _Plan, run_dir: Path, autoencoder: str | None) -> Path:
     """Phase 2's input: embed the train split with phase 1's encoder (reused when complete)."""
     from ..data.dataset import make_note_dataset
-    from .embeddings import precompute_embeddings
+    from .embeddings import precompute_embeddings, precompute_interpolated
 
     if autoencoder is None:
         raise RuntimeError("the sequence phase needs the autoencoder phase's model")
@@ -659,7 +683,14 @@ def _embed(plan: _Plan, run_dir: Path, autoencoder: str | None) -> Path:
     # One encoder per NOTES_PER_EMBED_ACTOR notes, at most one per training worker: on
     # a small split, starting more actors costs more than the encoding they share.
     actors = max(1, min(cfg.run.num_workers, math.ceil(plan.count("train") / NOTES_PER_EMBED_ACTOR)))
-    return precompute_embeddings(
+    out = precompute_embeddings(
         make_note_dataset(plan.dataset, "train"), autoencoder, run_dir / "embeddings" / "train",
         num_actors=actors, batch_size=max(1, cfg.train.sequence.batch_size // cfg.run.num_workers),
         use_gpu=cfg.run.use_gpu, threads=cfg.run.cpus_per_worker)
+    if cfg.train.sequence_interpolated:
+        folder, count = precompute_interpolated(out, run_dir / "embeddings" / INTERPOLATED)
+        fraction, _ = _interpolated_share(plan, run_dir)
+        log.info("embeddings: %d interpolated notes between the trained pitches of %d train notes; each "
+                 "sequence epoch draws %.0f%% of them (train.sequence_interpolated = %g)", count,
+                 plan.count("train"), 100 * fraction, cfg.train.sequence_interpolated)
+    return out
