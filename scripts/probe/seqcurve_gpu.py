@@ -15,7 +15,9 @@ under -60 dBFS:
     PYTHONPATH=. python scripts/probe/seqcurve_gpu.py curve OUT.pt --epochs 80,160,320 --every 40
 
 No pitch tracking (librosa may be absent there): with harmonic frames every note plays at its
-MIDI pitch.
+MIDI pitch. `--interpolated SHARE` adds, each epoch, SHARE times as many notes drawn afresh from
+those ``interpolate_pitches`` makes between the trained pitches (``train.sequence_interpolated``).
+DEVICE=cpu runs it here (one thread each).
 """
 from __future__ import annotations
 
@@ -62,14 +64,36 @@ def pack(run: str, dataset: str, out: str) -> None:
     print(f"{out}: {len(frames)} train embeddings {tuple(frames.shape[1:])}, {len(wav)} test notes")
 
 
-def one_curve(path: str, epochs: int, every: int, seed: int) -> None:
+def interpolated_notes(train: dict) -> dict:
+    """``interpolate_pitches`` of every (instrument, velocity) of packed train notes, as tensors."""
+    from sing_ray.train.embeddings import interpolate_pitches
+
+    out = {"instrument": [], "pitch": [], "velocity": [], "frames": []}
+    keys = sorted({(int(i), int(v)) for i, v in zip(train["instrument"], train["velocity"])})
+    for inst, vel in keys:
+        mine = ((train["instrument"] == inst) & (train["velocity"] == vel)).cpu()
+        group = interpolate_pitches({"note_str": np.array([f"x-000-{vel:03d}"] * int(mine.sum()), dtype=object),
+                                     "instrument": np.full(int(mine.sum()), inst), "velocity": np.full(int(mine.sum()), vel),
+                                     "pitch": train["pitch"].cpu()[mine].numpy(),
+                                     "embedding": train["frames"].cpu()[mine].float().numpy()})
+        out["instrument"] += group["instrument"].tolist()
+        out["pitch"] += group["pitch"].tolist()
+        out["velocity"] += group["velocity"].tolist()
+        out["frames"].append(torch.from_numpy(group["embedding"]))
+    return {"instrument": torch.tensor(out["instrument"]), "pitch": torch.tensor(out["pitch"]),
+            "velocity": torch.tensor(out["velocity"]), "frames": torch.cat(out["frames"])}
+
+
+def one_curve(path: str, epochs: int, every: int, seed: int, interpolated: float = 0.0) -> None:
     from sing_ray.checkpoint import load_model
     from sing_ray.config import config_from_dict
     from sing_ray.dsp import log_power
     from sing_ray.models import build_sequence_generator
 
     torch.manual_seed(seed)
-    dev = torch.device(os.environ.get("DEVICE", "cuda"))   # DEVICE=cpu only to try the script
+    dev = torch.device(os.environ.get("DEVICE", "cuda"))   # DEVICE=cpu: here, one thread
+    if dev.type == "cpu":
+        torch.set_num_threads(1)
     data = torch.load(path, weights_only=False)
     cfg = config_from_dict(data["config"])
     phase = cfg.train.sequence
@@ -79,6 +103,7 @@ def one_curve(path: str, epochs: int, every: int, seed: int) -> None:
     tr = {k: v.to(dev) for k, v in data["train"].items()}
     tr["frames"] = tr["frames"].float()
     te = {k: v.to(dev) for k, v in data["test"].items()}
+    extra = {k: v.to(dev) for k, v in interpolated_notes(data["train"]).items()} if interpolated else None
     real = te["wav"].float() / 32767
     seq = build_sequence_generator(cfg.model, len(data["instruments"])).to(dev)
     opt = torch.optim.Adam(seq.parameters(), lr=phase.lr)
@@ -91,13 +116,17 @@ def one_curve(path: str, epochs: int, every: int, seed: int) -> None:
             g["lr"] = schedule.epoch_lr(epoch)
         seq.train()
         order = torch.randperm(n, device=dev)
-        for b in range(0, n - phase.batch_size + 1, phase.batch_size):
-            idx = order[b:b + phase.batch_size]
-            target, hidden = tr["frames"][idx], None
+        batches = [(tr, order[b:b + phase.batch_size]) for b in range(0, n - phase.batch_size + 1, phase.batch_size)]
+        if extra is not None:       # a fresh draw each epoch, in batches of their own, shuffled among the rest
+            batches += [(extra, torch.randint(0, len(extra["pitch"]), (phase.batch_size,), device=dev))
+                        for _ in range(int(len(batches) * interpolated))]
+            batches = [batches[i] for i in torch.randperm(len(batches)).tolist()]
+        for src, idx in batches:
+            target, hidden = src["frames"][idx], None
             for start in range(0, target.shape[-1], steps):
                 length = min(steps, target.shape[-1] - start)
                 opt.zero_grad(set_to_none=True)
-                out, hidden = seq(tr["instrument"][idx], tr["pitch"][idx], tr["velocity"][idx], start=start,
+                out, hidden = seq(src["instrument"][idx], src["pitch"][idx], src["velocity"][idx], start=start,
                                   length=length, hidden=hidden, return_hidden=True)
                 torch.nn.functional.mse_loss(out, target[..., start:start + length]).backward()
                 opt.step()
@@ -111,7 +140,7 @@ def one_curve(path: str, epochs: int, every: int, seed: int) -> None:
                 l1 = (log_power(wav) - log_power(real)).abs().mean().item()
                 rms = 10 * torch.log10(wav.square().mean(-1) + 1e-20)
             d = (rms - rms_real).cpu().numpy()
-            print(f"CURVE schedule={epochs} epoch={epoch} gpu_s={time.time() - t0:.0f} "
+            print(f"CURVE schedule={epochs} interpolated={interpolated} epoch={epoch} gpu_s={time.time() - t0:.0f} "
                   f"spectral_l1={l1:.5f} silence={silence:.5f} ratio={l1 / silence:.3f} "
                   f"level={np.median(d):+.1f} abs_level={np.median(np.abs(d)):.1f} "
                   f"near_silent={int((rms < -60).sum())}", flush=True)
@@ -127,15 +156,17 @@ def main() -> None:
     c.add_argument("--epochs", default="80,160,320", help="schedules, one process each")
     c.add_argument("--every", type=int, default=40)
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--interpolated", type=float, default=0.0,
+                   help="notes drawn between the trained pitches per train note, each epoch")
     c.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.cmd == "pack":
         return pack(args.run, args.dataset, args.out)
     if args.one is not None:
-        return one_curve(args.path, args.one, args.every, args.seed)
+        return one_curve(args.path, args.one, args.every, args.seed, args.interpolated)
     import subprocess
     procs = [subprocess.Popen([sys.executable, __file__, "curve", args.path, "--every", str(args.every),
-                               "--seed", str(args.seed), "--one", e]) for e in args.epochs.split(",")]
+                               "--seed", str(args.seed), "--interpolated", str(args.interpolated), "--one", e]) for e in args.epochs.split(",")]
     sys.exit(max(p.wait() for p in procs))
 
 
