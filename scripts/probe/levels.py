@@ -8,7 +8,8 @@ decoder playing the LSTM's frames) and the fine-tuned SING:
                                    [--frames NOTE_STR,...]
 
 Prints each note's RMS level (dBFS over the whole note) and, per phase, the median difference
-from the real notes and the median |difference|. With --frames (harmonic frames only): for each
+from the real notes and the median |difference|, and the spectral L1 (Table 1's) against an
+all-zero output's, over all the notes and per instrument. With --frames (harmonic frames only): for each
 named note, the level of the encoder's frames and of the LSTM's (the log RMS of the partials
 each frame plays, ``frame_levels``) over stretches of the note, and the four loudest partials
 of frame 10 in each.
@@ -26,7 +27,7 @@ import torch
 from sing_ray.checkpoint import load_model
 from sing_ray.commands.bench_quality import sing_at
 from sing_ray.data.dataset import decode_audio
-from sing_ray.evaluate import build_note_model
+from sing_ray.evaluate import build_note_model, note_metrics
 from sing_ray.losses import frame_levels
 from sing_ray.models.autoencoder import HARMONIC_SCALE
 from sing_ray.nsynth import velocity_index
@@ -58,12 +59,15 @@ def main() -> None:
     pitch, vel = table.column("pitch").to_pylist(), table.column("velocity").to_pylist()
     models = f"{args.run}/models"
     before = sing_at(open(f"{models}/sequence.pt", "rb").read(), open(f"{models}/autoencoder.pt", "rb").read())
-    levels = {"real": rms_db(wav)}
+    levels, l1 = {"real": rms_db(wav)}, {}
     for name, path in (("autoencoder", f"{models}/autoencoder.pt"), ("before finetune", before),
                        ("finetuned", f"{models}/finetune.pt")):
         fn, _ = build_note_model(path)
-        levels[name] = rms_db(np.concatenate([fn(ins[i:i + 16], pitch[i:i + 16], vel[i:i + 16], wav[i:i + 16])
-                                              for i in range(0, len(names), 16)]))
+        out = np.concatenate([fn(ins[i:i + 16], pitch[i:i + 16], vel[i:i + 16], wav[i:i + 16])
+                              for i in range(0, len(names), 16)])
+        levels[name] = rms_db(out)
+        scores = note_metrics(out, wav, with_pitch=False, with_reference_pitch=False, with_embedding=False)
+        l1[name] = (scores["spectral_l1"], scores["spectral_l1_silence"])
     print(f"{'note':34s} " + " ".join(f"{k:>15s}" for k in levels))
     for i, n in enumerate(names):
         print(f"{n:34s} " + " ".join(f"{levels[k][i]:15.1f}" for k in levels))
@@ -71,6 +75,11 @@ def main() -> None:
     for k in list(levels)[1:]:
         d = levels[k] - levels["real"]
         print(f"  {k:16s} median {np.median(d):+.1f}, median |difference| {np.median(np.abs(d)):.1f}")
+
+    print(f"spectral L1 / silence's: {'':22s}" + " ".join(f"{k:>15s}" for k in l1))
+    for group in ["all", *sorted(set(ins))]:
+        mask = np.array([group == "all" or x == group for x in ins])
+        print(f"  {group:45s}" + " ".join(f"{l1[k][0][mask].sum() / l1[k][1][mask].sum():15.2f}" for k in l1))
 
     for note in filter(None, args.frames.split(",")):
         i = names.index(note)
