@@ -78,6 +78,10 @@ class ModelConfig:
     # (over 4) and the decoder plays exp(4 x) of each, the layers of both adding corrections
     # that start at zero. Needs dimension == partials == analysis_partials, no transposed conv.
     harmonic_frames: bool = False
+    # The partials of decoder and encoder at multiples of f0 / 2^N, N octaves under the MIDI
+    # pitch (0: at multiples of f0): 1 adds the half-multiples an organ's 16-foot stop sounds;
+    # the partials then reach half as high (ConvolutionalDecoder, docs/training.md, section 13).
+    sub_octaves: int = 0
     wav_length: int = 64000       # 4 s at 16 kHz
     pad: int = 2304               # padding on each side, as in the public code: 265 frames
 
@@ -190,7 +194,7 @@ class Config:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(m, name)}")
         for name in ("velocity_dim", "instrument_dim", "pitch_dim", "time_dim", "rewrite_layers", "pad",
                      "phase_harmonics", "pitch_features", "decoder_harmonics", "partials", "noise_bands",
-                     "analysis_partials"):
+                     "analysis_partials", "sub_octaves"):
             if getattr(m, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(m, name)}")
         if not 0 <= m.lstm_dropout < 1:
@@ -202,6 +206,8 @@ class Config:
             raise ConfigError(
                 f"model.harmonic_frames needs model.dimension ({m.dimension}), model.partials ({m.partials}) and "
                 f"model.analysis_partials ({m.analysis_partials}) equal, and model.conv_synthesis=false")
+        if m.sub_octaves and not m.partials:
+            raise ConfigError(f"model.sub_octaves ({m.sub_octaves}) places the decoder's partials: set model.partials > 0")
         if m.noise_bands == 1:
             raise ConfigError("model.noise_bands must be 0 (no noise) or 2 or more, got 1")
         if not m.conv_synthesis and not m.partials:

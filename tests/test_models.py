@@ -348,6 +348,47 @@ def test_harmonic_frames_start_as_the_notes_measured_partials_and_play_them_back
         load_config("tiny", overrides=["model.harmonic_frames=true"])
 
 
+def test_sub_octaves_measure_and_play_the_partials_under_the_pitch_that_an_organs_16_foot_stop_sounds():
+    """An organ note with a 16-foot stop: partials at 0.5, 1 and 1.5 times its MIDI pitch."""
+    from sing_ray.models.autoencoder import partial_magnitudes
+    pitch = torch.tensor([30])                                   # 46 Hz: the half-multiples lie 23 Hz apart,
+    f0 = 440 * 2 ** ((30 - 69) / 12)                             # inside the window's main lobe
+    t = torch.arange(16000 * 2, dtype=torch.float64) / 16000
+    parts = {1: 0.2, 2: 0.1, 3: 0.05}                            # partial k of the half grid, at k * f0 / 2
+    wav = sum(a * torch.sin(2 * math.pi * k * f0 / 2 * t + 0.3 * k) for k, a in parts.items()).float()[None]
+    wav = wav[:, :1024 + 100 * 256]
+    mags = partial_magnitudes(wav, pitch, 8, sub_octaves=1)[0, :, 2:-2]
+    for k, a in parts.items():
+        torch.testing.assert_close(mags[k - 1], torch.full_like(mags[k - 1], a), atol=3e-3, rtol=0)
+    assert float(mags[3:].max()) < 3e-3
+    # Correlating with each partial alone, on the same grid, would read the neighbours' leakage as partials.
+    assert float(partial_magnitudes(wav, pitch - 12, 8)[0, 3, 2:-2].min()) > 0.015
+    # Untrained, an autoencoder with the option plays the stop back; without it, nothing under the pitch.
+    made = {}
+    for sub in (0, 1):
+        cfg = load_config("tiny", overrides=["model.dimension=16", "model.partials=16", "model.analysis_partials=16",
+                                             "model.conv_synthesis=false", "model.harmonic_frames=true",
+                                             "model.decoder_harmonics=0", f"model.sub_octaves={sub}",
+                                             "model.wav_length=16128", "model.pad=0"])
+        ae = build_autoencoder(cfg.model)
+        assert ae.kwargs.get("sub_octaves", 0) == sub
+        assert Autoencoder(**ae.kwargs).decoder.sub_octaves == sub            # a checkpoint rebuilds it
+        with torch.no_grad():
+            out = ae(wav[:, :16128], pitch)
+        made[sub] = partial_magnitudes(out, pitch, 8, sub_octaves=1)[0, :, 8:-8].mean(-1)
+    for k, a in parts.items():
+        assert abs(20 * math.log10(float(made[1][k - 1]) / a)) < 0.5, k
+    # (what is read there is the leakage of its partials at multiples of f0: 20 dB down)
+    assert float(made[0][0]) < 0.25 * parts[1]
+    model = SING(num_instruments=3, dimension=16, channels=16, hidden_size=8, num_layers=1, partials=16,
+                 conv_synthesis=False, harmonic_frames=True, sub_octaves=1)
+    _whole_note_by_every_path(model)
+    with pytest.raises(ConfigError, match="model.partials > 0"):
+        load_config("tiny", overrides=["model.sub_octaves=1"])
+    with pytest.raises(ConfigError, match="sub_octaves must be >= 0"):
+        load_config("tiny", overrides=["model.sub_octaves=-1"])
+
+
 def test_a_decoder_needs_its_transposed_conv_or_partials():
     with pytest.raises(ValueError, match="partials > 0"):
         ConvolutionalDecoder(dimension=4, channels=8, conv_synthesis=False)

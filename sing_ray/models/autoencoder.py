@@ -23,6 +23,12 @@ level of N bands of noise spread evenly from 0 Hz to Nyquist; each frame's windo
 of that spectral envelope (:func:`noise_windows`): what a bow, a breath, a distorted amp or
 detuned reeds put between the partials, which the partials cannot.
 
+Optionally (``sub_octaves`` S > 0, not in the paper) the partials of both are at multiples of
+f0 / 2^S rather than of f0: S = 1 adds the half-multiples, which an organ's 16-foot stop
+(and 5 1/3-foot) sounds an octave under the MIDI pitch and which no multiple of f0 can play
+(docs/training.md, section 13). The encoder then measures them by least squares
+(:func:`partial_magnitudes`), since for low notes they lie closer than its window resolves.
+
 Optionally (``analysis_partials`` A > 0, not in the paper) the encoder reads, in place of its
 learnt windowed conv, the magnitudes of the note's first A partials at the MIDI pitch in
 each frame (:func:`partial_magnitudes`, the adjoint of the decoder's partials): the frames it
@@ -31,6 +37,7 @@ writes then follow each partial's level, whatever the pitch, and the pitch is an
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -102,12 +109,20 @@ def noise_windows(levels: torch.Tensor, first_frame: int | torch.Tensor, phases:
         return torch.fft.irfft(spectrum, n=kernel_size) * (math.sqrt(kernel_size) * window)
 
 
+def partial_rates(pitch: torch.Tensor, partials: int, sub_octaves: int = 0) -> torch.Tensor:
+    """(B, H) the frequency of each note's partial ``k`` = 1..H, ``k * f0 / 2**sub_octaves``
+    (f0 from the MIDI pitch), in cycles per sample, float64."""
+    f0 = midi_hz(pitch) / 2 ** sub_octaves
+    k = torch.arange(1, partials + 1, dtype=torch.float64, device=pitch.device)
+    return f0[:, None] * k[None, :] / SAMPLE_RATE
+
+
 def partial_windows(amplitudes: torch.Tensor, pitch: torch.Tensor, first_sample: int | float | torch.Tensor,
-                    kernel_size: int = 1024, stride: int = 256) -> torch.Tensor:
+                    kernel_size: int = 1024, stride: int = 256, sub_octaves: int = 0) -> torch.Tensor:
     """Each frame's window of the note's first H partials, to be overlap-added like the decoder's.
 
     Frame ``j``'s window covers samples ``first_sample + j * stride`` onward for ``kernel_size``
-    samples; in it partial ``k`` (``k * f0``, f0 from the MIDI pitch) has amplitude
+    samples; in it partial ``k`` (``k * f0 / 2**sub_octaves``, f0 from the MIDI pitch) has amplitude
     ``amplitudes[:, j, k - 1]`` and a phase that runs on from sample 0 of the padded note, so
     overlapping windows agree and the overlap-add is a sum of sines whose amplitudes glide
     from frame to frame. Partials at or above the Nyquist frequency are left out.
@@ -125,9 +140,7 @@ def partial_windows(amplitudes: torch.Tensor, pitch: torch.Tensor, first_sample:
     """
     batch, count, partials = amplitudes.shape
     device = amplitudes.device
-    f0 = midi_hz(pitch.to(device))                                                  # (B,)
-    k = torch.arange(1, partials + 1, dtype=torch.float64, device=device)
-    rate = f0[:, None] * k[None, :] / SAMPLE_RATE                                   # (B, H) cycles/sample
+    rate = partial_rates(pitch.to(device), partials, sub_octaves)                   # (B, H) cycles/sample
     first = torch.as_tensor(first_sample, dtype=torch.float64, device=device).reshape(-1, 1)
     starts = first + stride * torch.arange(count, dtype=torch.float64, device=device)           # (B or 1, n)
     at_start = 2 * math.pi * ((rate[:, None, :] * starts[:, :, None]) % 1.0)          # (B, n, H)
@@ -151,14 +164,26 @@ HARMONIC_SCALE = 4.0
 HARMONIC_MAX_LOG = 1.0
 
 
+# Ridge of the least-squares measurement of partials closer than the window resolves, as a
+# share of a lone sine's own weight: it keeps the solve stable where two partials are nearly
+# the same sine (low notes) and changes a well-separated partial's reading by 0.1 %.
+LEAST_SQUARES_RIDGE = 1e-3
+
+
 def partial_magnitudes(wav: torch.Tensor, pitch: torch.Tensor, partials: int, kernel_size: int = 1024,
-                       stride: int = 256) -> torch.Tensor:
+                       stride: int = 256, sub_octaves: int = 0) -> torch.Tensor:
     """The amplitude of each of the note's first ``partials`` partials in each frame.
 
     Frame ``j`` is samples ``[j * stride, j * stride + kernel_size)`` under the squared Hann
-    window; partial ``k`` (``k * f0``, f0 from the MIDI pitch) is measured by correlating the
-    frame with a cosine and a sine at its frequency, scaled so that a steady sine of
-    amplitude ``a`` there reads ``a``. Partials at or above Nyquist read 0.
+    window; partial ``k`` (``k * f0 / 2**sub_octaves``, f0 from the MIDI pitch) is measured by
+    correlating the frame with a cosine and a sine at its frequency, scaled so that a steady
+    sine of amplitude ``a`` there reads ``a``. Partials at or above Nyquist read 0.
+
+    With ``sub_octaves`` > 0 the partials of a low note lie closer than the window's main lobe
+    (about 47 Hz either side), and a correlation would read a partial's neighbours as loud as
+    itself. They are then measured together, by a weighted least-squares fit of all the
+    cosines and sines to the frame (window weights, ridge :data:`LEAST_SQUARES_RIDGE`): a
+    sine on one partial reads ``a`` there and about 0 on the others.
 
     Args:
         wav: (B, T), T = kernel_size + a multiple of stride.
@@ -168,19 +193,40 @@ def partial_magnitudes(wav: torch.Tensor, pitch: torch.Tensor, partials: int, ke
     """
     device = wav.device
     frames = wav.float().unfold(-1, kernel_size, stride)                               # (B, n, K)
-    f0 = midi_hz(pitch.to(device))
-    k = torch.arange(1, partials + 1, dtype=torch.float64, device=device)
-    rate = f0[:, None] * k[None, :] / SAMPLE_RATE                                      # (B, H)
-    t = torch.arange(kernel_size, dtype=torch.float64, device=device)
-    phase = 2 * math.pi * ((rate[:, :, None] * t) % 1.0)                               # (B, H, K)
-    window = hann_window(kernel_size, squared=True, device=device, dtype=torch.float64)
-    scale = 2 / window.sum()
-    basis = (torch.cat([torch.cos(phase), torch.sin(phase)], dim=1) * window * scale).float()  # (B, 2H, K)
+    rate = partial_rates(pitch.to(device), partials, sub_octaves)                     # (B, H)
+    if sub_octaves:
+        basis = torch.stack([_least_squares_analysis(float(p), partials, sub_octaves, kernel_size)
+                             for p in pitch.tolist()]).to(device)                      # (B, 2H, K)
+    else:
+        t = torch.arange(kernel_size, dtype=torch.float64, device=device)
+        phase = 2 * math.pi * ((rate[:, :, None] * t) % 1.0)                           # (B, H, K)
+        window = hann_window(kernel_size, squared=True, device=device, dtype=torch.float64)
+        scale = 2 / window.sum()
+        basis = (torch.cat([torch.cos(phase), torch.sin(phase)], dim=1) * window * scale).float()  # (B, 2H, K)
     with torch.autocast(device_type=device.type, enabled=False):
         projection = torch.bmm(frames, basis.transpose(1, 2))                            # (B, n, 2H)
     magnitude = torch.sqrt(projection[..., :partials] ** 2 + projection[..., partials:] ** 2 + 1e-20)
     magnitude = magnitude * (rate < 0.5).float()[:, None, :]
     return magnitude.transpose(1, 2)
+
+
+@functools.lru_cache(maxsize=512)
+def _least_squares_analysis(pitch: float, partials: int, sub_octaves: int, kernel_size: int) -> torch.Tensor:
+    """(2H, K) float32 rows that, correlated with a frame, give the weighted least-squares fit
+    of the note's partials' cosines and sines to it (:func:`partial_magnitudes`); the rows of
+    partials at or above Nyquist are 0. It depends on the pitch alone: computed once per pitch."""
+    rate = partial_rates(torch.tensor([pitch], dtype=torch.float64), partials, sub_octaves)[0]   # (H,)
+    keep = (rate < 0.5).to(torch.float64).repeat(2)                                    # (2H,)
+    t = torch.arange(kernel_size, dtype=torch.float64)
+    phase = 2 * math.pi * ((rate[:, None] * t) % 1.0)
+    sinusoids = torch.cat([torch.cos(phase), torch.sin(phase)]) * keep[:, None]        # (2H, K)
+    window = hann_window(kernel_size, squared=True, dtype=torch.float64)
+    weighted = sinusoids * window
+    # The normal equations of the weighted fit (a lone sine's own weight is window.sum() / 2);
+    # the rows left out become the identity.
+    ridge = LEAST_SQUARES_RIDGE * float(window.sum()) / 2
+    gram = weighted @ sinusoids.T + torch.diag(ridge + (1 - keep))
+    return torch.linalg.solve(gram, weighted).float()
 
 
 class WindowedConv1d(nn.Conv1d):
@@ -270,12 +316,13 @@ class ConvolutionalDecoder(nn.Module):
             partial k's amplitude in a frame is ``exp(HARMONIC_SCALE * frame[k])`` times what
             the layers read from the hidden layer (their output starts at zero, a factor 1),
             so the frames an encoder with the same option writes play back as the note.
+        sub_octaves: S > 0 puts the partials at multiples of f0 / 2^S (:func:`partial_windows`).
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2, clock_harmonics: int = 0,
                  partials: int = 0, conv_synthesis: bool = True, noise_bands: int = 0,
-                 harmonic_frames: bool = False):
+                 harmonic_frames: bool = False, sub_octaves: int = 0):
         super().__init__()
         if not (conv_synthesis or partials):
             raise ValueError("a decoder without its transposed conv needs partials > 0")
@@ -284,11 +331,15 @@ class ConvolutionalDecoder(nn.Module):
                              "and no transposed conv")
         if noise_bands == 1 or noise_bands < 0:
             raise ValueError(f"noise_bands {noise_bands}: expected 0 (no noise) or 2 or more")
+        if sub_octaves < 0 or (sub_octaves and not partials):
+            raise ValueError(f"sub_octaves {sub_octaves}: expected 0, or more with partials > 0")
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers, clock_harmonics=clock_harmonics,
                            partials=partials, conv_synthesis=conv_synthesis)
-        self.kwargs.update(options_when_on(noise_bands=noise_bands, harmonic_frames=harmonic_frames))
+        self.kwargs.update(options_when_on(noise_bands=noise_bands, harmonic_frames=harmonic_frames,
+                                           sub_octaves=sub_octaves))
         self.harmonic_frames = harmonic_frames
+        self.sub_octaves = sub_octaves
         self.kernel_size, self.stride = kernel_size, stride
         self.clock_harmonics = clock_harmonics
         self.body = nn.Sequential(
@@ -358,7 +409,8 @@ class ConvolutionalDecoder(nn.Module):
             amplitudes = self._amplitudes(hidden.transpose(1, 2), self.amplitudes.weight.squeeze(-1),
                                           self.amplitudes.bias, frames if self.harmonic_frames else None)
             first = torch.as_tensor(start, dtype=torch.float64) * self.stride
-            wav = wav + self._overlap_add(partial_windows(amplitudes, pitch, first, self.kernel_size, self.stride))
+            wav = wav + self._overlap_add(partial_windows(amplitudes, pitch, first, self.kernel_size, self.stride,
+                                                          self.sub_octaves))
         if self.noise_bands:
             first_frame = torch.floor(torch.as_tensor(start, dtype=torch.float64))
             wav = wav + self._overlap_add(self._noise(hidden.transpose(1, 2), self.noise.weight.squeeze(-1),
@@ -465,7 +517,8 @@ class ConvolutionalDecoder(nn.Module):
                 raise ValueError("this decoder plays the note's partials: pass the notes' MIDI pitches")
             centre = frames[:, first:last + 1].reshape(batch * count, -1) if self.harmonic_frames else None
             amplitudes = self._amplitudes(h, w.partials, w.partials_bias, centre).view(batch, count, -1)
-            pieces = pieces + partial_windows(amplitudes, pitch, first * self.stride, self.kernel_size, self.stride)
+            pieces = pieces + partial_windows(amplitudes, pitch, first * self.stride, self.kernel_size, self.stride,
+                                              self.sub_octaves)
         if self.noise_bands:
             pieces = pieces + self._noise(h.view(batch, count, -1), w.noise, w.noise_bias, first)
         wav = self._overlap_add(pieces)
@@ -501,20 +554,25 @@ class ConvolutionalEncoder(nn.Module):
         harmonic_frames: with ``analysis_partials`` equal to ``dimension``: each frame is those
             log magnitudes over :data:`HARMONIC_SCALE`, plus what the layers add (their last
             starts at zero), so the frames start as the note's measured partials.
+        sub_octaves: S > 0 measures the partials at multiples of f0 / 2^S (:func:`partial_magnitudes`).
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, rewrite_layers: int = 2, analysis_partials: int = 0,
-                 harmonic_frames: bool = False):
+                 harmonic_frames: bool = False, sub_octaves: int = 0):
         super().__init__()
         if harmonic_frames and analysis_partials != dimension:
             raise ValueError(f"harmonic frames need analysis_partials ({analysis_partials}) equal to "
                              f"dimension ({dimension})")
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            rewrite_layers=rewrite_layers)
-        self.kwargs.update(options_when_on(analysis_partials=analysis_partials, harmonic_frames=harmonic_frames))
+        if sub_octaves < 0 or (sub_octaves and not analysis_partials):
+            raise ValueError(f"sub_octaves {sub_octaves}: expected 0, or more with analysis_partials > 0")
+        self.kwargs.update(options_when_on(analysis_partials=analysis_partials, harmonic_frames=harmonic_frames,
+                                           sub_octaves=sub_octaves))
         self.harmonic_frames = harmonic_frames
         self.kernel_size, self.stride, self.analysis_partials = kernel_size, stride, analysis_partials
+        self.sub_octaves = sub_octaves
         self.analysis = (nn.Conv1d(analysis_partials, channels, 1) if analysis_partials
                          else WindowedConv1d(1, channels, kernel_size, stride))
         self.body = nn.Sequential(nn.ReLU(), *_rewrite(channels, rewrite_layers),
@@ -530,7 +588,8 @@ class ConvolutionalEncoder(nn.Module):
             return self.body(self.analysis(wav.unsqueeze(1)))
         if pitch is None:
             raise ValueError("this encoder measures the note's partials: pass the notes' MIDI pitches")
-        magnitudes = partial_magnitudes(wav, pitch, self.analysis_partials, self.kernel_size, self.stride)
+        magnitudes = partial_magnitudes(wav, pitch, self.analysis_partials, self.kernel_size, self.stride,
+                                        self.sub_octaves)
         log_magnitudes = torch.log(magnitudes + ANALYSIS_FLOOR).to(wav.dtype)
         frames = self.body(self.analysis(log_magnitudes))
         return frames + log_magnitudes / HARMONIC_SCALE if self.harmonic_frames else frames
@@ -543,19 +602,20 @@ class Autoencoder(nn.Module):
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2,
                  wav_length: int = 64000, pad: int = 2304, clock_harmonics: int = 0, partials: int = 0,
                  conv_synthesis: bool = True, noise_bands: int = 0, analysis_partials: int = 0,
-                 harmonic_frames: bool = False):
+                 harmonic_frames: bool = False, sub_octaves: int = 0):
         super().__init__()
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers,
                            wav_length=wav_length, pad=pad, clock_harmonics=clock_harmonics, partials=partials,
                            conv_synthesis=conv_synthesis)
         self.kwargs.update(options_when_on(noise_bands=noise_bands, analysis_partials=analysis_partials,
-                                           harmonic_frames=harmonic_frames))
+                                           harmonic_frames=harmonic_frames, sub_octaves=sub_octaves))
         self.wav_length, self.pad = wav_length, pad
         self.encoder = ConvolutionalEncoder(dimension, channels, kernel_size, stride, rewrite_layers,
-                                            analysis_partials, harmonic_frames)
+                                            analysis_partials, harmonic_frames, sub_octaves if analysis_partials else 0)
         self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
-                                            clock_harmonics, partials, conv_synthesis, noise_bands, harmonic_frames)
+                                            clock_harmonics, partials, conv_synthesis, noise_bands, harmonic_frames,
+                                            sub_octaves if partials else 0)
         self.num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
 
     def encode(self, wav: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:

@@ -23,7 +23,8 @@ class SING(nn.Module):
                  velocity_dim: int = 2, instrument_dim: int = 16, pitch_dim: int = 8, time_dim: int = 4,
                  wav_length: int = 64000, pad: int = 2304, phase_harmonics: int = 0, clock_harmonics: int = 0,
                  partials: int = 0, conv_synthesis: bool = True, noise_bands: int = 0,
-                 harmonic_frames: bool = False, pitch_features: int = 0, lstm_dropout: float = 0.0):
+                 harmonic_frames: bool = False, pitch_features: int = 0, lstm_dropout: float = 0.0,
+                 sub_octaves: int = 0):
         super().__init__()
         self.kwargs = dict(num_instruments=num_instruments, dimension=dimension, channels=channels,
                            kernel_size=kernel_size, stride=stride, context_size=context_size,
@@ -33,10 +34,12 @@ class SING(nn.Module):
                            clock_harmonics=clock_harmonics, partials=partials,
                            conv_synthesis=conv_synthesis)
         self.kwargs.update(options_when_on(noise_bands=noise_bands, harmonic_frames=harmonic_frames,
-                                           pitch_features=pitch_features, lstm_dropout=lstm_dropout))
+                                           pitch_features=pitch_features, lstm_dropout=lstm_dropout,
+                                           sub_octaves=sub_octaves))
         self.wav_length, self.pad = wav_length, pad
         self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
-                                            clock_harmonics, partials, conv_synthesis, noise_bands, harmonic_frames)
+                                            clock_harmonics, partials, conv_synthesis, noise_bands, harmonic_frames,
+                                            sub_octaves)
         num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
         self.sequence = SequenceGenerator(num_instruments, dimension, hidden_size, num_layers, num_frames,
                                           velocity_dim, instrument_dim, pitch_dim, time_dim, phase_harmonics,
@@ -104,7 +107,7 @@ def _autoencoder_kwargs(m: ModelConfig) -> dict:
                 context_size=m.context_size, rewrite_layers=m.rewrite_layers,
                 wav_length=m.wav_length, pad=m.pad, clock_harmonics=m.decoder_harmonics,
                 partials=m.partials, conv_synthesis=m.conv_synthesis, noise_bands=m.noise_bands,
-                harmonic_frames=m.harmonic_frames)
+                harmonic_frames=m.harmonic_frames, sub_octaves=m.sub_octaves)
 
 
 def _encoder_kwargs(m: ModelConfig) -> dict:
@@ -112,7 +115,7 @@ def _encoder_kwargs(m: ModelConfig) -> dict:
 
 
 # Options an autoencoder's kwargs (and so its checkpoint) name only when they are on.
-_NAMED_WHEN_ON = ("noise_bands", "analysis_partials", "harmonic_frames")
+_NAMED_WHEN_ON = ("noise_bands", "analysis_partials", "harmonic_frames", "sub_octaves")
 
 
 def autoencoder_kwargs(m: ModelConfig) -> dict:
