@@ -75,22 +75,31 @@ def precompute_embeddings(notes, checkpoint: str | Path, out: str | Path, *, num
     """
     import ray.data
 
-    out = Path(out)
+    def write(folder: Path) -> None:
+        notes.select_columns([*COLUMNS, "wav"]).map_batches(
+            EncoderEmbedder, fn_constructor_kwargs={"checkpoint": str(checkpoint), "use_gpu": use_gpu,
+                                                    "threads": threads},
+            batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=num_actors),
+            num_cpus=threads, num_gpus=1 if use_gpu else 0).write_parquet(str(folder))
+
+    return _write_once(Path(out), write)
+
+
+def _write_once(out: Path, write) -> Path:
+    """``write(folder)`` into a temporary folder beside ``out``, renamed to ``out`` and marked
+    ``_SUCCESS`` when done; an ``out`` already marked is reused, an unmarked one (an
+    unfinished earlier attempt) replaced."""
     if (out / SUCCESS).exists():
         log.info("embeddings: reusing %s", out)
         return out
     if out.exists():
-        shutil.rmtree(out)  # an unfinished earlier attempt
+        shutil.rmtree(out)
     started = time.monotonic()
-    embedded = notes.select_columns([*COLUMNS, "wav"]).map_batches(
-        EncoderEmbedder, fn_constructor_kwargs={"checkpoint": str(checkpoint), "use_gpu": use_gpu,
-                                                "threads": threads},
-        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=num_actors),
-        num_cpus=threads, num_gpus=1 if use_gpu else 0)
     tmp = out.with_name(f".{out.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    embedded.write_parquet(str(tmp))
+    tmp.mkdir(parents=True)
+    write(tmp)
     tmp.rename(out)
     (out / SUCCESS).write_bytes(b"")
     log.info("embeddings: %s written in %.1f s", out, time.monotonic() - started)
@@ -147,24 +156,9 @@ def precompute_interpolated(embeddings: str | Path, out: str | Path) -> tuple[Pa
     Returns:
         ``out`` as a Path and the number of interpolated notes in it.
     """
-    import ray.data
-
-    out = Path(out)
-    if not (out / SUCCESS).exists():
-        if out.exists():
-            shutil.rmtree(out)  # an unfinished earlier attempt
-        started = time.monotonic()
-        tmp = out.with_name(f".{out.name}.tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        (make_embedding_dataset(embeddings).groupby(["instrument", "velocity"])
-         .map_groups(_interpolated_or_nothing, batch_format="numpy").write_parquet(str(tmp)))
-        tmp.rename(out)
-        (out / SUCCESS).write_bytes(b"")
-        log.info("embeddings: %s written in %.1f s", out, time.monotonic() - started)
-    count = count_rows(out)
-    return out, count
+    out = _write_once(Path(out), lambda folder: make_embedding_dataset(embeddings).groupby(["instrument", "velocity"])
+                      .map_groups(_interpolated_or_nothing, batch_format="numpy").write_parquet(str(folder)))
+    return out, count_rows(out)
 
 
 def _interpolated_or_nothing(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
