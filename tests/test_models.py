@@ -376,6 +376,15 @@ def test_sub_octaves_measure_and_play_the_partials_under_the_pitch_that_an_organ
         with torch.no_grad():
             out = ae(wav[:, :16128], pitch)
         made[sub] = partial_magnitudes(out, pitch, 8, sub_octaves=1)[0, :, 8:-8].mean(-1)
+        # Where the note has ended, the partials the frames call silent play nothing (with the
+        # option), not the encoder's floor, whose sub-octave a pitch tracker would follow.
+        ended = wav[:, :16128].clone()
+        ended[:, 6000:] = 0
+        with torch.no_grad():
+            tail = ae(ended, pitch)[0, 6000 + 2048:]
+        assert float(tail.abs().max()) < (1e-8 if sub else 1.0)
+        if not sub:
+            assert float(tail.abs().max()) > 1e-5
     for k, a in parts.items():
         assert abs(20 * math.log10(float(made[1][k - 1]) / a)) < 0.5, k
     # (what is read there is the leakage of its partials at multiples of f0: 20 dB down)

@@ -316,7 +316,9 @@ class ConvolutionalDecoder(nn.Module):
             partial k's amplitude in a frame is ``exp(HARMONIC_SCALE * frame[k])`` times what
             the layers read from the hidden layer (their output starts at zero, a factor 1),
             so the frames an encoder with the same option writes play back as the note.
-        sub_octaves: S > 0 puts the partials at multiples of f0 / 2^S (:func:`partial_windows`).
+        sub_octaves: S > 0 puts the partials at multiples of f0 / 2^S (:func:`partial_windows`);
+            with ``harmonic_frames`` a partial then plays its frame's amplitude less the
+            encoder's floor (:data:`ANALYSIS_FLOOR`), so that silence plays as silence.
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
@@ -451,7 +453,14 @@ class ConvolutionalDecoder(nn.Module):
         out = F.linear(hidden, weight, bias).float()
         if frames is None:
             return F.softplus(out)
-        return torch.exp((out + HARMONIC_SCALE * frames.float()).clamp(max=HARMONIC_MAX_LOG))
+        amplitudes = torch.exp((out + HARMONIC_SCALE * frames.float()).clamp(max=HARMONIC_MAX_LOG))
+        if self.sub_octaves:
+            # The encoder's frames are log(magnitude + ANALYSIS_FLOOR): take the floor off, so
+            # that a partial the frames call silent plays nothing. Left at the floor, the
+            # partials under the pitch would fill a decayed note's tail at -120 dBFS with a
+            # sub-octave the pitch tracker follows (docs/training.md, section 13).
+            amplitudes = (amplitudes - ANALYSIS_FLOOR).clamp(min=0)
+        return amplitudes
 
     def needed_frames(self, start: int, stop: int, num_frames: int) -> tuple[int, int]:
         """The frames ``[first, last]`` whose synthesis windows reach samples ``[start, stop)``.
