@@ -769,6 +769,16 @@ class EvaluationResult:
     run_id: str | None = None
 
 
+def scorer_cpus(cluster_cpus: float, num_workers: int) -> float:
+    """The CPUs each of ``num_workers`` scoring actors reserves: one, unless that would leave
+    no CPU for the tasks that read the notes they score (``sing-ray evaluate --num-cpus 1``
+    waited forever); then a share of what is left after one (none on a 1-CPU Ray). A cluster
+    with no CPU yet (an autoscaling one) gets one per actor, as it will start them."""
+    if 1 <= cluster_cpus < num_workers + 1:
+        return max(0.0, (cluster_cpus - 1) / num_workers)
+    return 1.0
+
+
 def score_split(checkpoint: bytes, dataset: str, split: str = "test", *, max_notes: int | None = None,
                 seed: int = 0, batch_size: int = 8, num_workers: int = 1, use_gpu: bool = False,
                 with_pitch: bool = True, with_reference_pitch: bool = True,
@@ -790,12 +800,16 @@ def score_split(checkpoint: bytes, dataset: str, split: str = "test", *, max_not
 
     ds, split_size = sample_split(dataset, split, max_notes, seed)
     ref = ray.put(checkpoint)
+    cpus = scorer_cpus(ray.cluster_resources().get("CPU", 0), num_workers)
+    if cpus < 1:
+        log.info("%d scoring actor(s) of %.2f reserved CPU each, leaving one for reading the notes",
+                 num_workers, cpus)
     scored = ds.map_batches(
         NoteScorer, batch_format="numpy", batch_size=batch_size,
         fn_constructor_kwargs=dict(checkpoint=ref, with_pitch=with_pitch,
                                    with_reference_pitch=with_reference_pitch,
                                    with_embedding=with_embedding, device="cuda" if use_gpu else "cpu"),
-        compute=ray.data.ActorPoolStrategy(size=num_workers), num_gpus=1 if use_gpu else 0)
+        compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=cpus, num_gpus=1 if use_gpu else 0)
     columns: dict[str, list[np.ndarray]] = {}
     for batch in scored.iter_batches(batch_format="numpy", batch_size=None):
         for k, v in batch.items():

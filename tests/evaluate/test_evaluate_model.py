@@ -136,3 +136,17 @@ def _test_note_strs(dataset):
     from sing_ray.data.dataset import make_note_dataset
 
     return [str(s) for s in make_note_dataset(str(dataset), "test").select_columns(["note_str"]).to_pandas()["note_str"]]
+
+
+def test_scoring_actors_leave_a_cpu_for_reading_the_notes():
+    """`sing-ray evaluate --num-cpus 1` waited forever: its one actor held the only CPU that
+    the reads feeding it needed."""
+    assert ev.scorer_cpus(1, 1) == 0.0
+    assert ev.scorer_cpus(2, 2) == 0.5
+    assert ev.scorer_cpus(2, 1) == 1.0                  # a CPU each, and one left over
+    assert ev.scorer_cpus(16, 4) == 1.0
+    assert ev.scorer_cpus(0, 2) == 1.0                  # an autoscaling cluster starts them
+    for cpus in (1, 2, 3, 4):
+        for workers in (1, 2, 3):
+            reserved = ev.scorer_cpus(cpus, workers) * workers
+            assert reserved == workers if cpus > workers else reserved <= cpus - 1
