@@ -84,9 +84,10 @@ def interpolated_notes(train: dict) -> dict:
             "velocity": torch.tensor(out["velocity"]), "frames": torch.cat(out["frames"])}
 
 
-def one_curve(path: str, epochs: int, every: int, seed: int, interpolated: float = 0.0) -> None:
+def one_curve(path: str, epochs: int, every: int, seed: int, interpolated: float = 0.0,
+              overrides: tuple[str, ...] = ()) -> None:
     from sing_ray.checkpoint import load_model
-    from sing_ray.config import config_from_dict
+    from sing_ray.config import apply_overrides, config_from_dict
     from sing_ray.dsp import log_power
     from sing_ray.models import build_sequence_generator
 
@@ -95,7 +96,7 @@ def one_curve(path: str, epochs: int, every: int, seed: int, interpolated: float
     if dev.type == "cpu":
         torch.set_num_threads(1)
     data = torch.load(path, weights_only=False)
-    cfg = config_from_dict(data["config"])
+    cfg = apply_overrides(config_from_dict(data["config"]), overrides)   # e.g. model.hidden_size=256
     phase = cfg.train.sequence
     schedule = dataclasses.replace(phase, epochs=epochs)      # the rate's cosine over this many epochs
     ae, _ = load_model(data["autoencoder"], map_location=dev)
@@ -140,7 +141,8 @@ def one_curve(path: str, epochs: int, every: int, seed: int, interpolated: float
                 l1 = (log_power(wav) - log_power(real)).abs().mean().item()
                 rms = 10 * torch.log10(wav.square().mean(-1) + 1e-20)
             d = (rms - rms_real).cpu().numpy()
-            print(f"CURVE schedule={epochs} interpolated={interpolated} epoch={epoch} gpu_s={time.time() - t0:.0f} "
+            print(f"CURVE schedule={epochs} set={','.join(overrides) or '-'} seed={seed} "
+                  f"interpolated={interpolated} epoch={epoch} gpu_s={time.time() - t0:.0f} "
                   f"spectral_l1={l1:.5f} silence={silence:.5f} ratio={l1 / silence:.3f} "
                   f"level={np.median(d):+.1f} abs_level={np.median(np.abs(d)):.1f} "
                   f"near_silent={int((rms < -60).sum())}", flush=True)
@@ -158,15 +160,23 @@ def main() -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--interpolated", type=float, default=0.0,
                    help="notes drawn between the trained pitches per train note, each epoch")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[;KEY=VALUE]",
+                   help="a variant of the run's config (the LSTM's size, the phase's rate); repeat for more "
+                        "variants, each run beside the others with every schedule")
+    c.add_argument("--seeds", default=None, help="seeds, comma-separated (each variant and schedule once per seed)")
     c.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.cmd == "pack":
         return pack(args.run, args.dataset, args.out)
     if args.one is not None:
-        return one_curve(args.path, args.one, args.every, args.seed, args.interpolated)
+        sets = tuple(x for x in ";".join(args.set).split(";") if x)
+        return one_curve(args.path, args.one, args.every, args.seed, args.interpolated, sets)
     import subprocess
+    seeds = args.seeds.split(",") if args.seeds else [str(args.seed)]
     procs = [subprocess.Popen([sys.executable, __file__, "curve", args.path, "--every", str(args.every),
-                               "--seed", str(args.seed), "--interpolated", str(args.interpolated), "--one", e]) for e in args.epochs.split(",")]
+                               "--seed", seed, "--interpolated", str(args.interpolated), "--one", e]
+                              + (["--set", v] if v else []))
+             for e in args.epochs.split(",") for v in (args.set or [""]) for seed in seeds]
     sys.exit(max(p.wait() for p in procs))
 
 
