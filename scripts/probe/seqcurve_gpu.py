@@ -17,7 +17,8 @@ under -60 dBFS:
 No pitch tracking (librosa may be absent there): with harmonic frames every note plays at its
 MIDI pitch. `--interpolated SHARE` adds, each epoch, SHARE times as many notes drawn afresh from
 those ``interpolate_pitches`` makes between the trained pitches (``train.sequence_interpolated``).
-DEVICE=cpu runs it here (one thread each).
+`--set "model.hidden_size=256;model.num_layers=2"` (repeatable) trains variants of the run's
+config beside it, and `--seeds 0,1` each once per seed. DEVICE=cpu runs it here (one thread each).
 """
 from __future__ import annotations
 
