@@ -136,6 +136,11 @@ class TrainConfig:
     # each frame plays; FrameLoss). MSE on log magnitudes alone is led by the many quiet
     # partials and leaves the loud ones, which set the note's level, short (docs/training.md).
     sequence_loudness: float = 0.0
+    # Not in the paper: with model.harmonic_frames, the sequence phase adds this weight times
+    # the MSE over the bins where the encoded frame's partial is audible (above -70 dB;
+    # FrameLoss). The MSE alone is mostly the floor (partials above Nyquist, silence, tails),
+    # and fits a struck note's attack 15 to 20 dB short (docs/training.md, section 14).
+    sequence_audible: float = 0.0
     # Not in the paper: with model.harmonic_frames, each sequence epoch also fits about this
     # many notes per train note drawn afresh from the pitches each instrument lacks between
     # two it has, their frames interpolated in pitch from those two (interpolate_pitches):
@@ -311,12 +316,17 @@ def _validate_loss(t: "TrainConfig", m: "ModelConfig") -> None:
             terms.update(parse_loss(t.phase(phase).loss, f"train.{phase}.loss"))
     if t.sequence.loss:
         raise ConfigError("train.sequence.loss: the sequence phase fits the encoder's embeddings with MSE; "
-                          "its loss cannot be set (train.sequence_loudness adds a level term)")
+                          "its loss cannot be set (train.sequence_loudness and train.sequence_audible add terms)")
     if not t.sequence_loudness >= 0:
         raise ConfigError(f"train.sequence_loudness must be >= 0, got {t.sequence_loudness}")
     if t.sequence_loudness and not m.harmonic_frames:
         raise ConfigError("train.sequence_loudness needs model.harmonic_frames: only then do the frames "
                           "say how loud each partial is")
+    if not t.sequence_audible >= 0:
+        raise ConfigError(f"train.sequence_audible must be >= 0, got {t.sequence_audible}")
+    if t.sequence_audible and not m.harmonic_frames:
+        raise ConfigError("train.sequence_audible needs model.harmonic_frames: only then do the frames "
+                          "say which partials sound")
     if not t.sequence_interpolated >= 0:
         raise ConfigError(f"train.sequence_interpolated must be >= 0, got {t.sequence_interpolated}")
     if t.sequence_interpolated and not m.harmonic_frames:

@@ -9,6 +9,7 @@ arguments are its constructor's; :func:`build_loss` turns the config into one
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import torch
@@ -162,25 +163,48 @@ def frame_levels(frames: torch.Tensor, scale: float) -> torch.Tensor:
     return 0.5 * torch.logsumexp(2.0 * scale * frames.float(), dim=1)
 
 
+# A partial of a harmonic frame is audible from this level up (amplitude, dB re full scale):
+# 30 dB above the encoder's floor (-100 dB), 10 dB under the quietest notes' partials.
+AUDIBLE_DB = -70.0
+
+
 class FrameLoss(nn.Module):
     """The sequence phase's loss: MSE between frames, plus ``loudness`` times the L1 between
-    their :func:`frame_levels` (harmonic frames only; 0 is the paper's MSE alone)."""
+    their :func:`frame_levels`, plus ``audible`` times the MSE over the target's audible bins
+    alone (harmonic frames only; 0 and 0 are the paper's MSE alone).
 
-    def __init__(self, loudness: float = 0.0, scale: float = 4.0):
+    The MSE averages every (partial, frame) alike, and most of them are the encoder's floor:
+    the partials above Nyquist, the silence before the onset, a decayed note's tail. A
+    struck note's attack, a few loud frames of a few partials, is a small share of it; the
+    LSTM fits the floor and leaves the attack 15 to 20 dB short, on its train notes too
+    (docs/training.md, section 14). The ``audible`` term is the mean over the bins where the
+    target partial is louder than :data:`AUDIBLE_DB`, whatever their number: the notes' sound
+    counts as much as their floor.
+    """
+
+    def __init__(self, loudness: float = 0.0, scale: float = 4.0, audible: float = 0.0):
         super().__init__()
         if not loudness >= 0:
             raise ValueError(f"loudness must be >= 0, got {loudness}")
-        self.loudness, self.scale = loudness, scale
+        if not audible >= 0:
+            raise ValueError(f"audible must be >= 0, got {audible}")
+        self.loudness, self.scale, self.audible = loudness, scale, audible
+        # frame value v plays amplitude exp(scale * v), 20 log10(e) * scale * v dB
+        self.audible_value = AUDIBLE_DB / (20.0 / math.log(10.0)) / scale
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Args: (B, D, F) frames. Returns: scalar."""
         loss = F.mse_loss(output, target)
         if self.loudness:
             loss = loss + self.loudness * F.l1_loss(frame_levels(output, self.scale), frame_levels(target, self.scale))
+        if self.audible:
+            on = (target > self.audible_value).to(output.dtype)
+            # The gradient reaches an audible bin whatever the output there (no clamp on it).
+            loss = loss + self.audible * ((output - target).square() * on).sum() / on.sum().clamp(min=1.0)
         return loss
 
     def extra_repr(self) -> str:
-        return f"loudness={self.loudness}"
+        return f"loudness={self.loudness}, audible={self.audible}"
 
 
 class WeightedLoss(nn.Module):

@@ -222,3 +222,35 @@ def test_frame_levels_are_the_partials_rms_and_the_sequence_term_lifts_quiet_lou
     with pytest.raises(ConfigError, match="harmonic_frames"):
         load_config("tiny", overrides=["train.sequence_loudness=0.1"])
     assert load_config("quick", overrides=["train.sequence_loudness=0.1"]).train.sequence_loudness == 0.1
+
+
+def test_audible_term_weighs_a_short_attack_as_much_as_the_floor_around_it():
+    """A struck note: a few audible bins among thousands at the floor. The audible term pulls
+    them as hard as if they were the whole note; the floor bins get nothing from it."""
+    from sing_ray.losses import AUDIBLE_DB, FrameLoss
+    floor = math.log(1e-5) / 4.0                        # the encoder's floor, -100 dB
+    target = torch.full((2, 64, 32), floor)
+    target[:, 0, 2:6] = math.log(0.03) / 4.0            # the fundamental's attack, -30 dB, 4 frames
+    out = torch.full_like(target, floor)                # the attack missed entirely
+    out[:, 5, :] = floor + 0.1                          # and a floor bin a little off
+    grads = {}
+    for w in (0.0, 3.0):
+        x = out.clone().requires_grad_(True)
+        FrameLoss(0.0, 4.0, w)(x, target).backward()
+        grads[w] = x.grad
+    attack = grads[0.0][:, 0, 2:6].mean().item()
+    assert attack < 0                                   # MSE pulls the attack up, weakly
+    assert grads[3.0][:, 0, 2:6].mean().item() / attack > 500
+    torch.testing.assert_close(grads[3.0][:, 5], grads[0.0][:, 5])   # the floor: MSE's pull alone
+    # the threshold: a bin just above AUDIBLE_DB counts, one just under does not
+    on = torch.full((1, 2, 1), floor)
+    on[0, 0, 0] = (AUDIBLE_DB + 1) / (20 / math.log(10)) / 4.0
+    on[0, 1, 0] = (AUDIBLE_DB - 1) / (20 / math.log(10)) / 4.0
+    x = torch.zeros_like(on, requires_grad=True)
+    (FrameLoss(0.0, 4.0, 1.0)(x, on) - F.mse_loss(x, on)).backward()
+    assert x.grad[0, 0, 0] > 0 and x.grad[0, 1, 0] == 0
+    torch.testing.assert_close(FrameLoss(0.0, 4.0, 0.0)(out, target), F.mse_loss(out, target))
+    with pytest.raises(ConfigError, match="harmonic_frames"):
+        load_config("tiny", overrides=["train.sequence_audible=1"])
+    with pytest.raises(ConfigError, match="sequence_audible must be >= 0"):
+        load_config("quick", overrides=["train.sequence_audible=-1"])

@@ -19,6 +19,8 @@ MIDI pitch. `--interpolated SHARE` adds, each epoch, SHARE times as many notes d
 those ``interpolate_pitches`` makes between the trained pitches (``train.sequence_interpolated``).
 `--set "model.hidden_size=256;model.num_layers=2"` (repeatable) trains variants of the run's
 config beside it, and `--seeds 0,1` each once per seed. DEVICE=cpu runs it here (one thread each).
+Each run's last epoch also prints its four quietest held-out notes beside the real ones, and
+SAVE=PATH keeps its LSTM's weights there.
 """
 from __future__ import annotations
 
@@ -90,6 +92,8 @@ def one_curve(path: str, epochs: int, every: int, seed: int, interpolated: float
     from sing_ray.checkpoint import load_model
     from sing_ray.config import apply_overrides, config_from_dict
     from sing_ray.dsp import log_power
+    from sing_ray.losses import FrameLoss
+    from sing_ray.models.autoencoder import HARMONIC_SCALE
     from sing_ray.models import build_sequence_generator
 
     torch.manual_seed(seed)
@@ -109,6 +113,12 @@ def one_curve(path: str, epochs: int, every: int, seed: int, interpolated: float
     real = te["wav"].float() / 32767
     seq = build_sequence_generator(cfg.model, len(data["instruments"])).to(dev)
     opt = torch.optim.Adam(seq.parameters(), lr=phase.lr)
+    # the pipeline's sequence loss: MSE, with train.sequence_loudness and train.sequence_audible
+    # (AUDIBLE_DB=-80 moves the audible term's threshold, for a look)
+    if os.environ.get("AUDIBLE_DB"):
+        import sing_ray.losses
+        sing_ray.losses.AUDIBLE_DB = float(os.environ["AUDIBLE_DB"])
+    loss_fn = FrameLoss(cfg.train.sequence_loudness, HARMONIC_SCALE, cfg.train.sequence_audible)
     n, steps = len(tr["pitch"]), cfg.train.truncated_steps
     silence = (log_power(torch.zeros_like(real)) - log_power(real)).abs().mean().item()
     rms_real = 10 * torch.log10(real.square().mean(-1) + 1e-20)
@@ -130,7 +140,8 @@ def one_curve(path: str, epochs: int, every: int, seed: int, interpolated: float
                 opt.zero_grad(set_to_none=True)
                 out, hidden = seq(src["instrument"][idx], src["pitch"][idx], src["velocity"][idx], start=start,
                                   length=length, hidden=hidden, return_hidden=True)
-                torch.nn.functional.mse_loss(out, target[..., start:start + length]).backward()
+                loss = loss_fn(out, target[..., start:start + length])
+                loss.backward()
                 opt.step()
                 hidden = tuple(h.detach() for h in hidden)
         if epoch % every == 0 or epoch == epochs:
@@ -146,7 +157,14 @@ def one_curve(path: str, epochs: int, every: int, seed: int, interpolated: float
                   f"interpolated={interpolated} epoch={epoch} gpu_s={time.time() - t0:.0f} "
                   f"spectral_l1={l1:.5f} silence={silence:.5f} ratio={l1 / silence:.3f} "
                   f"level={np.median(d):+.1f} abs_level={np.median(np.abs(d)):.1f} "
-                  f"near_silent={int((rms < -60).sum())}", flush=True)
+                  f"near_silent={int((rms < -60).sum())} under58={int((rms < -58).sum())} "
+                  f"min_gap={float(d.min()):+.1f}", flush=True)
+            if epoch == epochs and os.environ.get("SAVE"):
+                torch.save(seq.state_dict(), os.environ["SAVE"])
+            if epoch == epochs:
+                for i in np.argsort(rms.cpu().numpy())[:4]:
+                    print(f"  quietest: {data['instruments'][int(te['instrument'][i])]}-{int(te['pitch'][i]):03d}-v{int(te['velocity'][i])} "
+                          f"{float(rms[i]):.1f} dBFS, real {float(rms_real[i]):.1f}", flush=True)
 
 
 def main() -> None:
