@@ -164,7 +164,9 @@ def frame_levels(frames: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 # A partial of a harmonic frame is audible from this level up (amplitude, dB re full scale):
-# 30 dB above the encoder's floor (-100 dB), 10 dB under the quietest notes' partials.
+# 30 dB above the encoder's floor (-100 dB). On the quick start's set a velocity-25 note's
+# loudest partial is at -62 to -37 dB (median -45); 5 % of those notes' bins are above this,
+# 16 % of velocity-127 notes'.
 AUDIBLE_DB = -70.0
 
 
