@@ -1,6 +1,8 @@
 """train.sequence_interpolated: the notes between an instrument's trained pitches."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -96,6 +98,8 @@ def test_the_sequence_phase_trains_on_the_real_notes_and_the_interpolated_ones(t
         "model.dimension=16", "model.partials=16", "model.analysis_partials=16", "model.harmonic_frames=true",
         "model.conv_synthesis=false", "model.decoder_harmonics=0", "train.loss=spectral + 0.05*loudness",
         "train.autoencoder.epochs=1", "train.sequence.epochs=3", "train.sequence_interpolated=1",
+        # and quick's audible term beside the MSE, as the workers build it
+        "train.sequence_audible=3",
         "run.num_workers=2", "run.run_name=interp", f"run.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"run.storage_path={tmp_path / 'runs'}"])
     result = run_pipeline(cfg, train_dataset, phases=("autoencoder", "sequence"), register=False)
@@ -108,3 +112,4 @@ def test_the_sequence_phase_trains_on_the_real_notes_and_the_interpolated_ones(t
     # A share of 1 draws as many as there are train notes: here all of the fewer interpolated
     # ones, beside every real note, in every epoch.
     assert [e["train_notes"] for e in epochs if e.get("status") == "running"] == [real + count] * 3
+    assert all(math.isfinite(e["train_loss"]) and e["train_loss"] > 0 for e in epochs if e.get("status") == "running")
