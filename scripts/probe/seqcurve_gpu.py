@@ -159,9 +159,9 @@ def one_curve(path: str, epochs: int, every: int, seed: int, interpolated: float
                   f"level={np.median(d):+.1f} abs_level={np.median(np.abs(d)):.1f} "
                   f"near_silent={int((rms < -60).sum())} under58={int((rms < -58).sum())} "
                   f"min_gap={float(d.min()):+.1f}", flush=True)
-            if epoch == epochs and os.environ.get("SAVE"):
-                torch.save(seq.state_dict(), os.environ["SAVE"])
             if epoch == epochs:
+                if os.environ.get("SAVE"):
+                    torch.save(seq.state_dict(), os.environ["SAVE"])
                 for i in np.argsort(rms.cpu().numpy())[:4]:
                     print(f"  quietest: {data['instruments'][int(te['instrument'][i])]}-{int(te['pitch'][i]):03d}-v{int(te['velocity'][i])} "
                           f"{float(rms[i]):.1f} dBFS, real {float(rms_real[i]):.1f}", flush=True)
