@@ -1,6 +1,7 @@
 """The plain step functions, fault parsing and the benchmark's counters: pure torch, no Ray."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -179,7 +180,7 @@ def test_cropped_steps_train_on_windows():
     assert float(F.mse_loss(sing(*symbols), wav)) < before
 
 
-def _memorise(cfg, notes, ae_steps=200, seq_steps=100, ft_steps=100):
+def _memorise(cfg, notes, ae_steps=200, seq_steps=100, ft_steps=100, device="cpu"):
     """The three phases' steps, as the loops run them, on a few notes; returns the notes generated."""
     from conftest import tone
 
@@ -187,21 +188,22 @@ def _memorise(cfg, notes, ae_steps=200, seq_steps=100, ft_steps=100):
 
     torch.manual_seed(0)
     m, t = cfg.model, cfg.train
-    instrument, pitch, velocity = (torch.tensor(c) for c in zip(*notes))
-    wav = torch.from_numpy(np.stack([tone(p, v, seed=i) for i, (_, p, v) in enumerate(notes)]) / 32768).float()
+    instrument, pitch, velocity = (torch.tensor(c, device=device) for c in zip(*notes))
+    wav = torch.from_numpy(np.stack([tone(int(p), int(v), seed=i) for i, (_, p, v) in enumerate(notes)]) / 32768)
+    wav = wav.float().to(device)
     vi = velocity_indices(velocity)
-    ae = build_autoencoder(m)
+    ae = build_autoencoder(m).to(device)
     optimizer = torch.optim.Adam(ae.parameters(), t.autoencoder.lr)
     loss_fn = build_loss(t, phase="autoencoder")
     for _ in range(ae_steps):
         autoencoder_step(ae, optimizer, wav, loss_fn, crop=16128, pitch=pitch)
     with torch.no_grad():
         embedding = ae.encode(wav, pitch)
-    seq = build_sequence_generator(m, num_instruments=2)
+    seq = build_sequence_generator(m, num_instruments=2).to(device)
     optimizer = torch.optim.Adam(seq.parameters(), t.sequence.lr)
     for _ in range(seq_steps):
         sequence_step(seq, optimizer, instrument, pitch, vi, embedding, t.truncated_steps)
-    sing = build_sing(m, num_instruments=2)
+    sing = build_sing(m, num_instruments=2).to(device)
     sing.sequence.load_state_dict(seq.state_dict())
     sing.decoder.load_state_dict(ae.decoder.state_dict())
     optimizer = torch.optim.Adam(sing.parameters(), t.finetune.lr)
@@ -209,7 +211,7 @@ def _memorise(cfg, notes, ae_steps=200, seq_steps=100, ft_steps=100):
     for _ in range(ft_steps):
         finetune_step(sing, optimizer, instrument, pitch, vi, wav, loss_fn, crop=16128)
     with torch.no_grad():
-        return sing(instrument, pitch, vi).numpy(), wav.numpy(), pitch.numpy()
+        return sing(instrument, pitch, vi).cpu().numpy(), wav.cpu().numpy(), pitch.cpu().numpy()
 
 
 def _rms_db(x):
@@ -248,9 +250,7 @@ def test_a_decoder_playing_partials_learns_the_notes_from_the_papers_loss_alone(
     assert np.all(np.abs(level) <= 3), level
 
 
-def test_harmonic_frames_memorise_a_few_notes_closer_than_silence_by_half():
-    """The quick and small presets' frames (model.harmonic_frames) at the tiny sizes: the notes
-    come back in tune, within 3 dB, and at under half of silence's spectral L1 (Table 1's)."""
+def _memorise_with_harmonic_frames(device: str) -> None:
     from sing_ray import evaluate as ev
     from sing_ray.losses import spectral_loss
 
@@ -258,7 +258,7 @@ def test_harmonic_frames_memorise_a_few_notes_closer_than_silence_by_half():
         "model.dimension=16", "model.partials=16", "model.analysis_partials=16", "model.harmonic_frames=true",
         "model.conv_synthesis=false", "model.decoder_harmonics=0", "train.loss=spectral + 0.05*loudness"])
     notes = [(0, 57, 127), (1, 61, 100), (0, 64, 127), (1, 70, 75)]
-    generated, real, pitches = _memorise(cfg, notes, ae_steps=50)
+    generated, real, pitches = _memorise(cfg, notes, ae_steps=50, device=device)
     f0 = np.array([ev.estimate_f0(g[:32000], int(p)) for g, p in zip(generated, pitches)])
     assert np.all(np.abs(np.asarray(ev.cents_off(f0, pitches))) <= 50), f0
     level = _rms_db(generated) - _rms_db(real)
@@ -266,3 +266,78 @@ def test_harmonic_frames_memorise_a_few_notes_closer_than_silence_by_half():
     g, r = torch.from_numpy(generated), torch.from_numpy(real)
     ratio = float(spectral_loss(g, r) / spectral_loss(torch.zeros_like(r), r))
     assert ratio < 0.5, ratio
+
+
+def test_harmonic_frames_memorise_a_few_notes_closer_than_silence_by_half():
+    """The quick and small presets' frames (model.harmonic_frames) at the tiny sizes: the notes
+    come back in tune, within 3 dB, and at under half of silence's spectral L1 (Table 1's)."""
+    _memorise_with_harmonic_frames("cpu")
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_harmonic_frames_memorise_a_few_notes_on_gpu():
+    """The same few hundred steps of the three phases, trained on a GPU: the same bar."""
+    _memorise_with_harmonic_frames("cuda")
+
+
+def _phase_step(cfg, phase: str, device: str, models: dict, wav: torch.Tensor, symbols, frames):
+    """One step of ``phase`` as the training loops run it (the loops' losses and crops), on
+    ``device``, with an optimizer that leaves the weights as they are; returns (loss, grads)."""
+    from sing_ray.losses import FrameLoss
+    from sing_ray.models.autoencoder import HARMONIC_SCALE
+
+    t = cfg.train
+    model = copy.deepcopy(models[phase]).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    instrument, pitch, velocity = (x.to(device) for x in symbols)
+    torch.manual_seed(1)   # the same random windows on both devices
+    if phase == "autoencoder":
+        loss = autoencoder_step(model, optimizer, wav.to(device), build_loss(t, phase="autoencoder"),
+                                crop=t.autoencoder.crop, pitch=pitch)
+    elif phase == "sequence":
+        loss = sequence_step(model, optimizer, instrument, pitch, velocity, frames.to(device), t.truncated_steps,
+                             FrameLoss(t.sequence_loudness, HARMONIC_SCALE, t.sequence_audible))
+    else:
+        loss = finetune_step(model, optimizer, instrument, pitch, velocity, wav.to(device),
+                             build_loss(t, phase="finetune"), crop=t.finetune.crop)
+    grads = {n: p.grad.detach().double().cpu() for n, p in model.named_parameters() if p.grad is not None}
+    return float(loss), grads
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("preset", ["tiny", "quick", "small", "paper"])
+def test_every_phase_trains_on_gpu_as_on_the_cpu(preset):
+    """Each phase's step of each preset, with the loops' own losses and windows, gives on a GPU
+    the loss and the gradients it gives on the CPU (float32 on both: TF32 off for the check).
+    A tensor left on the CPU inside a model or a loss fails here, before a cluster run does."""
+    from sing_ray.models import build_sequence_generator
+
+    cfg = load_config(preset, overrides=SHORT)
+    torch.manual_seed(0)
+    models = {"autoencoder": build_autoencoder(cfg.model),
+              "sequence": build_sequence_generator(cfg.model, num_instruments=2),
+              "finetune": build_sing(cfg.model, num_instruments=2)}
+    wav, pitch = _notes(2), PITCHES[:2]
+    symbols = (torch.tensor([0, 1]), pitch, torch.tensor([4, 1]))
+    with torch.no_grad():   # the sequence phase's targets: the encoder's frames of these notes
+        frames = models["autoencoder"].encode(wav, pitch)
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        for phase in ("autoencoder", "sequence", "finetune"):
+            cpu_loss, cpu = _phase_step(cfg, phase, "cpu", models, wav, symbols, frames)
+            gpu_loss, gpu = _phase_step(cfg, phase, "cuda", models, wav, symbols, frames)
+            assert math.isfinite(cpu_loss) and cpu_loss > 0, (phase, cpu_loss)
+            assert gpu_loss == pytest.approx(cpu_loss, rel=1e-4), phase
+            assert gpu.keys() == cpu.keys(), phase
+            flat_cpu = torch.cat([g.flatten() for g in cpu.values()])
+            flat_gpu = torch.cat([gpu[n].flatten() for n in cpu])
+            error = float((flat_gpu - flat_cpu).norm() / flat_cpu.norm())
+            assert flat_cpu.norm() > 0 and error < 1e-3, (phase, error)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
