@@ -124,56 +124,48 @@ def train(path: str, preset: str, overrides: list[str], every: int, device: str)
     def window(i):
         return slice(i, i + 16)
 
+    def fit(phase: str, model, step, generate) -> None:
+        """``phase``'s epochs: Adam on its schedule, ``step(model, opt, idx)`` per batch, and the
+        held-out notes ``generate(i)`` makes scored every ``every`` epochs and at the end."""
+        p = t.phase(phase)
+        opt = torch.optim.Adam(model.parameters(), lr=p.lr)
+        for epoch in range(1, p.epochs + 1):
+            for g in opt.param_groups:
+                g["lr"] = p.epoch_lr(epoch)
+            model.train()
+            for idx in _batches(n, p.batch_size):
+                step(model, opt, idx.to(device))
+            if epoch % every == 0 or epoch == p.epochs:
+                model.eval()
+                report(phase, epoch, generate)
+        model.eval()
+
     ae = build_autoencoder(m).to(device)
-    opt = torch.optim.Adam(ae.parameters(), lr=t.autoencoder.lr)
     loss_fn = build_loss(t, phase="autoencoder")
-    for epoch in range(1, t.autoencoder.epochs + 1):
-        for g in opt.param_groups:
-            g["lr"] = t.autoencoder.epoch_lr(epoch)
-        ae.train()
-        for idx in _batches(n, t.autoencoder.batch_size):
-            idx = idx.to(device)
-            autoencoder_step(ae, opt, tr["wav"][idx], loss_fn, crop=t.autoencoder.crop, pitch=tr["pitch"][idx])
-        if epoch % every == 0 or epoch == t.autoencoder.epochs:
-            ae.eval()
-            report("autoencoder", epoch, lambda i: ae(te["wav"][window(i)], te["pitch"][window(i)]))
-    ae.eval()
+    fit("autoencoder", ae,
+        lambda model, opt, idx: autoencoder_step(model, opt, tr["wav"][idx], loss_fn, crop=t.autoencoder.crop,
+                                                 pitch=tr["pitch"][idx]),
+        lambda i: ae(te["wav"][window(i)], te["pitch"][window(i)]))
     with torch.no_grad():
         frames = torch.cat([ae.encode(tr["wav"][window(i)], tr["pitch"][window(i)]) for i in range(0, n, 16)])
 
     seq = build_sequence_generator(m, num_instruments=len(vocab)).to(device)
-    opt = torch.optim.Adam(seq.parameters(), lr=t.sequence.lr)
     frame_loss = FrameLoss(t.sequence_loudness, HARMONIC_SCALE, t.sequence_audible)
-    for epoch in range(1, t.sequence.epochs + 1):
-        for g in opt.param_groups:
-            g["lr"] = t.sequence.epoch_lr(epoch)
-        seq.train()
-        for idx in _batches(n, t.sequence.batch_size):
-            idx = idx.to(device)
-            sequence_step(seq, opt, tr["instrument"][idx], tr["pitch"][idx], tr["velocity"][idx], frames[idx],
-                          t.truncated_steps, frame_loss)
-        if epoch % every == 0 or epoch == t.sequence.epochs:
-            seq.eval()
-            report("sequence", epoch, lambda i: ae.decode(
-                seq(te["instrument"][window(i)], te["pitch"][window(i)], te["velocity"][window(i)]), te["pitch"][window(i)]))
+    fit("sequence", seq,
+        lambda model, opt, idx: sequence_step(model, opt, tr["instrument"][idx], tr["pitch"][idx],
+                                              tr["velocity"][idx], frames[idx], t.truncated_steps, frame_loss),
+        lambda i: ae.decode(seq(te["instrument"][window(i)], te["pitch"][window(i)], te["velocity"][window(i)]),
+                            te["pitch"][window(i)]))
 
     sing = build_sing(m, num_instruments=len(vocab)).to(device)
     sing.sequence.load_state_dict(seq.state_dict())
     sing.decoder.load_state_dict(ae.decoder.state_dict())
-    opt = torch.optim.Adam(sing.parameters(), lr=t.finetune.lr)
-    loss_fn = build_loss(t, phase="finetune")
-    for epoch in range(1, t.finetune.epochs + 1):
-        for g in opt.param_groups:
-            g["lr"] = t.finetune.epoch_lr(epoch)
-        sing.train()
-        for idx in _batches(n, t.finetune.batch_size):
-            idx = idx.to(device)
-            finetune_step(sing, opt, tr["instrument"][idx], tr["pitch"][idx], tr["velocity"][idx], tr["wav"][idx],
-                          loss_fn, crop=t.finetune.crop)
-        if epoch % every == 0 or epoch == t.finetune.epochs:
-            sing.eval()
-            report("finetune", epoch, lambda i: sing(te["instrument"][window(i)], te["pitch"][window(i)],
-                                                      te["velocity"][window(i)]))
+    finetune_loss = build_loss(t, phase="finetune")
+    fit("finetune", sing,
+        lambda model, opt, idx: finetune_step(model, opt, tr["instrument"][idx], tr["pitch"][idx],
+                                              tr["velocity"][idx], tr["wav"][idx], finetune_loss,
+                                              crop=t.finetune.crop),
+        lambda i: sing(te["instrument"][window(i)], te["pitch"][window(i)], te["velocity"][window(i)]))
 
 
 def main() -> None:

@@ -250,7 +250,14 @@ def test_a_decoder_playing_partials_learns_the_notes_from_the_papers_loss_alone(
     assert np.all(np.abs(level) <= 3), level
 
 
-def _memorise_with_harmonic_frames(device: str) -> None:
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, needs_cuda])])
+def test_harmonic_frames_memorise_a_few_notes_closer_than_silence_by_half(device):
+    """The quick and small presets' frames (model.harmonic_frames) at the tiny sizes: the notes
+    come back in tune, within 3 dB, and at under half of silence's spectral L1 (Table 1's);
+    trained on a GPU too (``cuda``), the same bar."""
     from sing_ray import evaluate as ev
     from sing_ray.losses import spectral_loss
 
@@ -266,22 +273,6 @@ def _memorise_with_harmonic_frames(device: str) -> None:
     g, r = torch.from_numpy(generated), torch.from_numpy(real)
     ratio = float(spectral_loss(g, r) / spectral_loss(torch.zeros_like(r), r))
     assert ratio < 0.5, ratio
-
-
-def test_harmonic_frames_memorise_a_few_notes_closer_than_silence_by_half():
-    """The quick and small presets' frames (model.harmonic_frames) at the tiny sizes: the notes
-    come back in tune, within 3 dB, and at under half of silence's spectral L1 (Table 1's)."""
-    _memorise_with_harmonic_frames("cpu")
-
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-@pytest.mark.gpu
-@needs_cuda
-def test_harmonic_frames_memorise_a_few_notes_on_gpu():
-    """The same few hundred steps of the three phases, trained on a GPU: the same bar."""
-    _memorise_with_harmonic_frames("cuda")
 
 
 def _phase_step(cfg, phase: str, device: str, models: dict, wav: torch.Tensor, symbols, frames):
