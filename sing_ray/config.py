@@ -53,26 +53,26 @@ class ModelConfig:
     pitch_dim: int = 8
     time_dim: int = 4             # 0 removes the time lookup table (the paper's ablation)
     # Partials whose phase at each frame the LSTM is given (cos, sin): 0 is the paper's SING;
-    # see SequenceGenerator and docs/training.md ("Why the model made no notes").
+    # see SequenceGenerator and docs/quality.md ("Why the model made no notes").
     phase_harmonics: int = 0
     # The MIDI pitch as N cosine and sine pairs of periods 24, 48, ... semitones, beside its
-    # table, in the LSTM's input (0: the paper's table alone); SequenceGenerator, docs/training.md.
+    # table, in the LSTM's input (0: the paper's table alone); SequenceGenerator, docs/quality.md.
     pitch_features: int = 0
     # Dropout between the LSTM's layers in training (0: the paper, none); needs num_layers > 1.
     lstm_dropout: float = 0.0
     # Partials whose phase at each frame the decoder is given beside the frame (0: the paper):
-    # the decoder then turns the partials itself (ConvolutionalDecoder, docs/training.md).
+    # the decoder then turns the partials itself (ConvolutionalDecoder, docs/quality.md).
     decoder_harmonics: int = 0
     # Partials the decoder plays at the MIDI pitch, their amplitudes per frame its own output
-    # (0: the paper's decoder, the transposed conv alone); ConvolutionalDecoder, docs/training.md.
+    # (0: the paper's decoder, the transposed conv alone); ConvolutionalDecoder, docs/quality.md.
     partials: int = 0
     # False leaves out the decoder's transposed conv: the waveform is the partials alone.
     conv_synthesis: bool = True
     # Bands of noise the decoder adds, evenly from 0 Hz to Nyquist, their levels per frame its
-    # own output (0: the paper's decoder, no noise); ConvolutionalDecoder, docs/training.md.
+    # own output (0: the paper's decoder, no noise); ConvolutionalDecoder, docs/quality.md.
     noise_bands: int = 0
     # Partials whose magnitude per frame the encoder reads in place of its learnt windowed conv
-    # (0: the paper's encoder); ConvolutionalEncoder, docs/training.md.
+    # (0: the paper's encoder); ConvolutionalEncoder, docs/quality.md.
     analysis_partials: int = 0
     # Frames that are the note's partials: the encoder writes each partial's log magnitude
     # (over 4) and the decoder plays exp(4 x) of each, the layers of both adding corrections
@@ -80,7 +80,7 @@ class ModelConfig:
     harmonic_frames: bool = False
     # The partials of decoder and encoder at multiples of f0 / 2^N, N octaves under the MIDI
     # pitch (0: at multiples of f0): 1 adds the half-multiples an organ's 16-foot stop sounds;
-    # the partials then reach half as high (ConvolutionalDecoder, docs/training.md, section 13).
+    # the partials then reach half as high (ConvolutionalDecoder, docs/quality.md, section 13).
     sub_octaves: int = 0
     wav_length: int = 64000       # 4 s at 16 kHz
     pad: int = 2304               # padding on each side, as in the public code: 265 frames
@@ -134,17 +134,17 @@ class TrainConfig:
     # Not in the paper: with model.harmonic_frames, the sequence phase adds this weight times
     # an L1 between the predicted and the encoded frames' levels (the log RMS of the partials
     # each frame plays; FrameLoss). MSE on log magnitudes alone is led by the many quiet
-    # partials and leaves the loud ones, which set the note's level, short (docs/training.md).
+    # partials and leaves the loud ones, which set the note's level, short (docs/quality.md).
     sequence_loudness: float = 0.0
     # Not in the paper: with model.harmonic_frames, the sequence phase adds this weight times
     # the MSE over the bins where the encoded frame's partial is audible (above -70 dB;
     # FrameLoss). The MSE alone is mostly the floor (partials above Nyquist, silence, tails),
-    # and fits a struck note's attack 15 to 20 dB short (docs/training.md, section 14).
+    # and fits a struck note's attack 15 to 20 dB short (docs/quality.md, section 14).
     sequence_audible: float = 0.0
     # Not in the paper: with model.harmonic_frames, each sequence epoch also fits about this
     # many notes per train note drawn afresh from the pitches each instrument lacks between
     # two it has, their frames interpolated in pitch from those two (interpolate_pitches):
-    # the LSTM is shown what lies between an instrument's trained pitches (docs/training.md).
+    # the LSTM is shown what lies between an instrument's trained pitches (docs/quality.md).
     sequence_interpolated: float = 0.0
     seed: int = 1234
     num_examples: int = 4         # generated notes logged per phase

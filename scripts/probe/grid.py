@@ -1,7 +1,7 @@
 """Which partials an autoencoder with harmonic frames can play: the bound of each grid, untrained.
 
 With harmonic frames the untrained autoencoder plays back the partials its encoder measures
-(docs/training.md, section 10), so its spectral L1 on real notes is the bound that the grid of
+(docs/quality.md, section 10), so its spectral L1 on real notes is the bound that the grid of
 partials sets before any training. This prints it (against an all-zero output's, overall and
 per instrument) for grids of H partials at multiples of f0 / 2^S:
 

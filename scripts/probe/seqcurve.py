@@ -1,4 +1,4 @@
-"""Held-out quality against sequence-phase training: the curve docs/training.md quotes.
+"""Held-out quality against sequence-phase training: the curve docs/quality.md quotes.
 
 Loads a trained autoencoder ($PROBE_OUT/<ae>.ae.pt from `pipe.py stage=ae ...`), then trains the
 sequence generator alone (one thread, batch `bs`, lr `lr` held until `decay_at` chunk steps, then

@@ -10,7 +10,7 @@ every frame, the cos and sin of where the note's first K partials are in their c
 (:func:`~sing_ray.models.sequence.phase_clock`, from the MIDI pitch). A window every 256
 samples can only make multiples of 62.5 Hz from frames that stay the same; with the clock
 the decoder turns the partials itself, so the frames the LSTM has to predict need not
-(docs/training.md, "Why the model made no notes").
+(docs/quality.md, "Why the model made no notes").
 
 Optionally (``partials`` H > 0, not in the paper) the decoder also emits, per frame, the
 amplitudes of the note's first H partials at exactly the MIDI pitch; each frame's window then
@@ -26,7 +26,7 @@ detuned reeds put between the partials, which the partials cannot.
 Optionally (``sub_octaves`` S > 0, not in the paper) the partials of both are at multiples of
 f0 / 2^S rather than of f0: S = 1 adds the half-multiples, which an organ's 16-foot stop
 (and 5 1/3-foot) sounds an octave under the MIDI pitch and which no multiple of f0 can play
-(docs/training.md, section 13). The encoder then measures them by least squares
+(docs/quality.md, section 13). The encoder then measures them by least squares
 (:func:`partial_magnitudes`), since for low notes they lie closer than its window resolves.
 
 Optionally (``analysis_partials`` A > 0, not in the paper) the encoder reads, in place of its
@@ -458,7 +458,7 @@ class ConvolutionalDecoder(nn.Module):
             # The encoder's frames are log(magnitude + ANALYSIS_FLOOR): take the floor off, so
             # that a partial the frames call silent plays nothing. Left at the floor, the
             # partials under the pitch would fill a decayed note's tail at -120 dBFS with a
-            # sub-octave the pitch tracker follows (docs/training.md, section 13).
+            # sub-octave the pitch tracker follows (docs/quality.md, section 13).
             amplitudes = (amplitudes - ANALYSIS_FLOOR).clamp(min=0)
         return amplitudes
 
