@@ -25,12 +25,11 @@ import glob
 import statistics
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sing_ray.data.dataset import decode_audio
-from sing_ray.evaluate import NEAR_SILENT_DB
+from sing_ray.evaluate import NEAR_SILENT_DB, rms_dbfs
 from sing_ray.soundfont import parse_pitches
 
 
@@ -41,8 +40,7 @@ def levels(dataset: str) -> dict[tuple[str, int, int], tuple[float, str]]:
         raise SystemExit(f"{dataset}: no notes/*.parquet (an ingested dataset folder?)")
     table = pa.concat_tables([pq.read_table(f, columns=["instrument_str", "pitch", "velocity", "split", "audio"])
                               for f in files])
-    wav = decode_audio(table.column("audio")).astype(np.float64)
-    rms_db = 20 * np.log10(np.sqrt(np.mean(wav ** 2, axis=1)) + 1e-12)
+    rms_db = rms_dbfs(decode_audio(table.column("audio")))
     keys = zip(table.column("instrument_str").to_pylist(), table.column("pitch").to_pylist(),
                table.column("velocity").to_pylist(), table.column("split").to_pylist())
     return {(i, p, v): (float(db), s) for (i, p, v, s), db in zip(keys, rms_db)}
