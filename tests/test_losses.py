@@ -197,6 +197,41 @@ def test_near_silent_output_is_pushed_towards_the_target():
     assert spectral < 1e-3
 
 
+@pytest.mark.parametrize("target_dbfs", [-28.0, -55.0])
+def test_each_presets_training_loss_keeps_its_pull_at_a_near_silent_output(target_dbfs):
+    """The silence trap, on the losses the presets train with, phase by phase.
+
+    A decoder output of noise at -80 dBFS, and again at -120 dBFS, against a note at the
+    data's typical level (-28 dBFS) or a velocity-25 one (-55 dBFS). The paper's loss alone
+    (``paper``) is the trap: its gradient shrinks with the output, a hundredfold here, so a
+    decoder that has gone quiet stays quiet. Each training preset's own loss keeps its pull
+    as the output goes quiet, and a step along it (a tenth of the note's size) lowers that
+    loss and puts energy where the note's partials are.
+    """
+    torch.manual_seed(0)
+    target = _tone(dbfs=target_dbfs)
+    noise = torch.randn_like(target)
+    partials = (_power(target) > 1e-3 * _power(target).amax()).float()
+
+    def grad_at(loss_fn, out):
+        out = out.clone().requires_grad_(True)
+        loss = loss_fn(out, target)
+        grad, = torch.autograd.grad(loss, out)
+        return loss.item(), grad
+
+    papers = build_loss(load_config("paper").train, phase="autoencoder")
+    assert grad_at(papers, 1e-6 * noise)[1].norm() < 0.05 * grad_at(papers, 1e-4 * noise)[1].norm()
+    for preset in ("tiny", "quick", "small"):
+        train = load_config(preset).train
+        for phase in ("autoencoder", "finetune"):
+            where = (preset, phase, train.phase_loss(phase))
+            loss_fn = build_loss(train, phase=phase)
+            before, grad = grad_at(loss_fn, 1e-4 * noise)
+            assert grad_at(loss_fn, 1e-6 * noise)[1].norm() > 0.5 * grad.norm(), where
+            moved = 1e-4 * noise - 0.1 * grad * (target.norm() / grad.norm())
+            assert loss_fn(moved, target).item() < 0.95 * before, where
+            assert (_power(moved) * partials).sum() > 1.5 * (_power(1e-4 * noise) * partials).sum(), where
+
 
 def test_frame_levels_are_the_partials_rms_and_the_sequence_term_lifts_quiet_loud_partials():
     """The level of harmonic frames follows the loudest partials; MSE alone barely sees them."""
