@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 PHASES = ("autoencoder", "sequence", "finetune")
-PRESETS = ("paper", "small", "quick", "tiny")
+PRESETS = ("paper", "small", "quick", "tiny", "table1")
 # The terms a loss expression (``train.loss``) may sum; sing_ray.losses builds each.
 LOSS_TERMS = ("spectral", "wav", "mrstft", "loudness")
 LOSSES = LOSS_TERMS

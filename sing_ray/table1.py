@@ -335,7 +335,7 @@ def rows_from_phase_metrics(phases: Mapping[str, Mapping[str, Any]], run: str) -
     return out
 
 
-def reproduce_table1(dataset: str, *, preset: str = "tiny", overrides: Sequence[str] = (),
+def reproduce_table1(dataset: str, *, preset: str = "table1", overrides: Sequence[str] = (),
                      out: str | Path = "table1", runs: Sequence[str] = tuple(RUNS), name: str | None = None,
                      max_train_notes: int | None = None, max_test_notes: int | None = None,
                      tracking_uri: str | None = None, experiment: str = "sing-ray-table1",
