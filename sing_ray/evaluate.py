@@ -537,10 +537,14 @@ def listener_verdict(overall: Mapping[str, Any]) -> list[str]:
         if k == n:
             out.append(f"**The model outputs near-silence**: all {n} generated notes are below "
                        f"{NEAR_SILENT_DB:g} dBFS RMS.")
-        elif k:
-            out.append(f"{k} of {n} generated notes ({k / n:.0%}) are near-silent (below {NEAR_SILENT_DB:g} dBFS RMS).")
         else:
-            out.append(f"No generated note is near-silent (below {NEAR_SILENT_DB:g} dBFS RMS).")
+            real = g("num_near_silent_real")
+            of_real = "" if real is None else f"; the real notes: {real:g} of {n}"
+            if k:
+                out.append(f"{k:g} of {n} generated notes ({k / n:.0%}) {'is' if k == 1 else 'are'} near-silent "
+                           f"(below {NEAR_SILENT_DB:g} dBFS RMS{of_real}).")
+            else:
+                out.append(f"No generated note is near-silent (below {NEAR_SILENT_DB:g} dBFS RMS{of_real}).")
     diff = g("median_rms_db_diff")
     if diff is not None and g("median_rms_db_real") is not None:
         side = "quieter" if diff < 0 else "louder"

@@ -181,6 +181,10 @@ def test_half_scale_model_summary_and_report(tmp_path):
     assert s["pitch_accuracy"] == 1.0
     verdict = " ".join(ev.listener_verdict(s))
     assert "a median 6.0 dB quieter than the real notes" in verdict and "No better than silence" not in verdict
+    assert "No generated note is near-silent (below -60 dBFS RMS; the real notes: 0 of 3)." in verdict
+    # One note under the line, beside the real notes' own count (a listener's yardstick).
+    one = ev.listener_verdict({**s, "num_near_silent": 1, "num_near_silent_real": 1})
+    assert "1 of 3 generated notes (33%) is near-silent (below -60 dBFS RMS; the real notes: 1 of 3)." in one
     report = {"model": "m.pt", "dataset": "ds", "split": "test", "num_notes": 3, "summary": summary}
     paths = ev.write_report(report, tmp_path, notes)
     text = paths["markdown"].read_text()
