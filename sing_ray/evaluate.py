@@ -306,6 +306,16 @@ def in_tune(cents: np.ndarray, tolerance: float = PITCH_TOLERANCE_CENTS) -> np.n
         return np.abs(np.nan_to_num(cents, nan=np.inf)) <= tolerance
 
 
+def audible_in_tune(notes: Mapping[str, Any]) -> float:
+    """The share of notes in tune (:func:`in_tune`) and not near-silent (RMS >= :data:`NEAR_SILENT_DB`).
+
+    The pitch tracker follows a pitch however quiet the note: a model whose notes are all
+    at -90 dBFS can score 100 % in tune. This share counts only what a listener would hear.
+    """
+    ok = in_tune(notes["cents"]) & (np.asarray(notes["rms_db"], dtype=np.float64) >= NEAR_SILENT_DB)
+    return float(ok.mean()) if len(ok) else 0.0
+
+
 def octave_of(pitch: int | np.ndarray) -> int | np.ndarray:
     """Scientific pitch octave of a MIDI pitch: 60 (C4) -> 4, 59 (B3) -> 3."""
     return np.asarray(pitch) // 12 - 1 if np.ndim(pitch) else int(pitch) // 12 - 1

@@ -215,3 +215,28 @@ def test_log_evaluation_logs_the_listener_metrics(tmp_path, monkeypatch):
     for key in ("median_rms_db", "median_rms_db_real", "median_rms_db_diff", "median_abs_rms_db_diff",
                 "spectral_l1_silence", "spectral_l1_vs_silence"):
         assert metrics[f"test_{key}"] == pytest.approx(overall[key]), key
+
+
+def test_time_to_quality_counts_a_quiet_note_in_tune_only_once_it_is_audible(capsys):
+    """A model near-silent early in its sequence phase still tracks in tune: the benchmark's
+    minutes to a share in tune must wait until those notes are also above -60 dBFS."""
+    import argparse
+
+    from sing_ray.commands.bench_quality import print_curve
+
+    notes = {"cents": np.array([3.0, -10.0, np.nan, 80.0]), "rms_db": np.array([-75.0, -30.0, -25.0, -20.0])}
+    assert ev.audible_in_tune(notes) == 0.25         # the -75 dBFS note is in tune but near-silent
+    point = {"median_rms_db_diff": 0.0, "spectral_l1_vs_silence": 0.5, "num_near_silent": 0, "num_notes": 4}
+    rows = [{**point, "phase": "sequence", "epoch": 10, "minutes": 4.5, "pitch_accuracy": 1.0,
+             "audible_in_tune": 0.0, "num_near_silent": 4},
+            {**point, "phase": "sequence", "epoch": 20, "minutes": 7.5, "pitch_accuracy": 1.0,
+             "audible_in_tune": 0.75},
+            {**point, "phase": "finetune", "epoch": 10, "minutes": 9.0, "pitch_accuracy": 1.0,
+             "audible_in_tune": 1.0}]
+    print_curve(rows, [0.5, 0.9], argparse.Namespace(split="test", dataset="ds"))
+    out = capsys.readouterr().out
+    assert "| sequence | 10 | 4.5 | 100 % | 0 % |" in out
+    assert "50 % in tune: after 4.5 min of training (sequence epoch 10)" in out
+    assert "50 % in tune and audible: after 7.5 min of training (sequence epoch 20)" in out
+    assert "90 % in tune and audible: after 9.0 min of training (finetune epoch 10)" in out
+

@@ -268,6 +268,7 @@ def test_bench_quality_scores_the_runs_epochs_against_training_time(trained, cap
     minutes = [float(r[2]) for r in rows]
     assert minutes == sorted(minutes) and minutes[0] > 0
     assert "50 % in tune:" in out and "100 % in tune:" in out
+    assert "50 % in tune and audible:" in out and "100 % in tune and audible:" in out
     assert cli.main(["bench", "quality", "--run", "no-such-run", "--dataset", trained.dataset,
                      "--tracking-uri", trained.uri]) == 2
     assert "no training run of that name" in capsys.readouterr().err
