@@ -44,6 +44,7 @@ with torch.no_grad():
     x = wav[:8]; y = ae(x)
     print("init: output RMS %.2f dBFS vs data %.2f dBFS" % (np.median(rms_db(y.numpy())), np.median(rms_db(x.numpy()))))
 t0 = time.time()
+history = {}   # step -> {weight name: gradient norm}, every 25 steps
 for step in range(steps + 1):
     idx = torch.randint(0, n, (8,))
     x = wav[idx]
@@ -54,5 +55,12 @@ for step in range(steps + 1):
         g = {name: p.grad.norm().item() for name, p in ae.named_parameters() if p.grad is not None and name.endswith("weight")}
         dead = [float((acts[i].amax(dim=(0, 2)) <= 0).float().mean()) for i in dec_relus]
         sil = float(table1_metrics(torch.zeros_like(x), x)["spectral_l1"].mean()); sl = float(table1_metrics(out.detach(), x)["spectral_l1"].mean())
+        history[step] = g
         print(f"step {step:4d} loss {loss.item():.4f} out {np.median(rms_db(out.detach().numpy())):6.1f} dB target {np.median(rms_db(x.numpy())):6.1f} dB  specL1/silence {sl/sil:.3f} dead {['%.2f'%d for d in dead]} grad enc.analysis {g['encoder.analysis.weight']:.2e} dec.body0 {g['decoder.body.0.weight']:.2e} dec.synth {g['decoder.synthesis.weight']:.2e} ({time.time()-t0:.0f}s)", flush=True)
     opt.step()
+# Every layer's weight gradient norm at five of the logged steps, as a Markdown table.
+shown = sorted({0, steps // 4 // 25 * 25, steps // 2 // 25 * 25, 3 * steps // 4 // 25 * 25, steps // 25 * 25})
+print("| layer | " + " | ".join(f"step {k}" for k in shown) + " |")
+print("| --- | " + " | ".join("---:" for _ in shown) + " |")
+for name in history[0]:
+    print(f"| `{name}` | " + " | ".join(f"{history[k][name]:.1e}" for k in shown) + " |")
