@@ -348,7 +348,8 @@ def reproduce_table1(dataset: str, *, preset: str = "table1", overrides: Sequenc
 
     Args:
         dataset: an ingested dataset folder or URI.
-        preset: the model/training preset of every run (``tiny``, ``small``, ``paper``).
+        preset: the model/training preset of every run (``table1``, the hour-scale one where
+            every row learns; ``tiny``, ``quick``, ``small``, ``paper``).
         overrides: ``--set`` overrides applied to every run before its own (e.g. epochs).
         out: folder for ``table1.md``, ``table1.json`` and the runs' Ray Train storage.
         runs: the runs to train (default all three); rows of runs not trained are dashes.

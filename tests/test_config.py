@@ -30,6 +30,10 @@ def test_table1_preset_is_the_configuration_table1_was_measured_with():
     differ = {k for k, v in flatten(measured).items() if flatten(preset)[k] != v}
     assert differ == {"preset", "train.loss"}, differ
     assert build_parser().get_default("preset") == "table1"
+    import inspect
+
+    from sing_ray import table1
+    assert inspect.signature(table1.reproduce_table1).parameters["preset"].default == "table1"
 
 
 def test_overrides_and_their_errors(tmp_path):

@@ -18,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default="quickstart", metavar="DIR",
                         help="folder for the dataset, the runs and the library")
     parser.add_argument("--scale", default="default", choices=sorted(SCALES),
-                        help="default: 910 notes, quick preset (8 to 10 minutes on 2 cores after set-up); smallest: 48 notes, 1 epoch (tests)")
+                        help="default: 910 notes, quick preset (7.5 to 10.5 minutes on 2 cores after set-up); smallest: 48 notes, 1 epoch (tests)")
     parser.add_argument("--run-name", default="quickstart", metavar="NAME",
                         help="MLflow parent run; the same name resumes it")
     parser.add_argument("--tracking-uri", default=None, metavar="URI",

@@ -239,4 +239,3 @@ def test_time_to_quality_counts_a_quiet_note_in_tune_only_once_it_is_audible(cap
     assert "50 % in tune: after 4.5 min of training (sequence epoch 10)" in out
     assert "50 % in tune and audible: after 7.5 min of training (sequence epoch 20)" in out
     assert "90 % in tune and audible: after 9.0 min of training (finetune epoch 10)" in out
-
