@@ -75,8 +75,8 @@ SUMMARY_METRICS = ("wav_mse", "spectral_l1", "mrstft")
 
 # A generated note whose RMS level lies below this is near-silent: 25 dB or more under the
 # median real note (the quick start's train notes: median -34.6 dBFS RMS), next to nothing
-# at a normal listening level. A level, not a peak: nsynth.SILENT_PEAK (-80 dBFS peak) marks a rendered note as
-# silent outright, which a note holding one faint click would escape.
+# at a normal listening level. A level, not a peak: nsynth.SILENT_PEAK (-80 dBFS peak) marks
+# a rendered note as silent outright, which a note holding one faint click would escape.
 NEAR_SILENT_DB = -60.0
 # The level given to digital silence, so that an all-zero note has a finite RMS level (JSON and
 # MLflow hold no -inf): below anything 16-bit audio can hold (-98 dBFS).

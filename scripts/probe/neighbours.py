@@ -25,11 +25,12 @@ import glob
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sing_ray.data.dataset import decode_audio
-from sing_ray.evaluate import NEAR_SILENT_DB, rms_dbfs
+from sing_ray.evaluate import NEAR_SILENT_DB, rms_dbfs, summarize_group
 from sing_ray.soundfont import parse_pitches
 
 
@@ -86,18 +87,16 @@ def report_eval(folder: str, pitches: set[int]) -> None:
         rows = [r for r in csv.DictReader(f) if int(r["pitch"]) in pitches]
     if not rows:
         raise SystemExit(f"{path}: no notes at those pitches")
-    diff = [float(r["rms_db_diff"]) for r in rows]
-    in_tune = sum(r["cents"] != "" and abs(float(r["cents"])) <= 50 for r in rows)
-    in_tune_real = sum(r["cents_real"] != "" and abs(float(r["cents_real"])) <= 50 for r in rows)
-    ratio = sum(float(r["spectral_l1"]) for r in rows) / sum(float(r["spectral_l1_silence"]) for r in rows)
-    quiet = [r for r in rows if float(r["rms_db"]) < NEAR_SILENT_DB]
-    real_quiet = sum(float(r["rms_db_real"]) < NEAR_SILENT_DB for r in rows)
-    print(f"{folder}: {len(rows)} notes; in tune {100 * in_tune / len(rows):.1f} % (real "
-          f"{100 * in_tune_real / len(rows):.1f} %); level {statistics.median(diff):+.2f} dB "
-          f"(|{statistics.median(map(abs, diff)):.2f}|); spectral L1 {ratio:.2f} x silence's; near-silent "
-          f"{len(quiet)} (real {real_quiet})")
-    for r in quiet:
-        print(f"  {r['note_str']}: {float(r['rms_db']):.1f} dBFS, real {float(r['rms_db_real']):.1f}")
+    numeric = ("spectral_l1", "spectral_l1_silence", "rms_db", "rms_db_real", "cents", "cents_real")
+    notes = {k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows]) for k in numeric}
+    s = summarize_group(notes)
+    print(f"{folder}: {s['num_notes']} notes; in tune {100 * s['pitch_accuracy']:.1f} % (real "
+          f"{100 * s['pitch_accuracy_real']:.1f} %); level {s['median_rms_db_diff']:+.2f} dB "
+          f"(|{s['median_abs_rms_db_diff']:.2f}|); spectral L1 {s['spectral_l1_vs_silence']:.2f} x silence's; "
+          f"near-silent {s['num_near_silent']} (real {s['num_near_silent_real']})")
+    for r in rows:
+        if float(r["rms_db"]) < NEAR_SILENT_DB:
+            print(f"  {r['note_str']}: {float(r['rms_db']):.1f} dBFS, real {float(r['rms_db_real']):.1f}")
 
 
 def main() -> None:

@@ -173,7 +173,8 @@ def score_run(client, parent, phases: dict, args: argparse.Namespace) -> list[di
                 s["audible_in_tune"] = audible_in_tune(notes)
                 rows.append({"phase": name, "epoch": epoch, "minutes": elapsed[(name, epoch)], **s})
                 print(f"  {name} epoch {epoch:3d}: {elapsed[(name, epoch)]:5.1f} min, "
-                      f"{100 * s['pitch_accuracy']:4.0f} % in tune ({100 * s['audible_in_tune']:.0f} % in tune and audible), level {s['median_rms_db_diff']:+5.1f} dB, "
+                      f"{100 * s['pitch_accuracy']:4.0f} % in tune ({100 * s['audible_in_tune']:.0f} % in tune and "
+                      f"audible), level {s['median_rms_db_diff']:+5.1f} dB, "
                       f"spectral L1 {s['spectral_l1_vs_silence']:.2f} x silence's, {s['num_near_silent']} near-silent",
                       flush=True)
     return rows
