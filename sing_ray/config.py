@@ -68,15 +68,19 @@ class ModelConfig:
     partials: int = 0
     # False leaves out the decoder's transposed conv: the waveform is the partials alone.
     conv_synthesis: bool = True
-    # Bands of noise the decoder adds, evenly from 0 Hz to Nyquist, their levels per frame its
-    # own output (0: the paper's decoder, no noise); ConvolutionalDecoder, docs/quality.md.
+    # Bands of noise the decoder adds, spaced evenly in mel from 0 Hz to Nyquist (0: the
+    # paper's decoder, no noise). With harmonic_frames their levels are the frames' last
+    # noise_bands values, measured by the encoder as what each frame holds beside its partials
+    # (noise, vibrato's spread, inharmonic partials, what lies above the last partial); without,
+    # the decoder's own output (models/noise.py, docs/quality.md).
     noise_bands: int = 0
     # Partials whose magnitude per frame the encoder reads in place of its learnt windowed conv
     # (0: the paper's encoder); ConvolutionalEncoder, docs/quality.md.
     analysis_partials: int = 0
     # Frames that are the note's partials: the encoder writes each partial's log magnitude
     # (over 4) and the decoder plays exp(4 x) of each, the layers of both adding corrections
-    # that start at zero. Needs dimension == partials == analysis_partials, no transposed conv.
+    # that start at zero. Needs dimension == partials + noise_bands, partials == analysis_partials,
+    # no transposed conv.
     harmonic_frames: bool = False
     # The partials of decoder and encoder at multiples of f0 / 2^N, N octaves under the MIDI
     # pitch (0: at multiples of f0): 1 adds the half-multiples an organ's 16-foot stop sounds;
@@ -207,10 +211,12 @@ class Config:
         if m.lstm_dropout and m.num_layers < 2:
             raise ConfigError(f"model.lstm_dropout drops between LSTM layers: it needs model.num_layers >= 2, "
                               f"got {m.num_layers}")
-        if m.harmonic_frames and not (m.dimension == m.partials == m.analysis_partials and not m.conv_synthesis):
+        if m.harmonic_frames and not (m.dimension == m.partials + m.noise_bands and m.partials == m.analysis_partials
+                                      and not m.conv_synthesis):
             raise ConfigError(
-                f"model.harmonic_frames needs model.dimension ({m.dimension}), model.partials ({m.partials}) and "
-                f"model.analysis_partials ({m.analysis_partials}) equal, and model.conv_synthesis=false")
+                f"model.harmonic_frames needs model.dimension ({m.dimension}) equal to model.partials ({m.partials}) "
+                f"plus model.noise_bands ({m.noise_bands}), model.analysis_partials ({m.analysis_partials}) equal to "
+                "model.partials, and model.conv_synthesis=false")
         if m.sub_octaves and not m.partials:
             raise ConfigError(f"model.sub_octaves ({m.sub_octaves}) places the decoder's partials: set model.partials > 0")
         if m.noise_bands == 1:

@@ -270,12 +270,17 @@ def test_noise_bands_shape_the_noise_spectrum():
     from sing_ray.models.autoencoder import noise_windows
     decoder = ConvolutionalDecoder(dimension=4, channels=8, partials=3, conv_synthesis=False, noise_bands=9)
     levels = torch.zeros(1, 200, 9)
-    levels[..., 4] = 0.1                                         # the band centred on 4 kHz
+    levels[..., 6] = 0.1
+    # The bands are spaced evenly in mel: band 6 of 9 spans its two neighbours' centres.
+    row = decoder.noise_bands_to_bins[6]
+    bin_hz = torch.linspace(0, 8000, len(row))
+    low, high = float(bin_hz[row > 0].min()) - 16, float(bin_hz[row > 0].max()) + 16
+    assert 3000 < float(bin_hz[row.argmax()]) < 5000 and high - low < 4000
     wav = decoder._overlap_add(noise_windows(levels, 0, decoder.noise_phases, decoder.noise_bands_to_bins))
     middle = wav[0, 2048:-2048].double()
     power = torch.fft.rfft(middle * torch.hann_window(len(middle), dtype=torch.float64)).abs() ** 2
     hz = torch.fft.rfftfreq(len(middle), 1 / 16000)
-    inside = power[(hz > 3200) & (hz < 4800)].sum()
+    inside = power[(hz > low) & (hz < high)].sum()
     assert float(inside / power.sum()) > 0.95
     # Its RMS is about 0.7 x the RMS of the levels over the FFT bins (the windows' overlap).
     per_bin = levels[0, 0] @ decoder.noise_bands_to_bins

@@ -46,13 +46,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..dsp import hann_window, pad_wav, unpad_wav
+from .noise import HANN2_OVERLAP_SUM as _HANN2_OVERLAP_SUM
+from .noise import NOISE_GAIN, mel_band_matrix, noise_phases, noise_windows, residual_levels
 from .sequence import SAMPLE_RATE, midi_hz, options_when_on, phase_clock
 
 # Starting level of every partial's amplitude, softplus(-5) = 0.0067: 16 partials of that size
 # sum to about -33 dBFS RMS, the level of the SoundFont datasets' notes.
 PARTIAL_BIAS = -5.0
-# The squared periodic Hann windows of the decoder, 1,024 samples every 256, sum to 1.5.
-_HANN2_OVERLAP_SUM = 1.5
 # Starting level of every noise band, softplus(-7) = 0.0009: noise at about -63 dBFS RMS,
 # under the partials' start, so that the loss raises it only where the data has noise.
 NOISE_BIAS = -7.0
@@ -60,53 +60,6 @@ NOISE_BIAS = -7.0
 # sizes fit), the same on every call, so a note renders the same whatever the batch or window.
 NOISE_TABLE_FRAMES = 512
 NOISE_SEED = 20181203
-
-
-def noise_band_matrix(bands: int, bins: int) -> torch.Tensor:
-    """(bands, bins): each FFT bin's level interpolated linearly between the two nearest of
-    ``bands`` band centres spread evenly from 0 Hz to Nyquist (``bands`` >= 2)."""
-    centres = torch.linspace(0, bins - 1, bands, dtype=torch.float64)
-    spacing = (bins - 1) / (bands - 1)
-    bin_index = torch.arange(bins, dtype=torch.float64)
-    return (1 - (bin_index[None, :] - centres[:, None]).abs() / spacing).clamp(min=0).float()
-
-
-def noise_phases(kernel_size: int, frames: int = NOISE_TABLE_FRAMES, seed: int = NOISE_SEED) -> torch.Tensor:
-    """(frames, kernel_size // 2 + 1, 2): cos and sin of fixed random phases (0 at DC and Nyquist)."""
-    generator = torch.Generator().manual_seed(seed)
-    phase = 2 * math.pi * torch.rand(frames, kernel_size // 2 + 1, generator=generator, dtype=torch.float64)
-    phase[:, 0] = 0.0
-    phase[:, -1] = 0.0
-    return torch.stack([torch.cos(phase), torch.sin(phase)], dim=-1).float()
-
-
-def noise_windows(levels: torch.Tensor, first_frame: int | torch.Tensor, phases: torch.Tensor,
-                  band_matrix: torch.Tensor, kernel_size: int = 1024) -> torch.Tensor:
-    """Each frame's window of noise, to be overlap-added like the decoder's.
-
-    Frame ``j`` (note frame ``first_frame + j``) gets ``kernel_size`` samples of noise whose
-    magnitude spectrum is its band levels interpolated over the FFT bins, with that note
-    frame's fixed random phases, under the decoder's squared Hann window. A flat level ``g``
-    in every band gives noise of RMS about ``0.7 g`` once the windows overlap.
-
-    Args:
-        levels: (B, n, N) non-negative band levels, float32.
-        first_frame: the note frame of ``levels[:, 0]`` (int, or (B,)).
-        phases: :func:`noise_phases`; band_matrix: :func:`noise_band_matrix`.
-    Returns:
-        (B, n, kernel_size).
-    """
-    batch, count, _ = levels.shape
-    device = levels.device
-    first = torch.as_tensor(first_frame, device=device).long().reshape(-1, 1)
-    rows = (first + torch.arange(count, device=device)) % phases.shape[0]         # (B or 1, n)
-    rows = rows.expand(batch, count)
-    magnitude = torch.matmul(levels.float(), band_matrix)                          # (B, n, bins)
-    cos_sin = phases[rows]                                                         # (B, n, bins, 2)
-    spectrum = torch.complex(magnitude * cos_sin[..., 0], magnitude * cos_sin[..., 1])
-    window = hann_window(kernel_size, squared=True, device=device) / _HANN2_OVERLAP_SUM
-    with torch.autocast(device_type=device.type, enabled=False):
-        return torch.fft.irfft(spectrum, n=kernel_size) * (math.sqrt(kernel_size) * window)
 
 
 def partial_rates(pitch: torch.Tensor, partials: int, sub_octaves: int = 0) -> torch.Tensor:
@@ -171,7 +124,7 @@ LEAST_SQUARES_RIDGE = 1e-3
 
 
 def partial_magnitudes(wav: torch.Tensor, pitch: torch.Tensor, partials: int, kernel_size: int = 1024,
-                       stride: int = 256, sub_octaves: int = 0) -> torch.Tensor:
+                       stride: int = 256, sub_octaves: int = 0, remade: bool = False):
     """The amplitude of each of the note's first ``partials`` partials in each frame.
 
     Frame ``j`` is samples ``[j * stride, j * stride + kernel_size)`` under the squared Hann
@@ -188,26 +141,36 @@ def partial_magnitudes(wav: torch.Tensor, pitch: torch.Tensor, partials: int, ke
     Args:
         wav: (B, T), T = kernel_size + a multiple of stride.
         pitch: (B,) MIDI pitches.
+        remade: also return the frames and the partials re-made in each frame at their
+            measured amplitudes and phases (what :func:`~sing_ray.models.noise.residual_levels`
+            takes away).
     Returns:
-        (B, partials, frames), float32.
+        (B, partials, frames), float32; with ``remade``, also the frames and the partials
+        re-made in them, (B, frames, kernel_size) each.
     """
     device = wav.device
     frames = wav.float().unfold(-1, kernel_size, stride)                               # (B, n, K)
     rate = partial_rates(pitch.to(device), partials, sub_octaves)                     # (B, H)
+    keep = (rate < 0.5).to(torch.float64)                                               # (B, H)
+    t = torch.arange(kernel_size, dtype=torch.float64, device=device)
+    phase = 2 * math.pi * ((rate[:, :, None] * t) % 1.0)                               # (B, H, K)
+    sinusoids = torch.cat([torch.cos(phase), torch.sin(phase)], dim=1) * keep.repeat(1, 2)[:, :, None]
     if sub_octaves:
         basis = torch.stack([_least_squares_analysis(float(p), partials, sub_octaves, kernel_size)
                              for p in pitch.tolist()]).to(device)                      # (B, 2H, K)
     else:
-        t = torch.arange(kernel_size, dtype=torch.float64, device=device)
-        phase = 2 * math.pi * ((rate[:, :, None] * t) % 1.0)                           # (B, H, K)
         window = hann_window(kernel_size, squared=True, device=device, dtype=torch.float64)
         scale = 2 / window.sum()
-        basis = (torch.cat([torch.cos(phase), torch.sin(phase)], dim=1) * window * scale).float()  # (B, 2H, K)
+        basis = (sinusoids * window * scale).float()                                   # (B, 2H, K)
     with torch.autocast(device_type=device.type, enabled=False):
         projection = torch.bmm(frames, basis.transpose(1, 2))                            # (B, n, 2H)
     magnitude = torch.sqrt(projection[..., :partials] ** 2 + projection[..., partials:] ** 2 + 1e-20)
-    magnitude = magnitude * (rate < 0.5).float()[:, None, :]
-    return magnitude.transpose(1, 2)
+    magnitude = (magnitude * keep.float()[:, None, :]).transpose(1, 2)
+    if not remade:
+        return magnitude
+    with torch.autocast(device_type=device.type, enabled=False):
+        again = torch.bmm(projection, sinusoids.float())                                  # (B, n, K)
+    return magnitude, frames, again
 
 
 @functools.lru_cache(maxsize=512)
@@ -309,10 +272,13 @@ class ConvolutionalDecoder(nn.Module):
             GEMM per frame. The amplitudes then read the hidden layer layer-normed over its
             channels: nothing else bounds its scale, and without the norm the spectral loss
             drives it up until every amplitude underflows to exact silence (within 50 steps).
-        noise_bands: N > 0 adds noise in N bands spread evenly from 0 Hz to Nyquist, their
-            levels per frame read from the last hidden layer as the partials' amplitudes are
-            (:func:`noise_windows`); N must then be 2 or more.
-        harmonic_frames: with ``partials`` equal to ``dimension`` and no transposed conv:
+        noise_bands: N > 0 adds noise in N bands spaced evenly in mel from 0 Hz to Nyquist
+            (:func:`~sing_ray.models.noise.noise_windows`); N must then be 2 or more. Their
+            levels per frame are read from the last hidden layer as the partials' amplitudes
+            are; with ``harmonic_frames`` they are the frames' last N values (the log levels
+            an encoder with the same options measures), times what the layers read.
+        harmonic_frames: with ``partials`` (plus ``noise_bands``) equal to ``dimension`` and no
+            transposed conv:
             partial k's amplitude in a frame is ``exp(HARMONIC_SCALE * frame[k])`` times what
             the layers read from the hidden layer (their output starts at zero, a factor 1),
             so the frames an encoder with the same option writes play back as the note.
@@ -328,9 +294,9 @@ class ConvolutionalDecoder(nn.Module):
         super().__init__()
         if not (conv_synthesis or partials):
             raise ValueError("a decoder without its transposed conv needs partials > 0")
-        if harmonic_frames and (partials != dimension or conv_synthesis):
-            raise ValueError(f"harmonic frames need partials ({partials}) equal to dimension ({dimension}) "
-                             "and no transposed conv")
+        if harmonic_frames and (partials + noise_bands != dimension or conv_synthesis):
+            raise ValueError(f"harmonic frames need partials ({partials}) plus noise_bands ({noise_bands}) "
+                             f"equal to dimension ({dimension}) and no transposed conv")
         if noise_bands == 1 or noise_bands < 0:
             raise ValueError(f"noise_bands {noise_bands}: expected 0 (no noise) or 2 or more")
         if sub_octaves < 0 or (sub_octaves and not partials):
@@ -361,14 +327,25 @@ class ConvolutionalDecoder(nn.Module):
         if noise_bands:
             self.noise = nn.Conv1d(channels, noise_bands, 1)
             nn.init.constant_(self.noise.bias, NOISE_BIAS)
-            self.register_buffer("noise_phases", noise_phases(kernel_size), persistent=False)
-            self.register_buffer("noise_bands_to_bins", noise_band_matrix(noise_bands, kernel_size // 2 + 1),
+            if harmonic_frames:
+                nn.init.zeros_(self.noise.weight)
+                nn.init.zeros_(self.noise.bias)
+            self.register_buffer("noise_phases", noise_phases(kernel_size, NOISE_TABLE_FRAMES, NOISE_SEED),
+                                 persistent=False)
+            self.register_buffer("noise_bands_to_bins", mel_band_matrix(noise_bands, kernel_size // 2 + 1),
                                  persistent=False)
 
     def _noise(self, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-               first_frame: int | torch.Tensor) -> torch.Tensor:
-        """(B, n, channels) hidden rows -> (B, n, kernel_size) windows of noise."""
-        levels = self._amplitudes(hidden, weight, bias)
+               first_frame: int | torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n, channels) hidden rows -> (B, n, kernel_size) windows of noise; with ``frames``
+        (B, n, N), the harmonic frames' log noise levels the layers correct."""
+        if frames is None:
+            levels = self._amplitudes(hidden, weight, bias)
+        else:
+            out = F.linear(F.layer_norm(hidden.float(), (hidden.shape[-1],)), weight.float(), bias.float())
+            levels = torch.exp((out + HARMONIC_SCALE * frames.float()).clamp(max=HARMONIC_MAX_LOG))
+            # What the encoder calls silence plays nothing (its floor is its log's offset).
+            levels = (levels - ANALYSIS_FLOOR).clamp(min=0) / NOISE_GAIN
         return noise_windows(levels, first_frame, self.noise_phases, self.noise_bands_to_bins, self.kernel_size)
 
     def wav_length(self, embedding_length: int) -> int:
@@ -409,14 +386,16 @@ class ConvolutionalDecoder(nn.Module):
             if pitch is None:
                 raise ValueError("this decoder plays the note's partials: pass the notes' MIDI pitches")
             amplitudes = self._amplitudes(hidden.transpose(1, 2), self.amplitudes.weight.squeeze(-1),
-                                          self.amplitudes.bias, frames if self.harmonic_frames else None)
+                                          self.amplitudes.bias,
+                                          frames[..., :self.partials] if self.harmonic_frames else None)
             first = torch.as_tensor(start, dtype=torch.float64) * self.stride
             wav = wav + self._overlap_add(partial_windows(amplitudes, pitch, first, self.kernel_size, self.stride,
                                                           self.sub_octaves))
         if self.noise_bands:
             first_frame = torch.floor(torch.as_tensor(start, dtype=torch.float64))
             wav = wav + self._overlap_add(self._noise(hidden.transpose(1, 2), self.noise.weight.squeeze(-1),
-                                                      self.noise.bias, first_frame))
+                                                      self.noise.bias, first_frame,
+                                                      frames[..., self.partials:] if self.harmonic_frames else None))
         return wav
 
     def gemm_weights(self, dtype: torch.dtype | None = None) -> DecoderGemmWeights:
@@ -524,12 +503,14 @@ class ConvolutionalDecoder(nn.Module):
         if self.partials:
             if pitch is None:
                 raise ValueError("this decoder plays the note's partials: pass the notes' MIDI pitches")
-            centre = frames[:, first:last + 1].reshape(batch * count, -1) if self.harmonic_frames else None
+            centre = (frames[:, first:last + 1, :self.partials].reshape(batch * count, -1)
+                      if self.harmonic_frames else None)
             amplitudes = self._amplitudes(h, w.partials, w.partials_bias, centre).view(batch, count, -1)
             pieces = pieces + partial_windows(amplitudes, pitch, first * self.stride, self.kernel_size, self.stride,
                                               self.sub_octaves)
         if self.noise_bands:
-            pieces = pieces + self._noise(h.view(batch, count, -1), w.noise, w.noise_bias, first)
+            pieces = pieces + self._noise(h.view(batch, count, -1), w.noise, w.noise_bias, first,
+                                          frames[:, first:last + 1, self.partials:] if self.harmonic_frames else None)
         wav = self._overlap_add(pieces)
         if w.synthesis_bias is not None:
             wav = wav + w.synthesis_bias.float()
@@ -560,35 +541,58 @@ class ConvolutionalEncoder(nn.Module):
         analysis_partials: A > 0 reads the log magnitudes of the note's first A partials per
             frame (:func:`partial_magnitudes`) in place of the windowed conv; the pitch is
             then an argument of every call.
-        harmonic_frames: with ``analysis_partials`` equal to ``dimension``: each frame is those
-            log magnitudes over :data:`HARMONIC_SCALE`, plus what the layers add (their last
-            starts at zero), so the frames start as the note's measured partials.
+        harmonic_frames: with ``analysis_partials`` (plus ``noise_bands``) equal to ``dimension``:
+            each frame is those log magnitudes (and noise levels) over :data:`HARMONIC_SCALE`,
+            plus what the layers add (their last starts at zero), so the frames start as the
+            note's measured partials (and noise).
         sub_octaves: S > 0 measures the partials at multiples of f0 / 2^S (:func:`partial_magnitudes`).
+        noise_bands: N > 0 (with ``analysis_partials``) also reads the log level of what each
+            frame holds beside its partials, in N mel bands
+            (:func:`~sing_ray.models.noise.residual_levels`).
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, rewrite_layers: int = 2, analysis_partials: int = 0,
-                 harmonic_frames: bool = False, sub_octaves: int = 0):
+                 harmonic_frames: bool = False, sub_octaves: int = 0, noise_bands: int = 0):
         super().__init__()
-        if harmonic_frames and analysis_partials != dimension:
-            raise ValueError(f"harmonic frames need analysis_partials ({analysis_partials}) equal to "
-                             f"dimension ({dimension})")
+        if harmonic_frames and analysis_partials + noise_bands != dimension:
+            raise ValueError(f"harmonic frames need analysis_partials ({analysis_partials}) plus noise_bands "
+                             f"({noise_bands}) equal to dimension ({dimension})")
+        if noise_bands and not analysis_partials:
+            raise ValueError(f"an encoder measures noise_bands ({noise_bands}) beside its partials: "
+                             "set analysis_partials > 0")
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            rewrite_layers=rewrite_layers)
         if sub_octaves < 0 or (sub_octaves and not analysis_partials):
             raise ValueError(f"sub_octaves {sub_octaves}: expected 0, or more with analysis_partials > 0")
         self.kwargs.update(options_when_on(analysis_partials=analysis_partials, harmonic_frames=harmonic_frames,
-                                           sub_octaves=sub_octaves))
+                                           sub_octaves=sub_octaves, noise_bands=noise_bands))
         self.harmonic_frames = harmonic_frames
         self.kernel_size, self.stride, self.analysis_partials = kernel_size, stride, analysis_partials
-        self.sub_octaves = sub_octaves
-        self.analysis = (nn.Conv1d(analysis_partials, channels, 1) if analysis_partials
+        self.sub_octaves, self.noise_bands = sub_octaves, noise_bands
+        self.analysis = (nn.Conv1d(analysis_partials + noise_bands, channels, 1) if analysis_partials
                          else WindowedConv1d(1, channels, kernel_size, stride))
         self.body = nn.Sequential(nn.ReLU(), *_rewrite(channels, rewrite_layers),
                                   nn.Conv1d(channels, dimension, 1))
+        if noise_bands:
+            self.register_buffer("noise_bands_to_bins", mel_band_matrix(noise_bands, kernel_size // 2 + 1),
+                                 persistent=False)
         if harmonic_frames:
             nn.init.zeros_(self.body[-1].weight)
             nn.init.zeros_(self.body[-1].bias)
+
+    def measure(self, wav: torch.Tensor, pitch: torch.Tensor) -> torch.Tensor:
+        """(B, T) padded notes -> (B, A + N, frames) the log magnitudes of their partials and
+        the log levels of their noise (floored at :data:`ANALYSIS_FLOOR`), float32."""
+        if not self.noise_bands:
+            magnitudes = partial_magnitudes(wav, pitch, self.analysis_partials, self.kernel_size, self.stride,
+                                            self.sub_octaves)
+        else:
+            magnitudes, frames, remade = partial_magnitudes(wav, pitch, self.analysis_partials, self.kernel_size,
+                                                            self.stride, self.sub_octaves, remade=True)
+            levels = residual_levels(frames, remade, self.noise_bands_to_bins)
+            magnitudes = torch.cat([magnitudes, levels], dim=1)
+        return torch.log(magnitudes + ANALYSIS_FLOOR)
 
     def forward(self, wav: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
         """Args: wav (B, T) already padded; pitch (B,) MIDI (with ``analysis_partials``).
@@ -597,9 +601,7 @@ class ConvolutionalEncoder(nn.Module):
             return self.body(self.analysis(wav.unsqueeze(1)))
         if pitch is None:
             raise ValueError("this encoder measures the note's partials: pass the notes' MIDI pitches")
-        magnitudes = partial_magnitudes(wav, pitch, self.analysis_partials, self.kernel_size, self.stride,
-                                        self.sub_octaves)
-        log_magnitudes = torch.log(magnitudes + ANALYSIS_FLOOR).to(wav.dtype)
+        log_magnitudes = self.measure(wav, pitch).to(wav.dtype)
         frames = self.body(self.analysis(log_magnitudes))
         return frames + log_magnitudes / HARMONIC_SCALE if self.harmonic_frames else frames
 
@@ -621,7 +623,8 @@ class Autoencoder(nn.Module):
                                            harmonic_frames=harmonic_frames, sub_octaves=sub_octaves))
         self.wav_length, self.pad = wav_length, pad
         self.encoder = ConvolutionalEncoder(dimension, channels, kernel_size, stride, rewrite_layers,
-                                            analysis_partials, harmonic_frames, sub_octaves if analysis_partials else 0)
+                                            analysis_partials, harmonic_frames, sub_octaves if analysis_partials else 0,
+                                            noise_bands if harmonic_frames else 0)
         self.decoder = ConvolutionalDecoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
                                             clock_harmonics, partials, conv_synthesis, noise_bands, harmonic_frames,
                                             sub_octaves if partials else 0)

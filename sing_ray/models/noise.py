@@ -1,0 +1,128 @@
+"""Filtered noise in mel bands, measured from a note and played back (DDSP's noise synth).
+
+The note's partials at k x f0 leave out what lies between, under and above them: a bow's
+or a breath's noise, a hammer's or a pick's thump, the spread of a vibrato, the partials of
+a bar or a bell that are not multiples of f0, and everything above the last partial. The
+encoder measures it, frame by frame, as the level of what the partials leave (the frame less
+its partials, each re-made at its measured amplitude and phase) in ``N`` bands spaced evenly
+on the mel scale from 0 Hz to Nyquist; the decoder plays noise of that spectral envelope
+under the same windows as the partials. With harmonic frames the levels are part of the
+frames, so the LSTM predicts the noise as it predicts the partials.
+
+A level is an amplitude density: white noise of RMS ``s`` reads ``s`` in every band, and the
+decoder plays noise that reads back the level it was given (:data:`NOISE_GAIN`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..dsp import hann_window
+
+# The squared periodic Hann windows of the decoder, 1,024 samples every 256, sum to 1.5.
+HANN2_OVERLAP_SUM = 1.5
+
+
+def mel(hz: torch.Tensor | float) -> torch.Tensor:
+    """The mel scale (O'Shaughnessy's, as HTK): 2595 log10(1 + f / 700)."""
+    return 2595.0 * torch.log10(1.0 + torch.as_tensor(hz, dtype=torch.float64) / 700.0)
+
+
+def mel_band_matrix(bands: int, bins: int, sample_rate: int = 16000) -> torch.Tensor:
+    """(bands, bins) triangles centred on ``bands`` frequencies spaced evenly in mel from
+    0 Hz to Nyquist: each FFT bin's level interpolated linearly between the two nearest
+    centres, so that the rows sum to 1 at every bin (flat levels make a flat spectrum)."""
+    if bands < 2:
+        raise ValueError(f"noise needs 2 bands or more, got {bands}")
+    nyquist = sample_rate / 2
+    centres_mel = torch.linspace(0.0, float(mel(nyquist)), bands, dtype=torch.float64)
+    centres = 700.0 * (10.0 ** (centres_mel / 2595.0) - 1.0)                     # (bands,) Hz
+    freqs = torch.linspace(0.0, nyquist, bins, dtype=torch.float64)              # (bins,)
+    matrix = torch.zeros(bands, bins, dtype=torch.float64)
+    upper = torch.searchsorted(centres, freqs, right=False).clamp(1, bands - 1)    # centre at or above
+    lower = upper - 1
+    w = ((freqs - centres[lower]) / (centres[upper] - centres[lower])).clamp(0.0, 1.0)
+    columns = torch.arange(bins)
+    matrix[lower, columns] = 1.0 - w
+    matrix[upper, columns] += w
+    return matrix.float()
+
+
+def noise_phases(kernel_size: int, frames: int, seed: int) -> torch.Tensor:
+    """(frames, kernel_size // 2 + 1, 2): cos and sin of fixed random phases (0 at DC and Nyquist),
+    one row per frame of the note, the same on every call: a note renders the same whatever
+    the batch or window."""
+    generator = torch.Generator().manual_seed(seed)
+    phase = 2 * math.pi * torch.rand(frames, kernel_size // 2 + 1, generator=generator, dtype=torch.float64)
+    phase[:, 0] = 0.0
+    phase[:, -1] = 0.0
+    return torch.stack([torch.cos(phase), torch.sin(phase)], dim=-1).float()
+
+
+# A level l in every band makes noise whose frames read back NOISE_GAIN * l by
+# :func:`residual_levels` (the geometric mean over frames, as the frames are log levels); the
+# decoder divides by it, so that the noise it plays reads back what it was given. Measured on
+# 300 frames of 32 bands (tests/test_models.py checks it to 0.5 dB).
+NOISE_GAIN = 0.676
+
+
+def noise_windows(levels: torch.Tensor, first_frame: int | torch.Tensor, phases: torch.Tensor,
+                  band_matrix: torch.Tensor, kernel_size: int = 1024) -> torch.Tensor:
+    """Each frame's window of noise, to be overlap-added every ``kernel_size // 4`` samples.
+
+    Frame ``j`` (note frame ``first_frame + j``) gets ``kernel_size`` samples of noise whose
+    magnitude spectrum is its band levels interpolated over the FFT bins, with that note
+    frame's fixed random phases, under the squared Hann window.
+
+    Args:
+        levels: (B, n, N) non-negative band levels, float32.
+        first_frame: the note frame of ``levels[:, 0]`` (int, or (B,)).
+        phases: :func:`noise_phases`; band_matrix: (N, bins).
+    Returns:
+        (B, n, kernel_size).
+    """
+    batch, count, _ = levels.shape
+    device = levels.device
+    first = torch.as_tensor(first_frame, device=device).long().reshape(-1, 1)
+    rows = (first + torch.arange(count, device=device)) % phases.shape[0]         # (B or 1, n)
+    rows = rows.expand(batch, count)
+    magnitude = torch.matmul(levels.float(), band_matrix)                          # (B, n, bins)
+    cos_sin = phases[rows]                                                         # (B, n, bins, 2)
+    spectrum = torch.complex(magnitude * cos_sin[..., 0], magnitude * cos_sin[..., 1])
+    window = hann_window(kernel_size, squared=True, device=device) / HANN2_OVERLAP_SUM
+    with torch.autocast(device_type=device.type, enabled=False):
+        return torch.fft.irfft(spectrum, n=kernel_size) * (math.sqrt(kernel_size) * window)
+
+
+EULER_GAMMA = 0.5772156649015329
+
+
+def residual_levels(frames: torch.Tensor, remade: torch.Tensor | None, band_matrix: torch.Tensor,
+                    geometric: bool = False) -> torch.Tensor:
+    """The level of what a note's frames hold beside their partials, in each band.
+
+    Args:
+        frames: (B, n, K) the note's frames (samples ``[j * stride, j * stride + K)``).
+        remade: (B, n, K) the partials re-made in each frame at their measured amplitudes and
+            phases, or None (no partials: the frame's whole level).
+        band_matrix: (N, bins) :func:`mel_band_matrix`.
+    Returns:
+        (B, N, n) levels (an amplitude density: white noise of RMS ``s`` reads ``s``), float32.
+    """
+    kernel = frames.shape[-1]
+    residual = frames.float() if remade is None else frames.float() - remade.float()
+    window = hann_window(kernel, squared=True, device=frames.device)
+    with torch.autocast(device_type=frames.device.type, enabled=False):
+        power = torch.fft.rfft(residual * window, dim=-1).abs().square()        # (B, n, bins)
+    # White noise of variance s^2 has E|X|^2 = s^2 * sum(window^2) in every bin.
+    power = power / window.square().sum()
+    weights = band_matrix / band_matrix.sum(-1, keepdim=True)                    # (N, bins), rows sum to 1
+    if not geometric:
+        return torch.sqrt(torch.matmul(power, weights.T) + 1e-20).transpose(1, 2)
+    # The geometric mean of the bins: the floor between the peaks that partials off k x f0
+    # leave, not the peaks (the partials already play most of their power). A noise bin's
+    # power is exponentially distributed, and its log averages Euler's constant under the log
+    # of its mean: added back, noise reads its level.
+    log_power = torch.log(power + 1e-20)
+    return torch.exp(0.5 * (torch.matmul(log_power, weights.T) + EULER_GAMMA)).transpose(1, 2)
