@@ -15,6 +15,12 @@ Metrics, per note, of a model's output against the real note (see docs/evaluatio
   :data:`NEAR_SILENT_DB` is near-silent.
 - ``spectral_l1_silence``: Table 1's spectral L1 of an all-zero output against the real note,
   the bar a model must clear: one that scores like silence has learnt nothing.
+- timbre (:mod:`sing_ray.timbre`): ``lts_db`` and ``lts_loud_db``, the distance in dB between the
+  long-term spectra of the generated and the real note (all 64 mel bands; the loud ones), and
+  ``envelope_db``, between their frame energies: blind to phase and vibrato; with silence's.
+- the nearest-key sampler (``nk_`` columns): the training split's note of the same instrument
+  and velocity at the nearest other pitch, resampled to the note's pitch, scored with the same
+  metrics: what a user holding the training notes gets without any model.
 
 Summaries are given overall, per instrument family and per pitch octave. The Ray part
 (:func:`evaluate_model`) generates and scores notes with Ray Data ``map_batches`` on an actor
@@ -35,6 +41,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from . import timbre
 from .dsp import stft_magnitude
 from .errors import UserError
 from .losses import table1_metrics
@@ -83,6 +90,19 @@ NEAR_SILENT_DB = -60.0
 RMS_DB_FLOOR = -120.0
 # A spectral L1 within this share of silence's is no better than silence (as table1.SILENCE_RTOL).
 SILENCE_RTOL = 1e-3
+
+# The timbre distances of :mod:`sing_ray.timbre`, per note; summaries give their medians.
+TIMBRE_METRICS = ("lts_db", "lts_loud_db", "envelope_db")
+# The nearest-key sampler's per-note columns are the model's names behind this prefix.
+NEAREST_KEY_PREFIX = "nk_"
+# Which of :func:`note_metrics`' columns the nearest key gets (the real notes' own columns,
+# such as rms_db_real or spectral_l1_silence, are the model's already).
+NEAREST_KEY_METRICS = ("wav_mse", "spectral_l1", "mrstft", "mrstft_sc", "mrstft_logmag", "rms_db", "rms_db_diff",
+                       *TIMBRE_METRICS)
+# Where the nearest key comes from: the notes a user of the model would hold.
+NEAREST_KEY_SPLIT = "train"
+# Training notes scored beside the held-out ones by default (capped at the held-out count).
+DEFAULT_TRAIN_NOTES = 70
 
 
 # --------------------------------------------------------------------------- per-note metrics
@@ -267,8 +287,11 @@ def note_metrics(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.T
         ``wav_mse``, ``spectral_l1``, ``mrstft``, ``mrstft_sc``, ``mrstft_logmag``: (B,);
         ``spectral_l1_silence`` (B,): the spectral L1 an all-zero output would score;
         ``rms_db``, ``rms_db_real`` (B,): RMS levels in dBFS, and ``rms_db_diff`` (generated
-        minus real, dB); with pitch: ``f0`` and ``cents`` (B,), NaN where untracked; with the reference, also
-        ``f0_real`` and ``cents_real``; with embeddings: ``emb_real`` and ``emb_generated`` (B, 64).
+        minus real, dB); ``lts_db``, ``lts_loud_db``, ``envelope_db`` (B,): the timbre distances
+        (:func:`timbre.timbre_metrics`), and the same of an all-zero output as ``lts_db_silence``,
+        ``lts_loud_db_silence``, ``envelope_db_silence``; with pitch: ``f0`` and ``cents`` (B,), NaN
+        where untracked; with the reference, also ``f0_real`` and ``cents_real``; with embeddings:
+        ``emb_real`` and ``emb_generated`` (B, 64).
     """
     out_t = torch.as_tensor(np.asarray(output, dtype=np.float32)) if not torch.is_tensor(output) else output.float()
     ref_t = torch.as_tensor(np.asarray(target, dtype=np.float32)) if not torch.is_tensor(target) else target.float()
@@ -283,6 +306,9 @@ def note_metrics(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.T
     result["rms_db"] = rms_dbfs(out_t)
     result["rms_db_real"] = rms_dbfs(ref_t)
     result["rms_db_diff"] = result["rms_db"] - result["rms_db_real"]
+    result.update(timbre.timbre_metrics(out_t, ref_t, sample_rate))
+    result.update({f"{k}_silence": v for k, v in
+                   timbre.timbre_metrics(torch.zeros_like(ref_t), ref_t, sample_rate).items()})
     if with_pitch or with_reference_pitch:
         if pitches is None or len(pitches) != out_t.shape[0]:
             raise ValueError("pitch metrics need one MIDI pitch per note")
@@ -340,7 +366,10 @@ def summarize_group(notes: Mapping[str, np.ndarray], mask: np.ndarray | None = N
         :data:`NEAR_SILENT_DB`) and ``num_near_silent_real``; with pitch columns
         ``pitch_accuracy`` (share within 50 cents, untracked notes counting as misses),
         ``median_abs_cents`` (over tracked notes), ``untracked_share``, and for the real notes
-        ``pitch_accuracy_real``; with embeddings ``fd_logmel`` (None below ``min_fd_notes``).
+        ``pitch_accuracy_real``; with embeddings ``fd_logmel`` (None below ``min_fd_notes``);
+        with timbre columns ``median_lts_db``, ``median_lts_loud_db``, ``median_envelope_db`` and
+        silence's (``median_lts_db_silence``, ...); with the nearest key's columns (``nk_*``),
+        its figures under the same names behind ``nk_`` (:func:`summarize_nearest_key`).
     """
     n_all = len(next(iter(notes.values())))
     mask = np.ones(n_all, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
@@ -383,6 +412,50 @@ def summarize_group(notes: Mapping[str, np.ndarray], mask: np.ndarray | None = N
         out["fd_logmel"] = (frechet_distance(np.asarray(notes["emb_real"])[mask],
                                              np.asarray(notes["emb_generated"])[mask])
                             if n >= min_fd_notes else None)
+    for key in TIMBRE_METRICS:
+        for name in (key, f"{key}_silence"):
+            if name in notes:
+                out[f"median_{name}"] = float(np.median(np.asarray(notes[name], dtype=np.float64)[mask]))
+    if f"{NEAREST_KEY_PREFIX}lts_db" in notes:
+        out.update(summarize_nearest_key(notes, mask, min_fd_notes))
+    return out
+
+
+# Figures of the real notes or of silence: the model's summary has them already.
+_REAL_SUMMARY_KEYS = ("median_rms_db_real", "num_near_silent_real", "pitch_accuracy_real", "spectral_l1_silence",
+                      *(f"median_{k}_silence" for k in TIMBRE_METRICS))
+
+
+def summarize_nearest_key(notes: Mapping[str, np.ndarray], mask: np.ndarray,
+                          min_fd_notes: int = 2) -> dict[str, Any]:
+    """The nearest key's figures over the notes of ``mask`` that have one.
+
+    Args:
+        notes: per-note columns with the nearest key's (``nk_lts_db``, ...; NaN where the note's
+            instrument has no other training pitch at its velocity).
+        mask: (N,) bool, the group.
+    Returns:
+        :func:`summarize_group`'s figures of the nearest key behind ``nk_`` (``nk_num_notes``:
+        the notes it has, ``nk_pitch_accuracy``, ``nk_median_lts_db``, ...; not the real notes'
+        or silence's, which are the model's); ``num_nearest_key_missing``: the group's notes
+        without one; ``num_closer_than_nearest_key`` and ``closer_than_nearest_key_share``: the
+        notes whose generated long-term spectrum is nearer the real one than the nearest key's
+        (``lts_db < nk_lts_db``), over the notes with a nearest key (None without any).
+    """
+    p = NEAREST_KEY_PREFIX
+    has = mask & np.isfinite(np.asarray(notes[f"{p}lts_db"], dtype=np.float64))
+    view = {k[len(p):]: v for k, v in notes.items() if k.startswith(p)}
+    for key in ("rms_db_real", "spectral_l1_silence", "emb_real"):
+        if key in notes:
+            view[key] = notes[key]
+    summary = summarize_group(view, has, min_fd_notes)
+    out = {f"{p}{k}": v for k, v in summary.items() if k not in _REAL_SUMMARY_KEYS}
+    k = int(has.sum())
+    out["num_nearest_key_missing"] = int(mask.sum()) - k
+    closer = int((np.asarray(notes["lts_db"], dtype=np.float64)[has]
+                  < np.asarray(notes[f"{p}lts_db"], dtype=np.float64)[has]).sum()) if "lts_db" in notes else 0
+    out["num_closer_than_nearest_key"] = closer
+    out["closer_than_nearest_key_share"] = closer / k if k and "lts_db" in notes else None
     return out
 
 
@@ -429,6 +502,18 @@ SILENCE_DESCRIPTION = (
     "L1 / silence's is the model's mean spectral L1 over silence's: 1 or more means the model "
     "scores no better than outputting nothing.")
 
+NEAREST_KEY_DESCRIPTION = (
+    "the nearest-key sampler: for each note, the training split's note of the same instrument and velocity "
+    "at the nearest pitch other than the note's own (the lower on a tie), resampled to the note's pitch as a "
+    "sampler stretches its nearest key (soxr, shorter when shifted up), cut or zero-padded to 4 s, and scored "
+    "against the real note with the same metrics. A note whose instrument has no other training pitch at "
+    "that velocity has none: its nk_ columns are NaN, it is counted as missing and left out of the nearest "
+    "key's figures. 'closer than the nearest key': the model's lts_db below the nearest key's, over the notes "
+    "that have one.")
+TRAIN_NOTES_DESCRIPTION = (
+    "training notes: a stable hash sample of the training split scored the same way, beside the held-out "
+    "notes: a model far better on its training notes than on held-out ones fits rather than generalises.")
+
 _COLUMNS = (("num_notes", "notes", "{:d}"), ("wav_mse", "wav MSE", "{:.5f}"),
             ("spectral_l1", "spectral L1", "{:.4f}"), ("mrstft", "MR-STFT", "{:.4f}"),
             ("pitch_accuracy", "pitch acc.", "{:.1%}"), ("median_abs_cents", "median \\|cents\\|", "{:.1f}"),
@@ -441,7 +526,31 @@ LEVEL_COLUMNS = (("num_notes", "notes", "{:d}"), ("median_rms_db", "RMS dBFS", "
                  ("num_near_silent", "near-silent", "{:d}"), ("near_silent_share", "near-silent share", "{:.0%}"),
                  ("spectral_l1", "spectral L1", "{:.4f}"), ("spectral_l1_silence", "silence's L1", "{:.4f}"),
                  ("spectral_l1_vs_silence", "L1 / silence's", "{:.2f}"))
-_LEVEL_KEYS = ("median_rms_db", "median_rms_db_real")
+_LEVEL_KEYS = ("median_rms_db", "median_rms_db_real", "nk_median_rms_db")
+# Timbre beside the nearest key and silence, per group.
+TIMBRE_COLUMNS = (("num_notes", "notes", "{:d}"), ("median_lts_db", "lts dB", "{:.1f}"),
+                  ("nk_median_lts_db", "nearest key lts dB", "{:.1f}"),
+                  ("median_lts_db_silence", "silence's lts dB", "{:.1f}"),
+                  ("median_lts_loud_db", "loud-band lts dB", "{:.1f}"),
+                  ("nk_median_lts_loud_db", "nearest key loud-band lts dB", "{:.1f}"),
+                  ("median_envelope_db", "envelope dB", "{:.1f}"),
+                  ("nk_median_envelope_db", "nearest key envelope dB", "{:.1f}"),
+                  ("median_envelope_db_silence", "silence's envelope dB", "{:.1f}"),
+                  ("closer_than_nearest_key_share", "closer than nearest key", "{:.0%}"),
+                  ("num_nearest_key_missing", "no nearest key", "{:d}"))
+# Held-out beside training notes: the model's figures, the nearest key's and silence's.
+FIT_COLUMNS = (("num_notes", "notes", "{:d}"), ("pitch_accuracy", "in tune", "{:.1%}"),
+               ("pitch_accuracy_real", "real in tune", "{:.1%}"),
+               ("nk_pitch_accuracy", "nearest key in tune", "{:.1%}"),
+               ("median_abs_rms_db_diff", "\\|gen − real\\| dB", "{:.1f}"),
+               ("nk_median_abs_rms_db_diff", "nearest key \\|gen − real\\| dB", "{:.1f}"),
+               ("spectral_l1_vs_silence", "L1 / silence's", "{:.2f}"),
+               ("nk_spectral_l1_vs_silence", "nearest key L1 / silence's", "{:.2f}"),
+               ("median_lts_db", "lts dB", "{:.1f}"), ("nk_median_lts_db", "nearest key lts dB", "{:.1f}"),
+               ("median_lts_db_silence", "silence's lts dB", "{:.1f}"),
+               ("median_envelope_db", "envelope dB", "{:.1f}"),
+               ("nk_median_envelope_db", "nearest key envelope dB", "{:.1f}"),
+               ("closer_than_nearest_key_share", "closer than nearest key", "{:.0%}"))
 
 
 def _cell(value: Any, fmt: str, key: str = "") -> str:
@@ -476,46 +585,73 @@ def _share(count: int | None, total: int) -> str:
 
 # The rows of :func:`listener_table`, by name; the quick start prints the short set.
 LISTENER_ROWS = ("in_tune", "level", "level_diff", "abs_level_diff", "near_silent", "spectral_l1",
-                 "spectral_l1_vs_silence")
-SHORT_LISTENER_ROWS = ("in_tune", "level_diff", "near_silent", "spectral_l1", "spectral_l1_vs_silence")
+                 "spectral_l1_vs_silence", "lts_db", "lts_loud_db", "envelope_db", "closer")
+SHORT_LISTENER_ROWS = ("in_tune", "level_diff", "near_silent", "spectral_l1", "spectral_l1_vs_silence",
+                       "lts_db", "envelope_db", "closer")
 
 
-def listener_table(overall: Mapping[str, Any], rows: Sequence[str] = LISTENER_ROWS) -> str:
-    """The model's scores beside the real notes' and an all-zero output's, as a Markdown table.
+def listener_table(overall: Mapping[str, Any], rows: Sequence[str] = LISTENER_ROWS, label: str = "notes") -> str:
+    """The model's scores beside the real notes', the nearest key's and an all-zero output's.
 
     Args:
         overall: one group's summary (:func:`summarize_group`).
         rows: which of :data:`LISTENER_ROWS`; a row whose numbers are absent is left out.
+        label: what the notes are, in the first heading (``70 notes``, ``70 training notes``).
     Returns:
-        a table with columns *model*, *real notes*, *silence (all-zero output)*.
+        a Markdown table with columns *model*, *real notes*, *nearest key (sampler)* (when the
+        summary has the nearest key's figures) and *silence (all-zero output)*; a cell that
+        does not apply is "–".
     """
     n = int(overall.get("num_notes") or 0)
     g = overall.get
+    with_nk = any(k.startswith(NEAREST_KEY_PREFIX) for k in overall)
+    k_nk = int(g("nk_num_notes") or 0)
 
     def level(key: str) -> str:
         return _cell(g(key), "{:.1f}", key)
 
+    def nk(key: str, fmt: str) -> str:
+        return _cell(g(f"{NEAREST_KEY_PREFIX}{key}"), fmt, f"{NEAREST_KEY_PREFIX}{key}")
+
+    closer = g("num_closer_than_nearest_key")
+    # name: (label, key that must be present, model, real notes, nearest key, silence)
     table = {
         "in_tune": (f"in tune (f0 within {PITCH_TOLERANCE_CENTS:g} cents)", "pitch_accuracy",
-                    _cell(g("pitch_accuracy"), "{:.1%}"), _cell(g("pitch_accuracy_real"), "{:.1%}"), "0.0%"),
+                    _cell(g("pitch_accuracy"), "{:.1%}"), _cell(g("pitch_accuracy_real"), "{:.1%}"),
+                    nk("pitch_accuracy", "{:.1%}"), "0.0%"),
         "level": ("median loudness (RMS dBFS)", "median_rms_db", level("median_rms_db"),
-                  level("median_rms_db_real"), "silent"),
+                  level("median_rms_db_real"), nk("median_rms_db", "{:.1f}"), "silent"),
         "level_diff": ("median loudness difference, generated − real (dB)", "median_rms_db_diff",
-                       _cell(g("median_rms_db_diff"), "{:+.1f}"), "0.0", "−∞"),
+                       _cell(g("median_rms_db_diff"), "{:+.1f}"), "0.0", nk("median_rms_db_diff", "{:+.1f}"), "−∞"),
         "abs_level_diff": ("median \\|generated − real\\| (dB)", "median_abs_rms_db_diff",
-                           _cell(g("median_abs_rms_db_diff"), "{:.1f}"), "0.0", "∞"),
+                           _cell(g("median_abs_rms_db_diff"), "{:.1f}"), "0.0",
+                           nk("median_abs_rms_db_diff", "{:.1f}"), "∞"),
         "near_silent": (f"near-silent notes (RMS below {NEAR_SILENT_DB:g} dBFS)", "num_near_silent",
-                        _share(g("num_near_silent"), n), _share(g("num_near_silent_real"), n), _share(n, n)),
+                        _share(g("num_near_silent"), n), _share(g("num_near_silent_real"), n),
+                        _share(g("nk_num_near_silent"), k_nk), _share(n, n)),
         "spectral_l1": ("spectral L1 (Table 1)", "spectral_l1", _cell(g("spectral_l1"), "{:.4f}"), "0.0000",
-                        _cell(g("spectral_l1_silence"), "{:.4f}")),
+                        nk("spectral_l1", "{:.4f}"), _cell(g("spectral_l1_silence"), "{:.4f}")),
         "spectral_l1_vs_silence": ("spectral L1 / silence's", "spectral_l1_vs_silence",
-                                   _cell(g("spectral_l1_vs_silence"), "{:.2f}"), "0.00", "1.00"),
+                                   _cell(g("spectral_l1_vs_silence"), "{:.2f}"), "0.00",
+                                   nk("spectral_l1_vs_silence", "{:.2f}"), "1.00"),
+        "lts_db": ("median long-term spectrum distance, lts_db (dB)", "median_lts_db",
+                   _cell(g("median_lts_db"), "{:.1f}"), "0.0", nk("median_lts_db", "{:.1f}"),
+                   _cell(g("median_lts_db_silence"), "{:.1f}")),
+        "lts_loud_db": (f"median distance over the loud bands (within {timbre.LTS_LOUD_DB:g} dB), lts_loud_db (dB)",
+                        "median_lts_loud_db", _cell(g("median_lts_loud_db"), "{:.1f}"), "0.0",
+                        nk("median_lts_loud_db", "{:.1f}"), _cell(g("median_lts_loud_db_silence"), "{:.1f}")),
+        "envelope_db": ("median envelope distance, envelope_db (dB)", "median_envelope_db",
+                        _cell(g("median_envelope_db"), "{:.1f}"), "0.0", nk("median_envelope_db", "{:.1f}"),
+                        _cell(g("median_envelope_db_silence"), "{:.1f}")),
+        "closer": ("closer to the real note than the nearest key (lts_db)", "num_closer_than_nearest_key",
+                   _share(closer, k_nk), "–", "–", "–"),
     }
-    lines = [f"| {n} notes | model | real notes | silence (all-zero output) |", "| --- | ---: | ---: | ---: |"]
+    heading = ["model", "real notes"] + (["nearest key (sampler)"] if with_nk else []) + ["silence (all-zero output)"]
+    lines = [f"| {n} {label} | " + " | ".join(heading) + " |", "| --- |" + " ---: |" * len(heading)]
     for name in rows:
-        label, key, *cells = table[name]
+        text, key, model, real, near, silence = table[name]
         if key in overall:
-            lines.append("| " + " | ".join([label, *cells]) + " |")
+            lines.append("| " + " | ".join([text, model, real] + ([near] if with_nk else []) + [silence]) + " |")
     return "\n".join(lines)
 
 
@@ -566,13 +702,58 @@ def listener_verdict(overall: Mapping[str, Any]) -> list[str]:
         out.append(f"{g('pitch_accuracy'):.0%} of generated notes are in tune (f0 within "
                    f"{PITCH_TOLERANCE_CENTS:g} cents)" + (f", against {real:.0%} of the real notes with the same "
                                                           "tracker." if real is not None else "."))
+    if g("median_lts_db") is not None:
+        others = [f"the nearest key: {g('nk_median_lts_db'):.1f} dB"] if g("nk_median_lts_db") is not None else []
+        if g("median_lts_db_silence") is not None:
+            others.append(f"silence: {g('median_lts_db_silence'):.1f} dB")
+        text = (f"Timbre: the long-term spectrum lies a median {g('median_lts_db'):.1f} dB from the real notes'"
+                + (f" ({'; '.join(others)})" if others else "") + ".")
+        share, k = g("closer_than_nearest_key_share"), int(g("nk_num_notes") or 0)
+        if share is not None:
+            text += (f" The model is closer than the nearest key on {g('num_closer_than_nearest_key')} of {k} "
+                     f"notes ({share:.0%}).")
+        out.append(text)
+    missing = g("num_nearest_key_missing")
+    if missing:
+        out.append(f"{missing} of {n} notes have no nearest key (no other training pitch of their instrument "
+                   "at their velocity): the nearest key's figures leave them out.")
     return out
 
 
-def listener_summary(overall: Mapping[str, Any], rows: Sequence[str] = LISTENER_ROWS) -> str:
+def listener_summary(overall: Mapping[str, Any], rows: Sequence[str] = LISTENER_ROWS, label: str = "notes") -> str:
     """:func:`listener_verdict` as a bullet list, then :func:`listener_table`."""
     verdict = listener_verdict(overall)
-    return "\n".join([f"- {line}" for line in verdict] + ([""] if verdict else []) + [listener_table(overall, rows)])
+    return "\n".join([f"- {line}" for line in verdict] + ([""] if verdict else [])
+                     + [listener_table(overall, rows, label)])
+
+
+def fit_rows(report: Mapping[str, Any], group: str | None = None) -> dict[str, Mapping[str, Any]]:
+    """Held-out beside training notes, as :func:`markdown_table` rows (for :data:`FIT_COLUMNS`).
+
+    Args:
+        report: an evaluation report with ``train_notes`` (:func:`evaluate_model`).
+        group: None for the overall figures, else a family name (``by_family``).
+    Returns:
+        ``{"held-out (<split>)": summary, "training notes": summary}``; a family one side lacks is left out.
+    """
+    rows = {}
+    for name, summary in ((f"held-out ({report['split']})", report["summary"]),
+                          ("training notes", (report.get("train_notes") or {}).get("summary"))):
+        if summary is None:
+            continue
+        row = summary["overall"] if group is None else summary["by_family"].get(group)
+        if row:
+            rows[name] = row
+    return rows
+
+
+def fit_table(report: Mapping[str, Any], by_family: bool = False) -> str:
+    """Held-out and training notes side by side (:data:`FIT_COLUMNS`), overall or per family."""
+    if not by_family:
+        return markdown_table(fit_rows(report), "scored", FIT_COLUMNS)
+    families = sorted(set(report["summary"]["by_family"]) | set(report["train_notes"]["summary"]["by_family"]))
+    rows = {f"{family}, {name}": row for family in families for name, row in fit_rows(report, family).items()}
+    return markdown_table(rows, "family, scored", FIT_COLUMNS)
 
 
 def format_markdown(report: Mapping[str, Any]) -> str:
@@ -585,12 +766,15 @@ def format_markdown(report: Mapping[str, Any]) -> str:
              + (f", phase {report['phase']}" if report.get("phase") else ""),
              f"- wall time: {report.get('seconds', 0):.1f} s", "",
              "## What a listener would notice", "", listener_summary(summary["overall"]), "",
+             *_fit_section(report),
              "## Overall", "", markdown_table({"all": summary["overall"]}, ""), "",
              "## Per instrument family", "", markdown_table(summary["by_family"], "family"), "",
              *_level_table(summary["by_family"], "family"),
+             *_timbre_table(summary["by_family"], "family"),
              "## Per pitch octave (C4 = MIDI 60 starts octave 4)", "",
              markdown_table(summary["by_octave"], "octave"), "",
              *_level_table(summary["by_octave"], "octave"),
+             *_timbre_table(summary["by_octave"], "octave"),
              "## Definitions", "",
              "- wav MSE, spectral L1: the paper's Table 1 columns; spectral L1 is the mean of "
              "|log(1+|STFT x|²) − log(1+|STFT x̂|²)| (n_fft 1024, hop 256).",
@@ -600,10 +784,42 @@ def format_markdown(report: Mapping[str, Any]) -> str:
              f"- FD logmel: Fréchet distance between Gaussians fitted to real and generated notes over "
              f"{EMBEDDING_DESCRIPTION} Biased upward for small groups; compare only at equal note counts.",
              f"- loudness: {LOUDNESS_DESCRIPTION}",
-             f"- silence: {SILENCE_DESCRIPTION}"]
+             f"- silence: {SILENCE_DESCRIPTION}",
+             f"- timbre: {timbre.DESCRIPTION}",
+             f"- nearest key: {NEAREST_KEY_DESCRIPTION}",
+             f"- {TRAIN_NOTES_DESCRIPTION}"]
+    missing = [*(report.get("nearest_key") or {}).get("missing", []),
+               *((report.get("train_notes") or {}).get("nearest_key") or {}).get("missing", [])]
+    if missing:
+        parts += ["", "Notes without a nearest key: " + ", ".join(f"`{m}`" for m in missing)
+                  + (" (and more; see the notes CSV)" if len(missing) < _num_missing(report) else "") + "."]
     if report.get("figures"):
         parts += ["", "## Figures", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report["figures"]]
     return "\n".join(parts) + "\n"
+
+
+def _num_missing(report: Mapping[str, Any]) -> int:
+    return int((report.get("nearest_key") or {}).get("num_missing", 0)) + int(
+        ((report.get("train_notes") or {}).get("nearest_key") or {}).get("num_missing", 0))
+
+
+def _fit_section(report: Mapping[str, Any]) -> list[str]:
+    """The held-out beside training notes section, or nothing without training notes."""
+    train = report.get("train_notes")
+    if not train:
+        return []
+    return ["## Held-out and training notes (fitting beside generalising)", "",
+            f"{train['num_notes']} training notes (a stable sample of the {NEAREST_KEY_SPLIT} split) scored "
+            f"as the {report['num_notes']} held-out ones:", "", fit_table(report), "",
+            listener_table(train["summary"]["overall"], label="training notes"), "",
+            "Per family:", "", fit_table(report, by_family=True), ""]
+
+
+def _timbre_table(rows: Mapping[str, Mapping[str, Any]], first: str) -> list[str]:
+    """:data:`TIMBRE_COLUMNS` as Markdown lines (with a blank line after), or none without timbre columns."""
+    if not any("median_lts_db" in r for r in rows.values()):
+        return []
+    return [markdown_table(rows, first, TIMBRE_COLUMNS), ""]
 
 
 def _level_table(rows: Mapping[str, Mapping[str, Any]], first: str) -> list[str]:
@@ -626,28 +842,35 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_report(report: Mapping[str, Any], out: str | Path, notes: Mapping[str, np.ndarray] | None = None,
-                 stem: str = "evaluation") -> dict[str, Path]:
-    """Write ``<stem>.md``, ``<stem>.json`` and, given per-note columns, ``<stem>_notes.csv``.
+                 stem: str = "evaluation", train_notes: Mapping[str, np.ndarray] | None = None) -> dict[str, Path]:
+    """Write ``<stem>.md``, ``<stem>.json`` and, given per-note columns, ``<stem>_notes.csv``
+    (and ``<stem>_train_notes.csv`` for the training notes' columns).
 
     Returns:
-        ``{"markdown": path, "json": path[, "notes": path]}``.
+        ``{"markdown": path, "json": path[, "notes": path][, "train_notes": path]}``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / f"{stem}.md", "json": out / f"{stem}.json"}
     paths["markdown"].write_text(format_markdown(report))
     paths["json"].write_text(json.dumps(_jsonable(report), indent=2) + "\n")
-    if notes is not None:
-        import csv
-
-        keys = [k for k, v in notes.items() if np.ndim(v) == 1]
-        paths["notes"] = out / f"{stem}_notes.csv"
-        with paths["notes"].open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(keys)
-            for i in range(len(notes[keys[0]])):
-                writer.writerow([_jsonable(np.asarray(notes[k])[i]) for k in keys])
+    for name, columns in (("notes", notes), ("train_notes", train_notes)):
+        if columns is not None:
+            paths[name] = _write_csv(columns, out / f"{stem}_{name}.csv")
     return paths
+
+
+def _write_csv(notes: Mapping[str, np.ndarray], path: Path) -> Path:
+    """One row per note, the 1-D columns (embeddings left out)."""
+    import csv
+
+    keys = [k for k, v in notes.items() if np.ndim(v) == 1]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(keys)
+        for i in range(len(notes[keys[0]])):
+            writer.writerow([_jsonable(np.asarray(notes[k])[i]) for k in keys])
+    return path
 
 
 # --------------------------------------------------------------------------- models and Ray
@@ -719,17 +942,152 @@ def sample_split(dataset: str, split: str, max_notes: int | None = None, seed: i
     Returns:
         ``(dataset, split_size)``: the split's size from the manifest (None if it does not say).
     """
-    from .data.dataset import load_manifest, make_note_dataset
+    from .data.dataset import make_note_dataset
 
-    split_size = load_manifest(dataset).get("splits", {}).get(split, {}).get("accepted")
+    split_size = _split_size(dataset, split)
     ds = make_note_dataset(dataset, split)
-    if max_notes is not None and split_size and max_notes < split_size:
-        # Over-sample by a margin so the hash-chosen sample rarely falls short of max_notes.
-        fraction = min(1.0, 1.2 * max_notes / split_size + 8 / split_size)
+    fraction = _sample_fraction(max_notes, split_size)
+    if fraction is not None:
         ds = ds.map_batches(_subsample, batch_format="numpy", fn_kwargs={"fraction": fraction, "seed": seed})
     if max_notes is not None:
         ds = ds.limit(max_notes)
     return ds, split_size
+
+
+def _split_size(dataset: str, split: str) -> int | None:
+    from .data.dataset import load_manifest
+
+    return load_manifest(dataset).get("splits", {}).get(split, {}).get("accepted")
+
+
+def _sample_fraction(max_notes: int | None, split_size: int | None) -> float | None:
+    """The :func:`keep_note` fraction of :func:`sample_split`, None when it keeps every note."""
+    if max_notes is not None and split_size and max_notes < split_size:
+        # Over-sample by a margin so the hash-chosen sample rarely falls short of max_notes.
+        return min(1.0, 1.2 * max_notes / split_size + 8 / split_size)
+    return None
+
+
+def sample_candidates(dataset: str, split: str, max_notes: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """The metadata of every note :func:`sample_split` may return, read without audio.
+
+    A superset of its sample (the hash keeps a margin over ``max_notes``, then the first
+    ``max_notes`` rows stream through), known before any audio is read.
+
+    Returns:
+        ``{note_str, instrument_str, pitch, velocity: (K,) arrays}``.
+    """
+    from .data.dataset import read_split_metadata
+
+    meta = read_split_metadata(dataset, split)
+    fraction = _sample_fraction(max_notes, _split_size(dataset, split))
+    if fraction is None:
+        return meta
+    keep = np.array([keep_note(str(s), fraction, seed) for s in meta["note_str"]], dtype=bool)
+    return {k: v[keep] for k, v in meta.items()}
+
+
+# --------------------------------------------------------------------------- the nearest-key baseline
+
+@dataclass
+class NearestKeys:
+    """The training notes a sampler would stretch to play each target note.
+
+    Attributes:
+        plan: ``{target note_str: source note_str}`` for the targets that have a source.
+        audio: ``{source note_str: (T,) float32}``, the sources' real audio.
+        pitch: ``{source note_str: MIDI pitch}``.
+    """
+
+    plan: dict[str, str]
+    audio: dict[str, np.ndarray]
+    pitch: dict[str, int]
+
+
+def plan_nearest_keys(targets: Mapping[str, np.ndarray], train: Mapping[str, np.ndarray]) -> list[str | None]:
+    """For each target note, the ``note_str`` of the training note a sampler would stretch.
+
+    Args:
+        targets, train: metadata columns ``note_str``, ``instrument_str``, ``pitch``, ``velocity``.
+    Returns:
+        per target, the training note of the same instrument and velocity at the nearest pitch
+        other than the target's own (:func:`timbre.nearest_key_plan`), or None when there is none.
+    """
+    keys = list(zip(np.asarray(train["instrument_str"]).astype(str), np.asarray(train["pitch"]).astype(int),
+                    np.asarray(train["velocity"]).astype(int)))
+    by_key = dict(zip(keys, np.asarray(train["note_str"]).astype(str)))
+    wanted = zip(np.asarray(targets["instrument_str"]).astype(str), np.asarray(targets["pitch"]).astype(int),
+                 np.asarray(targets["velocity"]).astype(int))
+    return [None if key is None else by_key[key] for key in timbre.nearest_key_plan(list(wanted), keys)]
+
+
+def load_nearest_keys(dataset: str, targets: Mapping[str, np.ndarray],
+                      source_split: str = NEAREST_KEY_SPLIT) -> NearestKeys:
+    """Plan the nearest keys of ``targets`` from the training split's metadata, then read those notes.
+
+    Only the metadata columns of ``source_split`` are read whole; the audio read is that of the
+    chosen sources alone (:func:`fetch_notes`), 256 kB per source note.
+
+    Args:
+        dataset: an ingested dataset.
+        targets: the scored notes' metadata (``note_str``, ``instrument_str``, ``pitch``, ``velocity``).
+    """
+    from .data.dataset import WAV_COLUMN, read_split_metadata
+
+    sources = plan_nearest_keys(targets, read_split_metadata(dataset, source_split))
+    plan = {str(t): s for t, s in zip(np.asarray(targets["note_str"]), sources) if s is not None}
+    wanted = sorted(set(plan.values()))
+    if not wanted:
+        return NearestKeys(plan, {}, {})
+    fetched = fetch_notes(dataset, source_split, wanted)
+    return NearestKeys(plan, dict(zip(wanted, fetched[WAV_COLUMN])),
+                       {s: int(p) for s, p in zip(wanted, fetched["pitch"])})
+
+
+def nearest_key_metrics(real: np.ndarray, note_strs: Sequence[str], pitches: Sequence[int], keys: NearestKeys, *,
+                        lts_db: np.ndarray | None = None, with_pitch: bool = True,
+                        with_embedding: bool = True, sample_rate: int = SAMPLE_RATE) -> dict[str, np.ndarray]:
+    """Score the nearest-key sampler on some notes: each note's source shifted to its pitch.
+
+    Args:
+        real: (B, T) the real notes.
+        note_strs, pitches: (B,) their names and MIDI pitches.
+        keys: the plan and the sources' audio (:func:`load_nearest_keys`).
+        lts_db: (B,) the model's ``lts_db`` on these notes, for ``closer_than_nearest_key``.
+        with_pitch, with_embedding: as :func:`note_metrics`.
+    Returns:
+        ``nk_<metric>`` (B,) for :data:`NEAREST_KEY_METRICS` (and ``nk_f0``, ``nk_cents`` with
+        pitch; ``nk_emb_generated`` (B, 64) with embeddings), NaN where a note has no nearest
+        key; ``nk_note_str`` (the source, "" where none) and ``nk_semitones`` (the shift); with
+        ``lts_db``, ``closer_than_nearest_key``: 1.0 where the model's long-term spectrum is
+        nearer the real one than the nearest key's, 0.0 where not, NaN without a nearest key.
+    """
+    p = NEAREST_KEY_PREFIX
+    real = np.asarray(real, dtype=np.float32)
+    n = len(real)
+    names = [str(s) for s in note_strs]
+    sources = [keys.plan.get(s) for s in names]
+    metrics = list(NEAREST_KEY_METRICS) + (["f0", "cents"] if with_pitch else [])
+    out: dict[str, np.ndarray] = {f"{p}{k}": np.full(n, np.nan) for k in metrics}
+    if with_embedding:
+        out[f"{p}emb_generated"] = np.full((n, EMBEDDING_DIM), np.nan)
+    out[f"{p}note_str"] = np.array([s or "" for s in sources], dtype=object)
+    out[f"{p}semitones"] = np.array([np.nan if s is None else int(pitch) - keys.pitch[s]
+                                     for s, pitch in zip(sources, pitches)], dtype=np.float64)
+    idx = [i for i, s in enumerate(sources) if s is not None]
+    if idx:
+        shifted = np.stack([timbre.shift_pitch(keys.audio[sources[i]], out[f"{p}semitones"][i], real.shape[1],
+                                               sample_rate) for i in idx])
+        scored = note_metrics(shifted, real[idx], [int(pitches[i]) for i in idx], with_pitch=with_pitch,
+                              with_reference_pitch=False, with_embedding=with_embedding, sample_rate=sample_rate)
+        for k in metrics + (["emb_generated"] if with_embedding else []):
+            out[f"{p}{k}"][idx] = scored[k]
+    if lts_db is not None:
+        nk = out[f"{p}lts_db"]
+        with np.errstate(invalid="ignore"):
+            out["closer_than_nearest_key"] = np.where(np.isfinite(nk), (np.asarray(lts_db) < nk).astype(np.float64),
+                                                      np.nan)
+    return out
 
 
 PASSTHROUGH_COLUMNS = ("note_str", "instrument_str", "instrument_family_str", "pitch", "velocity")
@@ -743,16 +1101,19 @@ class NoteScorer:
             store for all actors, so workers need no shared file system).
         with_pitch, with_reference_pitch, with_embedding: as :func:`note_metrics`.
         device: torch device of the model.
+        nearest_keys: a :class:`NearestKeys` (or a Ray ObjectRef to one): also score the
+            nearest-key sampler on each note (:func:`nearest_key_metrics`).
     """
 
     def __init__(self, checkpoint, with_pitch: bool = True, with_reference_pitch: bool = True,
-                 with_embedding: bool = True, device: str = "cpu"):
+                 with_embedding: bool = True, device: str = "cpu", nearest_keys=None):
         import ray
 
         data = ray.get(checkpoint) if isinstance(checkpoint, ray.ObjectRef) else checkpoint
         self.fn, _ = build_note_model(data, device=device)
         self.options = dict(with_pitch=with_pitch, with_reference_pitch=with_reference_pitch,
                             with_embedding=with_embedding)
+        self.nearest_keys = ray.get(nearest_keys) if isinstance(nearest_keys, ray.ObjectRef) else nearest_keys
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Args: a numpy batch with ``wav`` (B, T) and the metadata. Returns: per-note metric columns."""
@@ -763,6 +1124,10 @@ class NoteScorer:
         metrics = note_metrics(generated, real, batch["pitch"], **self.options)
         out = {k: np.asarray(batch[k]) for k in PASSTHROUGH_COLUMNS}
         out.update(metrics)
+        if self.nearest_keys is not None:
+            out.update(nearest_key_metrics(real, batch["note_str"], batch["pitch"], self.nearest_keys,
+                                           lts_db=metrics["lts_db"], with_pitch=self.options["with_pitch"],
+                                           with_embedding=self.options["with_embedding"]))
         return out
 
 
@@ -775,12 +1140,14 @@ class EvaluationResult:
         notes: per-note columns (metrics and metadata), sorted by ``note_str``.
         paths: files written (``markdown``, ``json``, ``notes``, and figures by name).
         run_id: the MLflow run the report was logged to, or None.
+        train_notes: the training notes' per-note columns (``report["train_notes"]``), or None.
     """
 
     report: dict
     notes: dict[str, np.ndarray]
     paths: dict[str, Path] = field(default_factory=dict)
     run_id: str | None = None
+    train_notes: dict[str, np.ndarray] | None = None
 
 
 def scorer_cpus(cluster_cpus: float, num_workers: int) -> float:
@@ -796,7 +1163,7 @@ def scorer_cpus(cluster_cpus: float, num_workers: int) -> float:
 def score_split(checkpoint: bytes, dataset: str, split: str = "test", *, max_notes: int | None = None,
                 seed: int = 0, batch_size: int = 8, num_workers: int = 1, use_gpu: bool = False,
                 with_pitch: bool = True, with_reference_pitch: bool = True,
-                with_embedding: bool = True) -> tuple[dict[str, np.ndarray], int | None]:
+                with_embedding: bool = True, nearest_key: bool = False) -> tuple[dict[str, np.ndarray], int | None]:
     """Score every note of one split (or a stable sample of ``max_notes``) with Ray Data.
 
     Args:
@@ -806,6 +1173,10 @@ def score_split(checkpoint: bytes, dataset: str, split: str = "test", *, max_not
         max_notes: at most this many notes, chosen by :func:`keep_note` (None: all).
         batch_size: notes per model call.
         num_workers: actors in the pool, each holding one copy of the model.
+        nearest_key: also score the nearest-key sampler (``nk_*`` columns,
+            :func:`nearest_key_metrics`): the sample's possible notes are planned from the
+            metadata alone (:func:`sample_candidates`), their sources read once on the driver
+            and shipped to the actors through the object store.
     Returns:
         ``(notes, split_size)``: per-note columns sorted by note_str, and the split's size
         from the manifest (None if the manifest does not say).
@@ -813,6 +1184,11 @@ def score_split(checkpoint: bytes, dataset: str, split: str = "test", *, max_not
     import ray
 
     ds, split_size = sample_split(dataset, split, max_notes, seed)
+    keys_ref = None
+    if nearest_key:
+        keys = load_nearest_keys(dataset, sample_candidates(dataset, split, max_notes, seed))
+        log.info("nearest keys: %d training notes for %s [%s]", len(keys.audio), dataset, split)
+        keys_ref = ray.put(keys)
     ref = ray.put(checkpoint)
     cpus = scorer_cpus(ray.cluster_resources().get("CPU", 0), num_workers)
     if cpus < 1:
@@ -822,7 +1198,8 @@ def score_split(checkpoint: bytes, dataset: str, split: str = "test", *, max_not
         NoteScorer, batch_format="numpy", batch_size=batch_size,
         fn_constructor_kwargs=dict(checkpoint=ref, with_pitch=with_pitch,
                                    with_reference_pitch=with_reference_pitch,
-                                   with_embedding=with_embedding, device="cuda" if use_gpu else "cpu"),
+                                   with_embedding=with_embedding, device="cuda" if use_gpu else "cpu",
+                                   nearest_keys=keys_ref),
         compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=cpus, num_gpus=1 if use_gpu else 0)
     columns: dict[str, list[np.ndarray]] = {}
     for batch in scored.iter_batches(batch_format="numpy", batch_size=None):
@@ -837,7 +1214,8 @@ def score_split(checkpoint: bytes, dataset: str, split: str = "test", *, max_not
 
 def score_split_here(checkpoint: bytes, dataset: str, split: str = "test", *, max_notes: int = 40,
                      seed: int = 0, with_pitch: bool = True, with_reference_pitch: bool = True,
-                     with_embedding: bool = False) -> tuple[dict[str, np.ndarray], int | None, dict[str, np.ndarray]]:
+                     with_embedding: bool = False,
+                     nearest_key: bool = False) -> tuple[dict[str, np.ndarray], int | None, dict[str, np.ndarray]]:
     """:func:`score_split` for a few dozen notes: one Ray Data read, then generation and scoring here.
 
     The same notes (:func:`sample_split`) and the same numbers as :func:`score_split`, without
@@ -850,6 +1228,7 @@ def score_split_here(checkpoint: bytes, dataset: str, split: str = "test", *, ma
         checkpoint: checkpoint bytes (SING or Autoencoder).
         dataset, split: what to score.
         max_notes: at most this many notes, chosen by :func:`keep_note`.
+        nearest_key: also score the nearest-key sampler (``nk_*`` columns, :func:`nearest_key_metrics`).
     Returns:
         ``(notes, split_size, audio)``: per-note columns sorted by note_str (as :func:`score_split`),
         the split's size, and ``{"real": (N, T), "generated": (N, T)}`` in the same order.
@@ -868,23 +1247,26 @@ def score_split_here(checkpoint: bytes, dataset: str, split: str = "test", *, ma
     generated = fn(columns["instrument_str"], columns["pitch"], columns["velocity"], real)
     columns.update(note_metrics(generated, real, columns["pitch"], with_pitch=with_pitch,
                                 with_reference_pitch=with_reference_pitch, with_embedding=with_embedding))
+    if nearest_key:
+        columns.update(nearest_key_metrics(real, columns["note_str"], columns["pitch"],
+                                           load_nearest_keys(dataset, columns), lts_db=columns["lts_db"],
+                                           with_pitch=with_pitch, with_embedding=with_embedding))
     return columns, split_size, {"real": real, "generated": generated}
 
 
 def fetch_notes(dataset: str, split: str, note_strs: Iterable[str]) -> dict[str, np.ndarray]:
-    """The real audio and metadata of a few named notes of a split (for figures).
+    """The real audio and metadata of a few named notes of a split (for figures, nearest keys).
+
+    Only those notes' audio is decoded and comes here: the name filter goes to the Parquet
+    reader (:func:`make_note_dataset`'s ``note_strs``).
 
     Returns:
         columns of the dataset for those notes, ``wav`` (K, T), in the order of ``note_strs``.
     """
     from .data.dataset import WAV_COLUMN, make_note_dataset
 
-    wanted = list(note_strs)
-    chosen = set(wanted)
-    ds = make_note_dataset(dataset, split).map_batches(
-        lambda b: {k: v[np.isin(b["note_str"].astype(str), list(chosen))] for k, v in b.items()},
-        batch_format="numpy")
-    rows = {str(r["note_str"]): r for r in ds.take_all()}
+    wanted = [str(s) for s in note_strs]
+    rows = {str(r["note_str"]): r for r in make_note_dataset(dataset, split, note_strs=wanted).take_all()}
     missing = [s for s in wanted if s not in rows]
     if missing:
         raise UserError(f"{dataset}: notes {missing[:3]} not found in the {split} split")
@@ -907,7 +1289,8 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
                    use_gpu: bool = False, with_pitch: bool = True, with_reference_pitch: bool = True,
                    with_embedding: bool = True, figures: bool = True, tracking_uri: str | None = None,
                    experiment: str | None = "sing-ray", log_to_mlflow: bool = True,
-                   training_run: str | None = None) -> EvaluationResult:
+                   training_run: str | None = None, nearest_key: bool = True,
+                   train_notes: int | None = None) -> EvaluationResult:
     """Evaluate a model on a dataset split: metrics, report, figures, MLflow run.
 
     Needs Ray initialised (or starts a default local one).
@@ -922,8 +1305,12 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
         tracking_uri, experiment: where the MLflow run goes; ``log_to_mlflow=False`` skips it.
         training_run: the MLflow parent run of the model's training, for the training curves;
             found from a ``models:/`` or ``runs:/`` URI when not given.
+        nearest_key: also score the nearest-key sampler on every note (``nk_*`` columns).
+        train_notes: also score a stable sample of this many training notes, the same way, to
+            set fitting beside generalising (0: none; None: :data:`DEFAULT_TRAIN_NOTES`, at
+            most as many as the notes scored). Not when ``split`` is the training split.
     Returns:
-        an :class:`EvaluationResult`.
+        an :class:`EvaluationResult` (the training notes' columns in ``train_notes``).
     """
     from .data.dataset import load_manifest
     from .tracking import resolve_model
@@ -938,10 +1325,15 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
     out = Path(out) if out is not None else Path("evaluation") / f"{_slug(model)}-{split}"
     log.info("evaluating %s (%s) on %s [%s]%s", model, info["model_class"], dataset, split,
              f", at most {max_notes} notes" if max_notes else "")
-    notes, split_size = score_split(
-        checkpoint, dataset, split, max_notes=max_notes, seed=seed, batch_size=batch_size,
-        num_workers=num_workers, use_gpu=use_gpu, with_pitch=with_pitch,
-        with_reference_pitch=with_reference_pitch, with_embedding=with_embedding)
+    options = dict(seed=seed, batch_size=batch_size, num_workers=num_workers, use_gpu=use_gpu,
+                   with_pitch=with_pitch, with_reference_pitch=with_reference_pitch,
+                   with_embedding=with_embedding, nearest_key=nearest_key)
+    notes, split_size = score_split(checkpoint, dataset, split, max_notes=max_notes, **options)
+    num_train = (min(DEFAULT_TRAIN_NOTES, len(notes["note_str"])) if train_notes is None else int(train_notes))
+    train: dict[str, np.ndarray] | None = None
+    if num_train > 0 and split != NEAREST_KEY_SPLIT:
+        log.info("scoring %d training notes beside them", num_train)
+        train, train_size = score_split(checkpoint, dataset, NEAREST_KEY_SPLIT, max_notes=num_train, **options)
     report: dict[str, Any] = {
         "model": str(model), "checkpoint": str(path), "model_class": info["model_class"],
         "phase": info["phase"], "dataset": str(dataset), "split": split,
@@ -950,8 +1342,19 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
         "definitions": {"embedding": EMBEDDING_DESCRIPTION, "pitch": PITCH_DESCRIPTION,
                         "mrstft": MRSTFT_DESCRIPTION, "pitch_tolerance_cents": PITCH_TOLERANCE_CENTS,
                         "loudness": LOUDNESS_DESCRIPTION, "silence": SILENCE_DESCRIPTION,
-                        "near_silent_db": NEAR_SILENT_DB, "rms_db_floor": RMS_DB_FLOOR},
+                        "near_silent_db": NEAR_SILENT_DB, "rms_db_floor": RMS_DB_FLOOR,
+                        "timbre": timbre.DESCRIPTION, "nearest_key": NEAREST_KEY_DESCRIPTION,
+                        "train_notes": TRAIN_NOTES_DESCRIPTION},
     }
+    if nearest_key:
+        report["nearest_key"] = nearest_key_report(notes)
+        _warn_missing_nearest_keys(report["nearest_key"], split)
+    if train is not None:
+        report["train_notes"] = {"num_notes": int(len(train["note_str"])), "split_size": train_size,
+                                 "max_notes": num_train, "summary": summarize(train)}
+        if nearest_key:
+            report["train_notes"]["nearest_key"] = nearest_key_report(train)
+            _warn_missing_nearest_keys(report["train_notes"]["nearest_key"], NEAREST_KEY_SPLIT)
     paths: dict[str, Path] = {}
     if figures:
         training_run = training_run or find_training_run(str(model), tracking_uri, search_paths=log_to_mlflow)
@@ -959,7 +1362,7 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
         report["figures"] = [str(p) for p in paths.values()]
     report["seconds"] = time.monotonic() - started
     report["started_at"] = started_at
-    paths.update(write_report(report, out, notes))
+    paths.update(write_report(report, out, notes, train_notes=train))
     run_id = None
     if log_to_mlflow:
         run_id = log_evaluation(report, paths, tracking_uri, experiment, manifest=manifest)
@@ -970,7 +1373,22 @@ def evaluate_model(model: str | Path, dataset: str, split: str = "test", *, out:
              overall["wav_mse"], overall["num_near_silent"], paths["markdown"])
     if scores_like_silence(overall):
         log.warning("%s scores no better than silence on %s [%s]", model, dataset, split)
-    return EvaluationResult(report=report, notes=notes, paths=paths, run_id=run_id)
+    return EvaluationResult(report=report, notes=notes, paths=paths, run_id=run_id, train_notes=train)
+
+
+def nearest_key_report(notes: Mapping[str, np.ndarray], max_listed: int = 20) -> dict[str, Any]:
+    """Which scored notes have no nearest key: ``num_missing`` and up to ``max_listed`` of their names."""
+    missing = [str(s) for s, src in zip(notes["note_str"], notes[f"{NEAREST_KEY_PREFIX}note_str"]) if not src]
+    return {"source_split": NEAREST_KEY_SPLIT, "num_notes": int(len(notes["note_str"])),
+            "num_missing": len(missing), "missing": missing[:max_listed]}
+
+
+def _warn_missing_nearest_keys(info: Mapping[str, Any], split: str) -> None:
+    if info["num_missing"]:
+        log.warning("%d of %d %s notes have no nearest key (no other %s pitch of their instrument at their "
+                    "velocity), e.g. %s: their nk_ columns are NaN and the nearest key's figures leave them out",
+                    info["num_missing"], info["num_notes"], split, info["source_split"],
+                    ", ".join(info["missing"][:3]))
 
 
 def _slug(model: str | Path) -> str:
@@ -1109,6 +1527,8 @@ def log_evaluation(report: Mapping[str, Any], paths: Mapping[str, Path], trackin
                    nested: bool = False, manifest: Mapping[str, Any] | None = None) -> str:
     """Log an evaluation to MLflow: params, overall metrics (``<split>_<metric>``), report and figures.
 
+    The training notes' overall metrics (``report["train_notes"]``) go in as ``train_<metric>``.
+
     The run starts when the evaluation did (``report["started_at"]``, epoch seconds), so the
     UI shows how long the work took. With the dataset's ``manifest``, the dataset is the
     run's MLflow dataset input.
@@ -1137,9 +1557,13 @@ def log_evaluation(report: Mapping[str, Any], paths: Mapping[str, Path], trackin
     with mlflow.start_run(run_id=created.info.run_id, nested=parent is not None) as run:
         mlflow.log_params({"model": str(report["model"]), "dataset": str(report["dataset"]), "split": split,
                            "num_notes": report["num_notes"], "max_notes": report.get("max_notes"),
-                           "model_class": report.get("model_class"), "embedding": EMBEDDING_NAME})
-        metrics = {f"{split}_{k}": float(v) for k, v in report["summary"]["overall"].items()
-                   if isinstance(v, (int, float)) and math.isfinite(float(v))}
+                           "model_class": report.get("model_class"), "embedding": EMBEDDING_NAME,
+                           "train_notes": (report.get("train_notes") or {}).get("num_notes", 0)})
+        groups = [(split, report["summary"]["overall"])]
+        if report.get("train_notes"):
+            groups.append((NEAREST_KEY_SPLIT, report["train_notes"]["summary"]["overall"]))
+        metrics = {f"{name}_{k}": float(v) for name, overall in groups for k, v in overall.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
         mlflow.log_metrics(metrics)
         for path in paths.values():
             mlflow.log_artifact(str(path), artifact_path="evaluation")

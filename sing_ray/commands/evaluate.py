@@ -6,6 +6,8 @@ import argparse
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the subcommand's arguments."""
+    from ..evaluate import DEFAULT_TRAIN_NOTES
+
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.description = (
         "Generate every note of a dataset split with MODEL and score it against the real note: "
@@ -13,7 +15,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "accuracy (pyin f0 within 50 cents of the MIDI pitch) and a Fréchet distance over fixed "
         "log-mel statistics (not FAD-VGGish); RMS loudness in dBFS beside the real note's, near-silent "
         "notes (below -60 dBFS) counted, and spectral L1 beside that of an all-zero output (a model "
-        "that scores like silence has learnt nothing); overall, per instrument family and per pitch octave. "
+        "that scores like silence has learnt nothing); timbre distances (long-term spectrum and envelope, in dB); "
+        "every figure beside the nearest-key sampler's (the training note of the same instrument and velocity at "
+        "the nearest other pitch, resampled to the note's pitch); overall, per instrument family and per pitch "
+        "octave, and a sample of training notes scored beside the held-out ones. "
         "Writes OUT/evaluation.md, OUT/evaluation.json, OUT/evaluation_notes.csv and PNG figures, "
         "and logs them to MLflow. An Autoencoder checkpoint is scored on its reconstructions. "
         "See docs/evaluation.md.")
@@ -41,7 +46,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pitch", action="store_true",
                         help="skip pitch tracking (the slowest metric: 0.3-1.3 s per note and side)")
     parser.add_argument("--no-figures", action="store_true", help="draw no figures")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-notes sample")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-notes and --train-notes samples")
+    parser.add_argument("--train-notes", type=int, default=None, metavar="N",
+                        help="also score a stable sample of N training notes beside the held-out ones "
+                             f"(default: {DEFAULT_TRAIN_NOTES}, at most as many as the notes scored; 0: none)")
+    parser.add_argument("--no-nearest-key", action="store_true",
+                        help="skip the nearest-key sampler baseline (it reads the training notes it stretches "
+                             "and tracks their pitch too)")
     parser.add_argument("--num-cpus", type=int, default=None, metavar="N",
                         help="CPUs of the local Ray started when not under `ray job submit` (default: all)")
 
@@ -51,13 +62,15 @@ def run(args: argparse.Namespace) -> int:
     import ray
 
     from ..errors import UserError
-    from ..evaluate import evaluate_model, listener_summary, markdown_table
+    from ..evaluate import evaluate_model, fit_table, listener_summary, markdown_table
     from ..runtime import init_ray
 
     if args.max_notes is not None and args.max_notes < 1:
         raise UserError(f"--max-notes must be >= 1, got {args.max_notes}")
     if args.batch_size < 1 or args.num_workers < 1:
         raise UserError("--batch-size and --num-workers must be >= 1")
+    if args.train_notes is not None and args.train_notes < 0:
+        raise UserError(f"--train-notes must be >= 0, got {args.train_notes}")
     started = init_ray(num_cpus=args.num_cpus)
     try:
         result = evaluate_model(
@@ -65,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, num_workers=args.num_workers, use_gpu=args.gpu,
             with_pitch=not args.no_pitch, with_reference_pitch=not args.no_pitch,
             figures=not args.no_figures, tracking_uri=args.tracking_uri, experiment=args.experiment,
-            log_to_mlflow=not args.no_mlflow, training_run=args.training_run)
+            log_to_mlflow=not args.no_mlflow, training_run=args.training_run,
+            nearest_key=not args.no_nearest_key, train_notes=args.train_notes)
     finally:
         if started:
             ray.shutdown()
@@ -73,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     print(listener_summary(overall))
     print()
     print(markdown_table({"all": overall}, args.split))
+    if result.report.get("train_notes"):
+        print()
+        print(fit_table(result.report))
     print(f"report: {result.paths['markdown']}")
     if result.run_id:
         print(f"MLflow run: {result.run_id}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -96,13 +97,17 @@ def _to_waveforms(batch: pa.Table) -> dict[str, np.ndarray]:
     return out
 
 
-def make_note_dataset(path: str, split: str, *, override_num_blocks: int | None = None):
+def make_note_dataset(path: str, split: str, *, override_num_blocks: int | None = None,
+                      note_strs: Iterable[str] | None = None):
     """One split of an ingested dataset as a Ray Dataset of float32 waveforms.
 
     Args:
         path: the dataset folder (local path or URI), as written by ``sing-ray data ingest``.
         split: ``train``, ``valid`` or ``test``.
         override_num_blocks: passed to ``ray.data.read_parquet`` (None: Ray decides).
+        note_strs: only these notes (None: all). The filter goes to the Parquet reader, which
+            skips the row groups whose ``note_str`` statistics rule them out (shards are sorted
+            by name), and no other note's audio is decoded.
 
     Returns:
         a ``ray.data.Dataset`` with the metadata columns of DESIGN.md (``note_str``,
@@ -124,7 +129,45 @@ def make_note_dataset(path: str, split: str, *, override_num_blocks: int | None 
         ds = ray.data.from_arrow(NOTE_SCHEMA.empty_table())
     else:
         ds = ray.data.read_parquet(files, filesystem=where.fs, override_num_blocks=override_num_blocks)
+        if note_strs is not None:
+            from ray.data.expressions import col
+
+            # An expression, not a Python predicate: Ray pushes it into the Parquet read.
+            ds = ds.filter(expr=col("note_str").is_in(sorted({str(s) for s in note_strs})))
     return ds.map_batches(_to_waveforms, batch_format="pyarrow", zero_copy_batch=True)
+
+
+def read_split_metadata(path: str, split: str,
+                        columns: Sequence[str] = ("note_str", "instrument_str", "pitch", "velocity")
+                        ) -> dict[str, np.ndarray]:
+    """Metadata columns of one split, read here without its audio.
+
+    Parquet is columnar: only the named columns are read, so even a large split's keys
+    (289k NSynth train notes: a few MB) come without its 128 kB-per-note audio.
+
+    Args:
+        path: the dataset folder (local path or URI).
+        split: ``train``, ``valid`` or ``test``.
+        columns: metadata columns (not ``audio``).
+    Returns:
+        ``{column: (N,) array}`` in the shards' order (sorted by note_str per shard).
+    """
+    import pyarrow.parquet as pq
+
+    if split not in nsynth.SPLITS:
+        raise UserError(f"unknown split {split!r}; expected one of {', '.join(nsynth.SPLITS)}")
+    columns = list(columns)
+    if "audio" in columns or WAV_COLUMN in columns:
+        raise ValueError("read_split_metadata reads metadata columns only")
+    where = resolve(path)
+    manifest = _load_manifest(where)
+    tables = []
+    for shard in manifest["shards"]:
+        if shard["split"] == split:
+            with where.fs.open_input_file(where.join(shard["path"])) as handle:
+                tables.append(pq.read_table(handle, columns=columns))
+    table = pa.concat_tables(tables) if tables else NOTE_SCHEMA.empty_table().select(columns)
+    return {c: table.column(c).to_numpy() for c in columns}
 
 
 def read_note_split(path: str, split: str, columns: list[str] | None = None, rows_per_block: int = 64):

@@ -83,10 +83,14 @@ def test_autoencoder_reconstruction_and_cli_with_mlflow(small_dataset, checkpoin
                      "--split", "test", "--out", str(out), "--tracking-uri", uri, "--max-notes", "3"])
     assert code == 0
     printed = capsys.readouterr().out
-    # The listener's summary: the model beside the real notes and silence.
-    assert "| 3 notes | model | real notes | silence (all-zero output) |" in printed
+    # The listener's summary: the model beside the real notes, the nearest key and silence.
+    assert "| 3 notes | model | real notes | nearest key (sampler) | silence (all-zero output) |" in printed
     assert "spectral L1 / silence's" in printed and "near-silent notes" in printed
+    assert "median long-term spectrum distance, lts_db (dB)" in printed
+    # Training notes beside the held-out ones: by default as many as the notes scored.
+    assert "| held-out (test) | 3 |" in printed and "| training notes | 3 |" in printed
     report = json.loads((out / "evaluation.json").read_text())
+    assert report["train_notes"]["num_notes"] == 3 and report["nearest_key"]["num_missing"] == 0
     assert report["model_class"] == "Autoencoder" and report["num_notes"] >= 1
     # Reference pitch: the synthetic tones sit exactly on their MIDI pitch.
     assert report["summary"]["overall"]["pitch_accuracy_real"] == 1.0
@@ -95,8 +99,11 @@ def test_autoencoder_reconstruction_and_cli_with_mlflow(small_dataset, checkpoin
         [mlflow.MlflowClient(uri).get_experiment_by_name("sing-ray").experiment_id])
     assert runs and "test_spectral_l1" in runs[0].data.metrics
     overall = report["summary"]["overall"]
-    for key in ("median_abs_rms_db_diff", "spectral_l1_vs_silence", "num_near_silent", "near_silent_share"):
+    for key in ("median_abs_rms_db_diff", "spectral_l1_vs_silence", "num_near_silent", "near_silent_share",
+                "median_lts_db", "nk_median_lts_db", "closer_than_nearest_key_share"):
         assert runs[0].data.metrics[f"test_{key}"] == pytest.approx(overall[key]), key
+    train_overall = report["train_notes"]["summary"]["overall"]
+    assert runs[0].data.metrics["train_median_lts_db"] == pytest.approx(train_overall["median_lts_db"])
     assert "## What a listener would notice" in (out / "evaluation.md").read_text()
     assert {a.path for a in mlflow.MlflowClient(uri).list_artifacts(runs[0].info.run_id, "evaluation")} >= {
         "evaluation/evaluation.md", "evaluation/evaluation.json", "evaluation/spectrograms.png"}
@@ -107,6 +114,41 @@ def test_autoencoder_reconstruction_and_cli_with_mlflow(small_dataset, checkpoin
     assert read.dataset.name == small_dataset.name and str(small_dataset) in read.dataset.source
     assert read.dataset.digest == manifest_digest(load_manifest(str(small_dataset)))
     assert {t.key: t.value for t in read.tags}["mlflow.data.context"] == "evaluation (test)"
+
+
+def test_the_nearest_key_is_another_training_note_stretched_to_the_pitch(small_dataset, checkpoints):
+    from sing_ray import timbre
+    from sing_ray.data.dataset import read_split_metadata
+
+    dataset, checkpoint = str(small_dataset), checkpoints["sing"].read_bytes()
+    train = read_split_metadata(dataset, "train")
+    assert set(train) == {"note_str", "instrument_str", "pitch", "velocity"}
+    assert sorted(train["note_str"]) == sorted(_split_note_strs(small_dataset, "train"))
+    options = dict(max_notes=4, with_pitch=False, with_reference_pitch=False)
+    for split in ("test", "train"):
+        here, _, audio = ev.score_split_here(checkpoint, dataset, split, nearest_key=True, **options)
+        for i, name in enumerate(here["note_str"]):
+            source = str(here["nk_note_str"][i])
+            # Never the scored note itself, even for a training note, which is in the train split.
+            assert source and source != name
+            row = list(train["note_str"]).index(source)
+            instrument, pitch, velocity = here["instrument_str"][i], int(here["pitch"][i]), int(here["velocity"][i])
+            assert train["instrument_str"][row] == instrument and train["velocity"][row] == velocity
+            others = [int(p) for n, p, v in zip(train["instrument_str"], train["pitch"], train["velocity"])
+                      if n == instrument and v == velocity and p != pitch]
+            assert abs(pitch - train["pitch"][row]) == min(abs(pitch - p) for p in others)
+            assert here["nk_semitones"][i] == pitch - train["pitch"][row]
+        # What was scored is that note, read from the train split and stretched to the pitch.
+        fetched = ev.fetch_notes(dataset, "train", [str(here["nk_note_str"][0])])
+        shifted = timbre.shift_pitch(fetched[WAV_COLUMN][0], here["nk_semitones"][0], audio["real"].shape[1])
+        direct = timbre.timbre_metrics(shifted[None], audio["real"][:1])
+        assert here["nk_lts_db"][0] == pytest.approx(direct["lts_db"][0], rel=1e-6)
+        assert here["closer_than_nearest_key"].shape == (4,)
+    # The actor pool scores the same baseline on the same notes.
+    pooled, _ = ev.score_split(checkpoint, dataset, "train", nearest_key=True, with_embedding=False, **options)
+    assert list(pooled["nk_note_str"]) == list(here["nk_note_str"])
+    assert np.allclose(pooled["nk_lts_db"], here["nk_lts_db"], rtol=1e-5)
+    assert np.allclose(pooled["nk_spectral_l1"], here["nk_spectral_l1"], rtol=1e-5)
 
 
 def test_unknown_instruments_and_bad_models_are_user_errors(small_dataset, tmp_path):
@@ -133,9 +175,13 @@ def test_silence_baseline_is_the_energy_of_the_notes(small_dataset):
 
 
 def _test_note_strs(dataset):
+    return _split_note_strs(dataset, "test")
+
+
+def _split_note_strs(dataset, split):
     from sing_ray.data.dataset import make_note_dataset
 
-    return [str(s) for s in make_note_dataset(str(dataset), "test").select_columns(["note_str"]).to_pandas()["note_str"]]
+    return [str(s) for s in make_note_dataset(str(dataset), split).select_columns(["note_str"]).to_pandas()["note_str"]]
 
 
 def test_scoring_actors_leave_a_cpu_for_reading_the_notes():

@@ -239,3 +239,115 @@ def test_time_to_quality_counts_a_quiet_note_in_tune_only_once_it_is_audible(cap
     assert "50 % in tune: after 4.5 min of training (sequence epoch 10)" in out
     assert "50 % in tune and audible: after 7.5 min of training (sequence epoch 20)" in out
     assert "90 % in tune and audible: after 9.0 min of training (finetune epoch 10)" in out
+
+
+def test_timbre_columns_per_note_and_their_medians():
+    real = np.stack([harmonic(60), harmonic(64, seed=1)])
+    m = ev.note_metrics(real, real, [60, 64], with_pitch=False, with_reference_pitch=False, with_embedding=False)
+    for key in ev.TIMBRE_METRICS:
+        assert np.all(m[key] == 0.0), key
+        assert np.all(m[f"{key}_silence"] > 10.0), key          # silence is far from any note
+    notes = _level_notes(np.stack([real[0] * 10 ** (-3 / 20), np.zeros_like(real[1])]), real, [60, 64])
+    s = ev.summarize_group(notes)
+    assert s["median_lts_db"] == pytest.approx(float(np.median(notes["lts_db"])))
+    assert s["median_lts_db_silence"] == pytest.approx(float(np.median(notes["lts_db_silence"])))
+    # The silent note scores exactly what silence scores.
+    assert notes["lts_db"][1] == notes["lts_db_silence"][1]
+    assert notes["envelope_db"][1] == notes["envelope_db_silence"][1]
+
+
+def _nearest_key_notes():
+    """Three real notes, the model at half scale; the nearest keys of two of them, none for the third."""
+    real = np.stack([harmonic(60), harmonic(64, seed=1), harmonic(67, seed=2)])
+    names = ["flute_synthetic_001-060-127", "flute_synthetic_001-064-127", "guitar_acoustic_000-067-127"]
+    keys = ev.NearestKeys(plan={names[0]: "flute_synthetic_001-059-127", names[1]: "flute_synthetic_001-066-127"},
+                          audio={"flute_synthetic_001-059-127": harmonic(59, seed=5),
+                                 "flute_synthetic_001-066-127": harmonic(66, seed=6)},
+                          pitch={"flute_synthetic_001-059-127": 59, "flute_synthetic_001-066-127": 66})
+    notes = _level_notes(0.5 * real, real, [60, 64, 67])
+    notes["note_str"] = np.array(names)
+    notes["instrument_family_str"] = np.array(["flute", "flute", "guitar"])
+    notes.update(ev.nearest_key_metrics(real, names, [60, 64, 67], keys, lts_db=notes["lts_db"],
+                                        with_embedding=False))
+    return notes
+
+
+def test_nearest_key_is_scored_with_the_same_metrics_and_missing_ones_are_counted():
+    notes = _nearest_key_notes()
+    assert list(notes["nk_note_str"]) == ["flute_synthetic_001-059-127", "flute_synthetic_001-066-127", ""]
+    assert notes["nk_semitones"][:2].tolist() == [1.0, -2.0] and np.isnan(notes["nk_semitones"][2])
+    # A harmonic note stretched a semitone or two: the same partials at about the same level, in
+    # tune, nearer than the model's 6 dB (its hold shortens by 6 and 11 %: a few dB of lts).
+    assert np.all(notes["nk_lts_db"][:2] < 4.0) and np.all(notes["nk_lts_db"][:2] < notes["lts_db"][:2])
+    assert np.all(np.abs(notes["nk_rms_db_diff"][:2]) < 1.0)
+    assert np.all(np.abs(notes["nk_cents"][:2]) <= 5)
+    # No source: NaN, never a made-up figure.
+    for key in ("nk_lts_db", "nk_spectral_l1", "nk_cents", "closer_than_nearest_key"):
+        assert np.isnan(notes[key][2]), key
+    # The half-scale model is 6 dB off everywhere: the nearest key is closer on both notes.
+    assert notes["closer_than_nearest_key"][:2].tolist() == [0.0, 0.0]
+    s = ev.summarize(notes)["overall"]
+    assert s["num_notes"] == 3 and s["nk_num_notes"] == 2 and s["num_nearest_key_missing"] == 1
+    assert s["nk_median_lts_db"] == pytest.approx(float(np.median(notes["nk_lts_db"][:2])))
+    assert s["nk_pitch_accuracy"] == 1.0 and s["closer_than_nearest_key_share"] == 0.0
+    assert s["nk_spectral_l1_vs_silence"] < s["spectral_l1_vs_silence"] < 1
+    # The real notes' and silence's figures are the model's, not repeated for the nearest key.
+    assert "nk_median_rms_db_real" not in s and "nk_median_lts_db_silence" not in s
+    table = ev.listener_table(s)
+    assert table.splitlines()[0] == ("| 3 notes | model | real notes | nearest key (sampler) "
+                                     "| silence (all-zero output) |")
+    assert "| in tune (f0 within 50 cents) | 100.0% | 100.0% | 100.0% | 0.0% |" in table
+    assert (f"| median long-term spectrum distance, lts_db (dB) | {s['median_lts_db']:.1f} | 0.0 | "
+            f"{s['nk_median_lts_db']:.1f} | {s['median_lts_db_silence']:.1f} |") in table
+    assert "| closer to the real note than the nearest key (lts_db) | 0 of 2 (0%) | – | – | – |" in table
+    verdict = " ".join(ev.listener_verdict(s))
+    assert "The model is closer than the nearest key on 0 of 2 notes (0%)." in verdict
+    assert "1 of 3 notes have no nearest key" in verdict
+
+
+def test_report_sets_held_out_beside_training_notes(tmp_path, monkeypatch):
+    import mlflow
+
+    notes = _nearest_key_notes()
+    train = {k: v[:2] for k, v in notes.items()}
+    report = {"model": "m.pt", "dataset": "ds", "split": "test", "num_notes": 3, "summary": ev.summarize(notes),
+              "nearest_key": ev.nearest_key_report(notes),
+              "train_notes": {"num_notes": 2, "summary": ev.summarize(train), "nearest_key": ev.nearest_key_report(train)}}
+    assert report["nearest_key"]["missing"] == ["guitar_acoustic_000-067-127"]
+    paths = ev.write_report(report, tmp_path / "rep", notes, train_notes=train)
+    text = paths["markdown"].read_text()
+    assert "## Held-out and training notes" in text and "| 2 training notes | model | real notes |" in text
+    assert "| held-out (test) | 3 |" in text and "| training notes | 2 |" in text
+    assert "| flute, held-out (test) | 2 |" in text and "| guitar, training notes |" not in text
+    assert "Notes without a nearest key: `guitar_acoustic_000-067-127`." in text
+    assert "nearest key lts dB" in text and "floored 80 dB under the real note's loudest band" in text
+    header = paths["notes"].read_text().splitlines()[0].split(",")
+    assert {"lts_db", "nk_lts_db", "nk_note_str", "closer_than_nearest_key", "lts_db_silence"} <= set(header)
+    assert paths["train_notes"].read_text().count("\n") == 3
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    metrics = mlflow.MlflowClient(uri).get_run(ev.log_evaluation(report, paths, uri, "eval-test")).data.metrics
+    for key in ("median_lts_db", "nk_median_lts_db", "closer_than_nearest_key_share", "num_nearest_key_missing"):
+        assert metrics[f"test_{key}"] == pytest.approx(report["summary"]["overall"][key]), key
+        assert metrics[f"train_{key}"] == pytest.approx(report["train_notes"]["summary"]["overall"][key]), key
+
+
+def test_time_to_timbre_is_the_first_point_at_or_under_each_median_lts(capsys):
+    import argparse
+
+    from sing_ray.commands.bench_quality import print_curve
+
+    point = {"median_rms_db_diff": 0.0, "spectral_l1_vs_silence": 0.5, "num_near_silent": 0, "num_notes": 4,
+             "pitch_accuracy": 1.0, "audible_in_tune": 1.0, "median_lts_loud_db": 3.0, "median_envelope_db": 2.0,
+             "median_lts_db_silence": 30.0}
+    rows = [{**point, "phase": "sequence", "epoch": 4, "minutes": 2.0, "median_lts_db": 7.5,
+             "nk_median_lts_db": 4.2, "nk_median_envelope_db": 3.1, "num_nearest_key_missing": 1},
+            {**point, "phase": "sequence", "epoch": 8, "minutes": 4.0, "median_lts_db": 5.0},
+            {**point, "phase": "finetune", "epoch": 4, "minutes": 6.5, "median_lts_db": 4.6}]
+    print_curve(rows, [0.5], argparse.Namespace(split="test", dataset="ds"), [6, 5, 4.5, 3])
+    out = capsys.readouterr().out
+    assert "| sequence | 4 | 2.0 | 100 % | 100 % | +0.0 dB | 0.50 | 0 | 7.5 | 3.0 | 2.0 |" in out
+    assert "the nearest key (sampler) on these notes: median lts_db 4.2 dB, envelope 3.1 dB (1 notes have none)" in out
+    assert "median lts_db 6 dB: after 4.0 min of training (sequence epoch 8)" in out
+    assert "median lts_db 5 dB: after 4.0 min of training (sequence epoch 8)" in out     # at or under
+    assert "median lts_db 4.5 dB: not reached; best 4.6 dB after 6.5 min (finetune epoch 4)" in out
