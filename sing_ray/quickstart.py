@@ -7,7 +7,8 @@ phases are skipped, the interrupted one continues from its last checkpoint),
 and rendering renders only what the library lacks.
 
 The last stage shows what was made: the model is scored on held-out test notes
-(in tune, loudness against the real notes, spectral L1 against silence's), and
+(in tune, loudness against the real notes, spectral L1 against silence's, timbre distances,
+each beside the nearest-key sampler's), and
 the library folder gets a spectrogram sheet (real beside generated) and a demo
 WAV (each instrument plays a scale); both and the scores go to the training run
 in MLflow.
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 # the scores `sing-ray evaluate --split test` would (a sample of 16 can miss its few near-silent notes).
 # Pitch tracking dominates the cost (one pyin call per note and side): on a fresh clone on
 # this project's 2-core machine the step took 96 s with all 70 notes, the sheet and the demo,
-# against 45 s with 16.
+# against 45 s with 16. The nearest-key baseline tracks a third side (its shifted notes).
 HELDOUT_MAX_NOTES = 100
 SHEET_FAMILIES, SHEET_PITCHES = 3, 3          # the spectrogram sheet: up to 3 x 3 notes
 SHEET_FILE = "spectrograms.png"
@@ -213,7 +214,9 @@ def run_quickstart(workdir: str | Path = "quickstart", scale: str = "default", *
 def score_heldout(checkpoint: bytes, dataset: str, *, max_notes: int = HELDOUT_MAX_NOTES):
     """Score the model on the test split's (held-out) notes, with evaluate's code.
 
-    Every note up to ``max_notes``, else a stable sample of that many. Scored in this
+    Every note up to ``max_notes``, else a stable sample of that many, each beside the
+    nearest-key sampler (the training note of the same instrument and velocity at the nearest
+    other pitch, resampled to the note's pitch). Scored in this
     process (:func:`evaluate.score_split_here`): for a few dozen notes an actor
     pool's start costs more than it saves (measured on the 2-core machine while another
     training shared it: 24 notes and the sheet took 171 s with two actors, 101-115 s here;
@@ -226,13 +229,15 @@ def score_heldout(checkpoint: bytes, dataset: str, *, max_notes: int = HELDOUT_M
     Returns:
         ``(notes, overall, split_size, audio)``: per-note columns, their overall summary
         (:func:`evaluate.summarize_group`: pitch accuracy beside the real notes', levels,
-        near-silent count, spectral L1 beside silence's), the split's size, and the notes'
-        ``{"real", "generated"}`` audio; ``(None, None, None, None)`` when the test split is empty.
+        near-silent count, spectral L1 beside silence's, timbre medians, and the nearest key's
+        figures as ``nk_*``), the split's size, and the notes' ``{"real", "generated"}`` audio;
+        ``(None, None, None, None)`` when the test split is empty.
     """
     from .evaluate import score_split_here, summarize_group
 
     try:
-        notes, split_size, audio = score_split_here(checkpoint, dataset, "test", max_notes=max_notes)
+        notes, split_size, audio = score_split_here(checkpoint, dataset, "test", max_notes=max_notes,
+                                                    nearest_key=True)
     except UserError as err:
         log.warning("no held-out scores: %s", err)
         return None, None, None, None

@@ -127,4 +127,9 @@ def test_show_model_scores_held_out_notes_draws_and_logs(sing_checkpoint, tmp_pa
     assert run.data.metrics["heldout.num_notes"] == s["num_notes"]
     assert run.data.metrics["heldout.spectral_l1_vs_silence"] == pytest.approx(s["spectral_l1_vs_silence"])
     assert "demo.rms_db" in run.data.metrics
+    # Timbre beside the nearest-key sampler (a training note stretched to the pitch) and silence.
+    assert s["nk_num_notes"] + s["num_nearest_key_missing"] == s["num_notes"]
+    assert s["nk_median_lts_db"] < s["median_lts_db_silence"]
+    for key in ("median_lts_db", "median_envelope_db", "nk_median_lts_db", "closer_than_nearest_key_share"):
+        assert run.data.metrics[f"heldout.{key}"] == pytest.approx(s[key]), key
     assert set(shown.logged) == {f"quickstart/{qs.SHEET_FILE}", f"quickstart/{qs.DEMO_FILE}"}

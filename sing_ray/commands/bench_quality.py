@@ -13,7 +13,12 @@ the minutes until the held-out notes first reach each ``--targets`` share in tun
 or that they never did and the best they reached; and the same for the share in
 tune and audible, the notes in tune that are not near-silent (RMS at or above -60
 dBFS): the pitch tracker follows a note's pitch however quiet it is, so a model
-still near-silent early in its sequence phase already counts as in tune.
+still near-silent early in its sequence phase already counts as in tune. Each point
+also records the timbre distances (median lts_db, lts_loud_db and envelope_db in dB),
+and the curve gives the time to timbre: the minutes until the held-out notes' median
+lts_db first falls to each ``--lts-targets`` dB, beside the nearest-key sampler's
+median lts_db on the same notes (the training note of the same instrument and
+velocity at the nearest other pitch, resampled to the note's pitch).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import argparse
 import io
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=int, default=4, metavar="E", help="score every E epochs of each phase")
     parser.add_argument("--targets", default="0.5,0.8", metavar="SHARE,...",
                         help="shares in tune (and in tune and audible) to time")
+    parser.add_argument("--lts-targets", default="6,5,4.5,3", metavar="DB,...",
+                        help="median long-term spectrum distances (lts_db, dB) to time")
     parser.add_argument("--tracking-uri", default=None, metavar="URI",
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--num-cpus", type=int, default=None, metavar="N",
@@ -118,6 +126,12 @@ def run(args: argparse.Namespace) -> int:
         targets = sorted(float(t) for t in args.targets.split(",") if t.strip())
     except ValueError:
         raise UserError(f"--targets {args.targets!r}: shares in tune, e.g. 0.5,0.8") from None
+    try:
+        lts_targets = sorted((float(t) for t in args.lts_targets.split(",") if t.strip()), reverse=True)
+    except ValueError:
+        raise UserError(f"--lts-targets {args.lts_targets!r}: distances in dB, e.g. 6,5,4.5,3") from None
+    if not all(t > 0 for t in lts_targets):
+        raise UserError(f"--lts-targets {args.lts_targets!r}: distances in dB must be > 0")
     if args.every < 1 or args.max_notes < 1 or not targets or not all(0 < t <= 1 for t in targets):
         raise UserError("--every and --max-notes must be >= 1, and --targets shares between 0 and 1")
     client = mlflow.MlflowClient(resolve_tracking_uri(args.tracking_uri))
@@ -128,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if started:
             ray.shutdown()
-    print_curve(rows, targets, args)
+    print_curve(rows, targets, args, lts_targets)
     return 0
 
 
@@ -167,30 +181,37 @@ def score_run(client, parent, phases: dict, args: argparse.Namespace) -> list[di
                 ckpt = _model_bytes(client, phases[name], epoch, Path(tmp))
                 if name == "sequence":
                     ckpt = sing_at(ckpt, autoencoder)
+                # The real notes and the nearest key are the same at every point: scored once.
                 notes, _, _ = score_split_here(ckpt, args.dataset, args.split, max_notes=args.max_notes,
-                                               with_reference_pitch=not rows)
+                                               with_reference_pitch=not rows, nearest_key=not rows)
                 s = summarize_group(notes)
                 s["audible_in_tune"] = audible_in_tune(notes)
                 rows.append({"phase": name, "epoch": epoch, "minutes": elapsed[(name, epoch)], **s})
                 print(f"  {name} epoch {epoch:3d}: {elapsed[(name, epoch)]:5.1f} min, "
                       f"{100 * s['pitch_accuracy']:4.0f} % in tune ({100 * s['audible_in_tune']:.0f} % in tune and "
                       f"audible), level {s['median_rms_db_diff']:+5.1f} dB, "
-                      f"spectral L1 {s['spectral_l1_vs_silence']:.2f} x silence's, {s['num_near_silent']} near-silent",
+                      f"spectral L1 {s['spectral_l1_vs_silence']:.2f} x silence's, {s['num_near_silent']} near-silent, "
+                      f"lts {s['median_lts_db']:.1f} dB, envelope {s['median_envelope_db']:.1f} dB",
                       flush=True)
     return rows
 
 
-def print_curve(rows: list[dict], targets: list[float], args: argparse.Namespace) -> None:
-    """The table of the curve, then the minutes to each target share in tune, and in tune and audible."""
+def print_curve(rows: list[dict], targets: list[float], args: argparse.Namespace,
+                lts_targets: Sequence[float] = ()) -> None:
+    """The table of the curve, then the minutes to each target share in tune, and in tune and
+    audible, then to each median lts_db of ``lts_targets`` (dB) (time to timbre)."""
+    timbre = all("median_lts_db" in r for r in rows)
     print()
     print(f"held-out {args.split} notes: {rows[0]['num_notes']} of {args.dataset}")
     print("| phase | epoch | minutes of training | in tune | in tune and audible | level vs real "
-          "| spectral L1 / silence's | near-silent |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| spectral L1 / silence's | near-silent |" + (" lts dB | loud-band lts dB | envelope dB |" if timbre else ""))
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if timbre else ""))
     for r in rows:
         print(f"| {r['phase']} | {r['epoch']} | {r['minutes']:.1f} | {100 * r['pitch_accuracy']:.0f} % | "
               f"{100 * r['audible_in_tune']:.0f} % | {r['median_rms_db_diff']:+.1f} dB | "
-              f"{r['spectral_l1_vs_silence']:.2f} | {r['num_near_silent']} |")
+              f"{r['spectral_l1_vs_silence']:.2f} | {r['num_near_silent']} |"
+              + (f" {r['median_lts_db']:.1f} | {r['median_lts_loud_db']:.1f} | {r['median_envelope_db']:.1f} |"
+                 if timbre else ""))
     for target in targets:
         for key, what in (("pitch_accuracy", "in tune"), ("audible_in_tune", "in tune and audible")):
             hit = next((r for r in rows if r[key] >= target), None)
@@ -201,3 +222,20 @@ def print_curve(rows: list[dict], targets: list[float], args: argparse.Namespace
                 best = max(rows, key=lambda r: r[key])
                 print(f"{100 * target:.0f} % {what}: not reached; best {100 * best[key]:.0f} % "
                       f"after {best['minutes']:.1f} min ({best['phase']} epoch {best['epoch']})")
+    if not (timbre and lts_targets):
+        return
+    first = rows[0]
+    if first.get("nk_median_lts_db") is not None:
+        print(f"the nearest key (sampler) on these notes: median lts_db {first['nk_median_lts_db']:.1f} dB, "
+              f"envelope {first['nk_median_envelope_db']:.1f} dB"
+              + (f" ({first['num_nearest_key_missing']} notes have none)" if first.get("num_nearest_key_missing")
+                 else "") + f"; silence: {first['median_lts_db_silence']:.1f} dB")
+    for target in lts_targets:
+        hit = next((r for r in rows if r["median_lts_db"] <= target), None)
+        if hit:
+            print(f"median lts_db {target:g} dB: after {hit['minutes']:.1f} min of training "
+                  f"({hit['phase']} epoch {hit['epoch']})")
+        else:
+            best = min(rows, key=lambda r: r["median_lts_db"])
+            print(f"median lts_db {target:g} dB: not reached; best {best['median_lts_db']:.1f} dB "
+                  f"after {best['minutes']:.1f} min ({best['phase']} epoch {best['epoch']})")
