@@ -138,12 +138,12 @@ def test_the_nearest_key_is_another_training_note_stretched_to_the_pitch(small_d
                       if n == instrument and v == velocity and p != pitch]
             assert abs(pitch - train["pitch"][row]) == min(abs(pitch - p) for p in others)
             assert here["nk_semitones"][i] == pitch - train["pitch"][row]
-        # What was scored is that note, read from the train split and stretched to the pitch.
-        fetched = ev.fetch_notes(dataset, "train", [str(here["nk_note_str"][0])])
-        shifted = timbre.shift_pitch(fetched[WAV_COLUMN][0], here["nk_semitones"][0], audio["real"].shape[1])
-        direct = timbre.timbre_metrics(shifted[None], audio["real"][:1])
-        assert here["nk_lts_db"][0] == pytest.approx(direct["lts_db"][0], rel=1e-6)
         assert here["closer_than_nearest_key"].shape == (4,)
+    # What was scored is that note, read from the train split and stretched to the pitch.
+    fetched = ev.fetch_notes(dataset, "train", [str(here["nk_note_str"][0])])
+    shifted = timbre.shift_pitch(fetched[WAV_COLUMN][0], here["nk_semitones"][0], audio["real"].shape[1])
+    direct = timbre.timbre_metrics(shifted[None], audio["real"][:1])
+    assert here["nk_lts_db"][0] == pytest.approx(direct["lts_db"][0], rel=1e-6)
     # The actor pool scores the same baseline on the same notes.
     pooled, _ = ev.score_split(checkpoint, dataset, "train", nearest_key=True, with_embedding=False, **options)
     assert list(pooled["nk_note_str"]) == list(here["nk_note_str"])
