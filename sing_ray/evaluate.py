@@ -1044,9 +1044,39 @@ def load_nearest_keys(dataset: str, targets: Mapping[str, np.ndarray],
                        {s: int(p) for s, p in zip(wanted, fetched["pitch"])})
 
 
+def nearest_key_shifts(keys: NearestKeys, note_strs: Sequence[str],
+                       pitches: Sequence[int]) -> tuple[list[str | None], np.ndarray]:
+    """Each note's nearest key (None where none) and the shift to its pitch in semitones (NaN where none)."""
+    sources = [keys.plan.get(str(s)) for s in note_strs]
+    semitones = np.array([np.nan if s is None else int(p) - keys.pitch[s] for s, p in zip(sources, pitches)],
+                         dtype=np.float64)
+    return sources, semitones
+
+
+def shift_nearest_keys(keys: NearestKeys, note_strs: Sequence[str], pitches: Sequence[int], length: int,
+                       sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """What the nearest-key sampler plays for each note: its source resampled to the note's pitch.
+
+    Args:
+        keys: the plan and the sources' audio (:func:`load_nearest_keys`).
+        note_strs, pitches: (B,) the notes' names and MIDI pitches.
+        length: samples per note (the shifted sources are cut or zero-padded to it).
+    Returns:
+        ``(audio, semitones)``: (B, length) float32, all zeros where a note has no nearest key,
+        and (B,) the shift from the source's pitch, NaN where there is none.
+    """
+    sources, semitones = nearest_key_shifts(keys, note_strs, pitches)
+    audio = np.zeros((len(sources), int(length)), dtype=np.float32)
+    for i, source in enumerate(sources):
+        if source is not None:
+            audio[i] = timbre.shift_pitch(keys.audio[source], semitones[i], length, sample_rate)
+    return audio, semitones
+
+
 def nearest_key_metrics(real: np.ndarray, note_strs: Sequence[str], pitches: Sequence[int], keys: NearestKeys, *,
                         lts_db: np.ndarray | None = None, with_pitch: bool = True,
-                        with_embedding: bool = True, sample_rate: int = SAMPLE_RATE) -> dict[str, np.ndarray]:
+                        with_embedding: bool = True, sample_rate: int = SAMPLE_RATE,
+                        shifted: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Score the nearest-key sampler on some notes: each note's source shifted to its pitch.
 
     Args:
@@ -1055,6 +1085,7 @@ def nearest_key_metrics(real: np.ndarray, note_strs: Sequence[str], pitches: Seq
         keys: the plan and the sources' audio (:func:`load_nearest_keys`).
         lts_db: (B,) the model's ``lts_db`` on these notes, for ``closer_than_nearest_key``.
         with_pitch, with_embedding: as :func:`note_metrics`.
+        shifted: (B, T) the shifted sources when already at hand (:func:`shift_nearest_keys`).
     Returns:
         ``nk_<metric>`` (B,) for :data:`NEAREST_KEY_METRICS` (and ``nk_f0``, ``nk_cents`` with
         pitch; ``nk_emb_generated`` (B, 64) with embeddings), NaN where a note has no nearest
@@ -1065,21 +1096,20 @@ def nearest_key_metrics(real: np.ndarray, note_strs: Sequence[str], pitches: Seq
     p = NEAREST_KEY_PREFIX
     real = np.asarray(real, dtype=np.float32)
     n = len(real)
-    names = [str(s) for s in note_strs]
-    sources = [keys.plan.get(s) for s in names]
+    sources, semitones = nearest_key_shifts(keys, note_strs, pitches)
     metrics = list(NEAREST_KEY_METRICS) + (["f0", "cents"] if with_pitch else [])
     out: dict[str, np.ndarray] = {f"{p}{k}": np.full(n, np.nan) for k in metrics}
     if with_embedding:
         out[f"{p}emb_generated"] = np.full((n, EMBEDDING_DIM), np.nan)
     out[f"{p}note_str"] = np.array([s or "" for s in sources], dtype=object)
-    out[f"{p}semitones"] = np.array([np.nan if s is None else int(pitch) - keys.pitch[s]
-                                     for s, pitch in zip(sources, pitches)], dtype=np.float64)
+    out[f"{p}semitones"] = semitones
+    if shifted is None:
+        shifted, _ = shift_nearest_keys(keys, note_strs, pitches, real.shape[1], sample_rate)
     idx = [i for i, s in enumerate(sources) if s is not None]
     if idx:
-        shifted = np.stack([timbre.shift_pitch(keys.audio[sources[i]], out[f"{p}semitones"][i], real.shape[1],
-                                               sample_rate) for i in idx])
-        scored = note_metrics(shifted, real[idx], [int(pitches[i]) for i in idx], with_pitch=with_pitch,
-                              with_reference_pitch=False, with_embedding=with_embedding, sample_rate=sample_rate)
+        scored = note_metrics(np.asarray(shifted, dtype=np.float32)[idx], real[idx], [int(pitches[i]) for i in idx],
+                              with_pitch=with_pitch, with_reference_pitch=False, with_embedding=with_embedding,
+                              sample_rate=sample_rate)
         for k in metrics + (["emb_generated"] if with_embedding else []):
             out[f"{p}{k}"][idx] = scored[k]
     if lts_db is not None:
@@ -1231,8 +1261,9 @@ def score_split_here(checkpoint: bytes, dataset: str, split: str = "test", *, ma
         nearest_key: also score the nearest-key sampler (``nk_*`` columns, :func:`nearest_key_metrics`).
     Returns:
         ``(notes, split_size, audio)``: per-note columns sorted by note_str (as :func:`score_split`),
-        the split's size, and ``{"real": (N, T), "generated": (N, T)}`` in the same order.
-        UserError when the split holds no notes.
+        the split's size, and ``{"real": (N, T), "generated": (N, T)}`` in the same order, with
+        ``"nearest"`` (N, T) (the nearest key shifted to each note's pitch, zeros where none) when
+        ``nearest_key``. UserError when the split holds no notes.
     """
     from .data.dataset import WAV_COLUMN
 
@@ -1247,11 +1278,14 @@ def score_split_here(checkpoint: bytes, dataset: str, split: str = "test", *, ma
     generated = fn(columns["instrument_str"], columns["pitch"], columns["velocity"], real)
     columns.update(note_metrics(generated, real, columns["pitch"], with_pitch=with_pitch,
                                 with_reference_pitch=with_reference_pitch, with_embedding=with_embedding))
+    audio = {"real": real, "generated": generated}
     if nearest_key:
-        columns.update(nearest_key_metrics(real, columns["note_str"], columns["pitch"],
-                                           load_nearest_keys(dataset, columns), lts_db=columns["lts_db"],
-                                           with_pitch=with_pitch, with_embedding=with_embedding))
-    return columns, split_size, {"real": real, "generated": generated}
+        keys = load_nearest_keys(dataset, columns)
+        audio["nearest"], _ = shift_nearest_keys(keys, columns["note_str"], columns["pitch"], real.shape[1])
+        columns.update(nearest_key_metrics(real, columns["note_str"], columns["pitch"], keys,
+                                           lts_db=columns["lts_db"], with_pitch=with_pitch,
+                                           with_embedding=with_embedding, shifted=audio["nearest"]))
+    return columns, split_size, audio
 
 
 def fetch_notes(dataset: str, split: str, note_strs: Iterable[str]) -> dict[str, np.ndarray]:
@@ -1273,6 +1307,32 @@ def fetch_notes(dataset: str, split: str, note_strs: Iterable[str]) -> dict[str,
     keys = list(rows[wanted[0]].keys())
     out = {k: np.stack([np.asarray(rows[s][k]) for s in wanted]) for k in keys if k != WAV_COLUMN}
     out[WAV_COLUMN] = np.stack([np.asarray(rows[s][WAV_COLUMN], dtype=np.float32) for s in wanted])
+    return out
+
+
+def fetch_held_notes(dataset: str, note_strs: Iterable[str]) -> dict[str, tuple[str, np.ndarray]]:
+    """The dataset's own recordings of those of some notes it holds, from whichever split holds each.
+
+    Each split's names are read without audio (:func:`read_split_metadata`); only the notes
+    found are decoded (:func:`fetch_notes`).
+
+    Args:
+        dataset: an ingested dataset.
+        note_strs: NSynth names (``<instrument>-<pitch:03d>-<velocity:03d>``).
+    Returns:
+        ``{note_str: (split, (T,) float32)}`` for the notes the dataset holds; the others are left out.
+    """
+    from .data.dataset import WAV_COLUMN, read_split_metadata
+    from .nsynth import SPLITS
+
+    wanted = {str(s) for s in note_strs}
+    out: dict[str, tuple[str, np.ndarray]] = {}
+    for split in SPLITS:
+        names = np.asarray(read_split_metadata(dataset, split, ("note_str",))["note_str"]).astype(str)
+        held = sorted(wanted.intersection(names) - set(out))
+        if held:
+            fetched = fetch_notes(dataset, split, held)
+            out.update({s: (split, wav) for s, wav in zip(held, fetched[WAV_COLUMN])})
     return out
 
 
@@ -1432,20 +1492,23 @@ def draw_figures(checkpoint: bytes, info: Mapping, notes: Mapping[str, np.ndarra
 def draw_spectrogram_sheet(checkpoint: bytes, notes: Mapping[str, np.ndarray], dataset: str, split: str,
                            path: str | Path, max_families: int = 4, max_pitches: int = 4,
                            audio: Mapping[str, np.ndarray] | None = None) -> Path | None:
-    """Real beside generated spectrograms of a few scored notes (:func:`figures.plot_spectrogram_grid`).
+    """Real | generated | nearest-key spectrograms of a few scored notes (:func:`figures.plot_spectrogram_grid`).
 
     The notes are chosen among ``notes`` by :func:`figures.choose_grid_notes` (families with most
     notes as rows, pitches low to high as columns); without ``audio`` their real audio is fetched
-    from the split and the model's output generated here, on the driver.
+    from the split and the model's output generated here, on the driver. When the notes were
+    scored beside the nearest key (``notes`` has ``nk_note_str``), each gets a third panel: the
+    training note a sampler would stretch, resampled to its pitch (from ``audio["nearest"]``,
+    else read from the training split).
 
     Args:
         checkpoint: the model's checkpoint bytes.
         notes: per-note columns of the scored notes (``note_str``, ``instrument_family_str``,
-            ``pitch``, ``velocity``).
+            ``pitch``, ``velocity``; ``nk_note_str`` and ``nk_semitones`` for the nearest key).
         dataset, split: where the real notes are.
         path: the PNG to write.
-        audio: ``{"real": (N, T), "generated": (N, T)}`` in the order of ``notes``' rows, when
-            already at hand (:func:`score_split_here`).
+        audio: ``{"real": (N, T), "generated": (N, T)}`` in the order of ``notes``' rows, and
+            ``"nearest"`` (N, T), when already at hand (:func:`score_split_here`).
     Returns:
         the path, or None when there are no notes to draw.
     """
@@ -1455,9 +1518,9 @@ def draw_spectrogram_sheet(checkpoint: bytes, notes: Mapping[str, np.ndarray], d
     chosen = fig.choose_grid_notes(notes, max_families, max_pitches)
     if not chosen:
         return None
+    row = {str(name): i for i, name in enumerate(np.asarray(notes["note_str"]))}
+    idx = [row[name] for name in chosen]
     if audio is not None:
-        row = {str(name): i for i, name in enumerate(np.asarray(notes["note_str"]))}
-        idx = [row[name] for name in chosen]
         real = {k: np.asarray(notes[k])[idx] for k in ("instrument_family_str", "pitch")}
         real[WAV_COLUMN] = np.asarray(audio["real"])[idx]
         generated = np.asarray(audio["generated"])[idx]
@@ -1465,10 +1528,22 @@ def draw_spectrogram_sheet(checkpoint: bytes, notes: Mapping[str, np.ndarray], d
         real = fetch_notes(dataset, split, chosen)
         fn, _ = build_note_model(checkpoint)
         generated = fn(real["instrument_str"], real["pitch"], real["velocity"], real[WAV_COLUMN])
-    labels = [f"{s} ({fam})" for s, fam in zip(chosen, real["instrument_family_str"])]
+    nearest = nearest_pitches = None
+    if f"{NEAREST_KEY_PREFIX}note_str" in notes:
+        pitches = np.asarray(notes["pitch"])[idx].astype(int)
+        semitones = np.asarray(notes[f"{NEAREST_KEY_PREFIX}semitones"], dtype=np.float64)[idx]
+        nearest_pitches = [None if not np.isfinite(s) else int(p - s) for p, s in zip(pitches, semitones)]
+        if audio is not None and "nearest" in audio:
+            nearest = np.asarray(audio["nearest"])[idx]
+        else:
+            targets = {k: np.asarray(notes[k])[idx] for k in ("note_str", "instrument_str", "pitch", "velocity")}
+            nearest, _ = shift_nearest_keys(load_nearest_keys(dataset, targets), chosen, pitches,
+                                            real[WAV_COLUMN].shape[1])
+    # The family is the row's label: the note's name alone fits its panel.
     return fig.plot_spectrogram_grid(
-        real[WAV_COLUMN], generated, labels, path,
-        families=[str(f) for f in real["instrument_family_str"]], pitches=[int(p) for p in real["pitch"]])
+        real[WAV_COLUMN], generated, chosen, path,
+        families=[str(f) for f in real["instrument_family_str"]], pitches=[int(p) for p in real["pitch"]],
+        nearest=nearest, nearest_pitches=nearest_pitches)
 
 
 def find_training_run(model: str, tracking_uri: str | None = None, search_paths: bool = True) -> str | None:

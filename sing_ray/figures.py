@@ -2,8 +2,9 @@
 
 - :func:`plot_instrument_embeddings`: the instrument lookup table in 2-D, coloured by family
   (the paper's t-SNE figure; PCA when t-SNE is unavailable or there are too few instruments).
-- :func:`plot_spectrogram_grid`: real beside generated log-power spectrograms across families
-  (rows) and pitches (columns).
+- :func:`plot_spectrogram_grid`: real beside generated (and nearest-key sampler) log-power
+  spectrograms across families (rows) and pitches (columns), each titled with its long-term
+  spectrum distance to the real note.
 - :func:`plot_training_curves`: the metric histories of the three phases, read from MLflow.
 """
 from __future__ import annotations
@@ -160,76 +161,139 @@ def choose_grid_notes(notes: Mapping[str, np.ndarray], max_families: int = 4, ma
     return chosen
 
 
-def plot_spectrogram_grid(real: np.ndarray, generated: np.ndarray, labels: Sequence[str], path: str | Path,
-                          families: Sequence[str] | None = None, pitches: Sequence[int] | None = None,
-                          n_fft: int = 1024, hop_length: int = 256, sample_rate: int = SAMPLE_RATE) -> Path:
-    """Real beside generated spectrograms: one row per family, one real|generated pair per pitch.
+def spectrogram_grid_figure(real: np.ndarray, generated: np.ndarray, labels: Sequence[str],
+                            families: Sequence[str] | None = None, pitches: Sequence[int] | None = None,
+                            nearest: np.ndarray | None = None, nearest_pitches: Sequence[int | None] | None = None,
+                            n_fft: int = 1024, hop_length: int = 256, sample_rate: int = SAMPLE_RATE):
+    """The figure of :func:`plot_spectrogram_grid`, not yet saved (a matplotlib ``Figure``).
 
-    The images are power in dB (``10 log10 |STFT|^2``) over the figure's top 80 dB, on one
-    colour scale for the whole figure so rows can be compared. (The spectral loss's
-    ``log(1 + |STFT|^2)`` hides everything below about 0 dB, so quiet partials and release
-    tails, where models differ most, would not show.)
+    Each note gets a group of panels: real | generated, and with ``nearest`` a third, the
+    nearest-key sampler's note (the training note it stretches, resampled to the pitch). The
+    generated and nearest-key panels carry their long-term spectrum distance to the real note
+    (:func:`sing_ray.timbre.timbre_metrics`' ``lts_db``) in their titles.
 
     Args:
         real, generated: (K, T) waveforms, in the same order as ``labels``.
-        labels: K titles (note names).
+        labels: K note names, written on each note's real panel.
         families: K family names (rows); None puts each note on its own row.
         pitches: K MIDI pitches (for the titles).
+        nearest: (K, T) the nearest key's notes, shifted to each note's pitch; None: two panels a note.
+        nearest_pitches: K source pitches of the nearest keys, None for a note without one
+            (its panel says so instead of showing ``nearest``'s row).
     Returns:
-        the path.
+        the figure; its image panels are ``K x (2 or 3)``, titled ``real``, ``generated`` and
+        ``nearest key`` (a missing nearest key's panel holds no image).
     """
     from .dsp import stft_magnitude
+    from .timbre import timbre_metrics
 
     real, generated = np.asarray(real, dtype=np.float32), np.asarray(generated, dtype=np.float32)
     if real.shape != generated.shape or len(real) != len(labels) or len(real) == 0:
         raise ValueError(f"need K real and K generated notes with K labels, got {real.shape}, "
                          f"{generated.shape}, {len(labels)}")
+    waves = [real, generated]
+    if nearest is not None:
+        nearest = np.asarray(nearest, dtype=np.float32)
+        nearest_pitches = list(nearest_pitches) if nearest_pitches is not None else [None] * len(real)
+        if nearest.shape != real.shape or len(nearest_pitches) != len(real):
+            raise ValueError(f"need K nearest-key notes and K source pitches, got {nearest.shape}, "
+                             f"{len(nearest_pitches)}")
+        waves.append(nearest)
+    per_note = len(waves)
     families = list(families) if families is not None else [str(i) for i in range(len(real))]
     rows = list(dict.fromkeys(families))
     cells: dict[str, list[int]] = {r: [i for i, f in enumerate(families) if f == r] for r in rows}
     ncols = max(len(v) for v in cells.values())
+
     def db(wav: np.ndarray) -> np.ndarray:
         power = stft_magnitude(torch.from_numpy(wav), n_fft, hop_length).double().square().numpy()
         return 10 * np.log10(power + 1e-10)
 
-    spec_r, spec_g = db(real), db(generated)
-    vmax = float(max(spec_r.max(), spec_g.max()))
+    specs = [db(wav) for wav in waves]
+    lts = [None] + [timbre_metrics(wav, real, sample_rate)["lts_db"] for wav in waves[1:]]
+    has_nearest = [True] * len(real) if nearest is None else [p is not None for p in nearest_pitches]
+    shown = specs[:2] + ([specs[2][np.asarray(has_nearest)]] if nearest is not None and any(has_nearest) else [])
+    vmax = max(float(spec.max()) for spec in shown)
     vmin = vmax - DYNAMIC_RANGE_DB
     seconds = real.shape[1] / sample_rate
     extent = (0.0, seconds, 0.0, sample_rate / 2000)
     plt = _pyplot()
-    fig, axes = plt.subplots(len(rows), 2 * ncols, figsize=(2.1 * 2 * ncols, 2.0 * len(rows)),
-                             squeeze=False, sharex=True, sharey=True)
+    fig = plt.figure(figsize=(2.1 * per_note * ncols + 0.3 * (ncols - 1), 2.0 * len(rows) + 0.2))
+    # A group per note (its panels close together), groups apart.
+    outer = fig.add_gridspec(len(rows), ncols, wspace=0.12 if per_note > 2 else 0.2, hspace=0.45)
+    axes = np.empty((len(rows), per_note * ncols), dtype=object)
+    first = None
+    for r in range(len(rows)):
+        for c in range(ncols):
+            inner = outer[r, c].subgridspec(1, per_note, wspace=0.06)
+            for k in range(per_note):
+                ax = fig.add_subplot(inner[0, k], sharex=first, sharey=first)
+                first = first or ax
+                axes[r, per_note * c + k] = ax
+    # Whole seconds but the last: a panel's last label would touch its neighbour's first.
+    first.set_xticks(np.arange(0, int(np.ceil(seconds))))
     image = None
     for r, fam in enumerate(rows):
         for c in range(ncols):
-            for k, (spec, kind) in enumerate(((spec_r, "real"), (spec_g, "generated"))):
-                ax = axes[r, 2 * c + k]
+            for k in range(per_note):
+                ax = axes[r, per_note * c + k]
                 if c >= len(cells[fam]):
                     ax.axis("off")
                     continue
                 i = cells[fam][c]
-                image = ax.imshow(spec[i], origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax,
+                ax.tick_params(labelsize=6, labelleft=(c == 0 and k == 0), labelbottom=(r == len(rows) - 1))
+                if k == 2 and not has_nearest[i]:
+                    # Not set_xticks([]): the axes are shared, that would clear every panel's ticks.
+                    ax.tick_params(left=False, bottom=False, labelleft=False, labelbottom=False)
+                    ax.set_title("nearest key\nnone", fontsize=7)
+                    ax.text(0.5, 0.5, "no other training pitch\nof this instrument\nat this velocity",
+                            transform=ax.transAxes, fontsize=6, ha="center", va="center", color="0.4")
+                    continue
+                image = ax.imshow(specs[k][i], origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax,
                                   cmap="magma", interpolation="nearest")
-                title = f"{kind}"
-                if pitches is not None:
-                    title += f" · pitch {int(pitches[i])}"
-                ax.set_title(title, fontsize=7)
                 if k == 0:
-                    ax.text(0.02, 0.97, labels[i], transform=ax.transAxes, fontsize=5.5, color="white",
-                            va="top")
-                if 2 * c + k == 0:
+                    title = "real" + (f" · pitch {int(pitches[i])}" if pitches is not None else "")
+                    title += "\nthe reference"
+                    # A note name on two lines (instrument, then pitch-velocity): one line overruns the panel.
+                    ax.text(0.02, 0.97, str(labels[i]).replace("-", "\n", 1), transform=ax.transAxes, fontsize=5.5,
+                            color="white", va="top")
+                elif k == 1:
+                    title = f"generated\nlts {lts[k][i]:.1f} dB"
+                else:
+                    title = f"nearest key · from {int(nearest_pitches[i])}\nlts {lts[k][i]:.1f} dB"
+                ax.set_title(title, fontsize=7)
+                if c == 0 and k == 0:
                     ax.set_ylabel(f"{fam}\nkHz", fontsize=8)
                 if r == len(rows) - 1:
                     ax.set_xlabel("s", fontsize=7)
-                ax.tick_params(labelsize=6)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="power (dB)")
+        fig.colorbar(image, ax=[a for a in axes.ravel() if a is not None], shrink=0.6, label="power (dB)")
+    what = "Real | generated" + (" | nearest key (sampler)" if nearest is not None else "")
     # A quarter of an inch above the top panels, whatever the number of rows: at its default
     # height a one-row sheet's title sits on its panels' titles.
-    fig.suptitle("Real beside generated notes across families (rows) and pitches", fontsize=10,
-                 y=axes[0, 0].get_position().y1 + 0.25 / fig.get_figheight(), va="bottom")
-    return _save(fig, path)
+    fig.suptitle(f"{what} notes across families (rows) and pitches; lts: long-term spectrum distance to the "
+                 f"real note, dB", fontsize=10,
+                 y=axes[0, 0].get_position().y1 + 0.3 / fig.get_figheight(), va="bottom")
+    return fig
+
+
+def plot_spectrogram_grid(real: np.ndarray, generated: np.ndarray, labels: Sequence[str], path: str | Path,
+                          families: Sequence[str] | None = None, pitches: Sequence[int] | None = None,
+                          nearest: np.ndarray | None = None, nearest_pitches: Sequence[int | None] | None = None,
+                          n_fft: int = 1024, hop_length: int = 256, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Real beside generated (and nearest-key) spectrograms: one row per family, a group per pitch.
+
+    The images are power in dB (``10 log10 |STFT|^2``) over the figure's top 80 dB, on one
+    colour scale for the whole figure so rows can be compared. (The spectral loss's
+    ``log(1 + |STFT|^2)`` hides everything below about 0 dB, so quiet partials and release
+    tails, where models differ most, would not show.) The arguments are
+    :func:`spectrogram_grid_figure`'s.
+
+    Returns:
+        the path.
+    """
+    return _save(spectrogram_grid_figure(real, generated, labels, families, pitches, nearest, nearest_pitches,
+                                         n_fft, hop_length, sample_rate), path)
 
 
 def _phase_of(run) -> str | None:

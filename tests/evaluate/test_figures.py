@@ -74,3 +74,72 @@ def test_training_run_found_from_checkpoint_folder_and_run_uri(tmp_path):
     assert find_training_run(f"runs:/{phase.info.run_id}/sing", uri) == parent.info.run_id
     assert find_training_run(f"runs:/{parent.info.run_id}/sing", uri) == parent.info.run_id
     assert find_training_run(str(tmp_path / "elsewhere" / "models" / "x.pt"), uri) is None
+
+
+def _tones(pitches, scale=1.0):
+    """(K, 64000) float32 harmonic tones at the MIDI pitches, decaying."""
+    t = np.arange(64000) / 16000
+    f0 = 440.0 * 2 ** ((np.asarray(pitches, dtype=np.float64)[:, None] - 69) / 12)
+    wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 5)) * np.exp(-t)
+    return (0.2 * scale * wave).astype(np.float32)
+
+
+def _image_titles(fig):
+    return [ax.get_title() for ax in fig.axes if ax.images]
+
+
+def test_spectrogram_grid_puts_the_nearest_key_beside_real_and_generated():
+    from sing_ray.timbre import timbre_metrics
+
+    pitches = [57, 64, 69, 60]
+    real, generated = _tones(pitches), _tones(pitches, 0.5)
+    nearest = _tones([55, 62, 69, 62])
+    names = ["guitar_acoustic_000-057-127", "guitar_acoustic_000-064-127", "flute_synthetic_001-069-127",
+             "flute_synthetic_001-060-025"]
+    families = ["guitar", "guitar", "flute", "flute"]
+    # Without the nearest key: two panels a note.
+    two = figures.spectrogram_grid_figure(real, generated, names, families, pitches)
+    assert len(_image_titles(two)) == 2 * 4
+    # With it: three a note, but the third note has none (its panel says so, no image).
+    fig = figures.spectrogram_grid_figure(real, generated, names, families, pitches, nearest, [55, 62, None, 62])
+    titles = _image_titles(fig)
+    assert len(titles) == 3 * 4 - 1
+    assert [t.split("\n")[0] for t in titles[:3]] == ["real · pitch 57", "generated", "nearest key · from 55"]
+    assert "nearest key\nnone" in [ax.get_title() for ax in fig.axes]
+    # Each generated and nearest-key panel carries its long-term spectrum distance to the real note.
+    gen_lts = timbre_metrics(generated, real)["lts_db"]
+    near_lts = timbre_metrics(nearest, real)["lts_db"]
+    assert titles[1] == f"generated\nlts {gen_lts[0]:.1f} dB" and abs(gen_lts[0] - 6.0) < 0.1
+    assert titles[2] == f"nearest key · from 55\nlts {near_lts[0]:.1f} dB"
+    assert "nearest key (sampler)" in fig._suptitle.get_text()
+    figures._pyplot().close(fig)
+    figures._pyplot().close(two)
+    with pytest.raises(ValueError, match="nearest-key"):
+        figures.spectrogram_grid_figure(real, generated, names, families, pitches, nearest[:2], [55, 62])
+
+
+def test_sheet_draws_the_scored_notes_nearest_keys(tmp_path, monkeypatch):
+    from sing_ray.evaluate import draw_spectrogram_sheet
+
+    pitches = np.array([48, 52, 60])
+    notes = {"note_str": np.array([f"keyboard_acoustic_000-{p:03d}-127" for p in pitches]),
+             "instrument_str": np.array(["keyboard_acoustic_000"] * 3),
+             "instrument_family_str": np.array(["keyboard"] * 3), "pitch": pitches, "velocity": np.array([127] * 3),
+             "nk_note_str": np.array(["keyboard_acoustic_000-050-127", "", "keyboard_acoustic_000-059-127"],
+                                     dtype=object),
+             "nk_semitones": np.array([-2.0, np.nan, 1.0])}
+    audio = {"real": _tones(pitches), "generated": _tones(pitches, 0.5), "nearest": _tones(pitches, 0.9)}
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or path)
+    assert draw_spectrogram_sheet(b"", notes, "unused", "test", tmp_path / "s.png", 1, 3, audio=audio) == \
+        tmp_path / "s.png"
+    titles = _image_titles(drawn[0])
+    assert len(titles) == 3 + 2 + 3          # the second note has no nearest key
+    assert titles[2].startswith("nearest key · from 50\n") and titles[-1].startswith("nearest key · from 59\n")
+    assert titles[-1].endswith(" dB")
+    # Scored without the nearest key (no nk_ columns): two panels a note.
+    drawn.clear()
+    plain = {k: v for k, v in notes.items() if not k.startswith("nk_")}
+    draw_spectrogram_sheet(b"", plain, "unused", "test", tmp_path / "s.png", 1, 3, audio=audio)
+    assert len(_image_titles(drawn[0])) == 6
+    figures._pyplot().close("all")
