@@ -46,7 +46,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -55,6 +55,9 @@ import pyarrow.parquet as pq
 
 from . import nsynth
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .library.compare import CompareSummary
 
 log = logging.getLogger(__name__)
 
@@ -466,6 +469,8 @@ class RenderPlan:
         existing: manifest rows of note files already in the library (valid ones only).
         todo: ``(instrument, pitch, velocity)`` of the notes to render.
         library: the sampler files the last run wrote, ``{relative path: digest}``.
+        compare_dataset: the dataset whose nearest keys and real notes go beside the library's
+            notes for A/B listening (:mod:`sing_ray.library.compare`); None: none.
     """
 
     out: Output
@@ -481,6 +486,7 @@ class RenderPlan:
     existing: list[dict] = field(default_factory=list)
     todo: list[tuple[str, int, int]] = field(default_factory=list)
     library: dict[str, str] = field(default_factory=dict)
+    compare_dataset: str | None = None
 
     @property
     def grid_instruments(self) -> list[str]:
@@ -504,6 +510,8 @@ class RenderSummary:
         seconds: wall time of the rendering stage; audio_seconds: audio it wrote.
         first_batch_s, first_batch_notes: when the first batch came back (actor start,
             model load and one batch) and its size, to tell start-up from steady speed.
+        compare: what ``--compare-dataset`` put beside the notes (a
+            :class:`~sing_ray.library.compare.CompareSummary`), None without it.
     """
 
     out: str
@@ -519,6 +527,7 @@ class RenderSummary:
     first_batch_notes: int = 0
     silent: int = 0
     written: int = 0
+    compare: "CompareSummary | None" = None
 
     @property
     def sfz(self) -> list[str]:
@@ -580,7 +589,8 @@ def write_manifest(out: Output, rows: Iterable[Mapping], digest: str,
 def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments: str | Sequence[str] | None = None,
                 pitches: str | Sequence[int] = DEFAULT_PITCHES, velocities: str | Sequence[int] = "all",
                 fmt: str = "wav", mixes: Sequence[str | Mix] = (), tracking_uri: str | None = None,
-                formats: str | Sequence[str] | None = None) -> RenderPlan:
+                formats: str | Sequence[str] | None = None, compare_dataset: str | os.PathLike | None = None
+                ) -> RenderPlan:
     """Check every input and decide what to render. No Ray, no model run.
 
     Args:
@@ -592,10 +602,13 @@ def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments
         fmt: ``wav`` or ``flac``.
         mixes: ``[NAME=]INSTRUMENT:WEIGHT,...`` strings or :class:`Mix` objects.
         formats: the sampler formats (``sfz,dspreset,sf2``; None: all).
+        compare_dataset: an ingested dataset (the model's training data): write its nearest-key
+            and real notes beside the library's for A/B listening (:mod:`sing_ray.library.compare`).
     Returns:
         the plan; UserError (before any rendering) on an unknown instrument (close matches
         listed) or format, an empty grid, an unreadable model, an output it cannot write,
-        or a library too large for one of the formats.
+        a compare dataset that is not a finished dataset, or a library too large for one of
+        the formats.
     """
     import difflib
 
@@ -653,8 +666,18 @@ def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments
             raise UserError(f"--mix: two different mixes are both named {m.name!r}")
         seen[m.name] = m.spec
     mix_list = list({m.name: m for m in mix_list}.values())
+    compare = None
+    if compare_dataset is not None:
+        from .data.dataset import load_manifest
+
+        compare = os.fspath(compare_dataset)
+        compare = compare if "://" in compare else os.path.abspath(os.path.expanduser(compare))
+        try:
+            load_manifest(compare)
+        except UserError as err:
+            raise UserError(f"--compare-dataset: {err}") from None
     plan = RenderPlan(resolve_output(out), reference, checkpoint, hashlib.sha256(checkpoint).hexdigest(),
-                      names, mix_list, pitch_list, velocity_list, fmt, format_list)
+                      names, mix_list, pitch_list, velocity_list, fmt, format_list, compare_dataset=compare)
     if plan.total == 0:
         axes = {"instruments": len(plan.grid_instruments), "pitches": len(pitch_list),
                 "velocities": len(velocity_list)}
@@ -843,6 +866,11 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
                 last_manifest = now
     seconds = time.perf_counter() - start
     write_manifest(out, rows.values(), plan.digest, plan.library)
+    compare = None
+    if plan.compare_dataset is not None:
+        from .library.compare import write_compare_notes
+
+        compare = write_compare_notes(out, list(rows.values()), plan.compare_dataset, plan.fmt)
     # The sampler files last: the manifest keeps their digests only once all are written.
     files = write_library_files(out, list(rows.values()), plan.formats, plan.fmt, plan.library,
                                 on_reshaped=lambda: write_manifest(out, rows.values(), plan.digest, plan.library))
@@ -851,7 +879,7 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
     summary = RenderSummary(out.uri, out.display(MANIFEST),
                             {k: [out.display(p) for p in v] for k, v in files.files.items()}, total, skipped,
                             rendered, len(rows), seconds, rendered * nsynth.NUM_FRAMES / nsynth.SAMPLE_RATE,
-                            first_batch_s, first_batch_notes, silent, len(files.written))
+                            first_batch_s, first_batch_notes, silent, len(files.written), compare)
     log.info("%s", summary.describe())
     if silent:
         log.warning("%d of %d notes of %s are silent (peak below %.0f dBFS)%s", silent, len(rows), out.uri,

@@ -33,6 +33,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--formats", default=",".join(DEFAULT_FORMATS), metavar="NAME,...",
                         help="sampler files to write: sfz (<instrument>.sfz), dspreset (<instrument>.dspreset, "
                              "Decent Sampler), sf2 (library.sf2, one preset per instrument)")
+    parser.add_argument("--compare-dataset", default=None, metavar="DIR",
+                        help="the ingested dataset the model was trained on: write, beside each note, what the "
+                             "nearest-key sampler plays (its nearest other training pitch, resampled) and the real "
+                             "note where the dataset holds it, under OUT/compare/ (never in the sampler files), and "
+                             "give the page A/B buttons (model / nearest key / real)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="notes per model call")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="actors holding the model (default: one per GPU with --gpu, else one per --threads CPUs)")
@@ -62,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     # Every input is checked (model, names, grid, output) before Ray starts or any note renders.
     plan = plan_render(args.model, args.out, instruments=args.instruments, pitches=args.pitches,
                        velocities=args.velocities, fmt=args.format, mixes=args.mix,
-                       tracking_uri=args.tracking_uri, formats=args.formats)
+                       tracking_uri=args.tracking_uri, formats=args.formats,
+                       compare_dataset=args.compare_dataset)
     started = init_ray(num_cpus=args.num_cpus)
     try:
         summary = render_library(plan, batch_size=args.batch_size, workers=args.workers, use_gpu=args.gpu,
@@ -71,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         if started:
             ray.shutdown()
     print(summary.describe())
+    if summary.compare is not None:
+        print(summary.compare.describe())
     for kind, paths in summary.files.items():
         if len(paths) == 1:
             print(f"{kind}: {paths[0]}")

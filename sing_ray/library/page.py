@@ -8,6 +8,10 @@ note's spectrogram, a small PNG beside the sample (:func:`png_path`, drawn by
 :func:`note_png` as the note is written). Every link is relative and the CSS and
 the few lines of script are inline, so the folder works as it is: opened from
 disk (``file://``), copied anywhere, or served from an object store.
+
+Rendered with ``--compare-dataset``, a note with a nearest key or a real note beside it
+(:mod:`.compare`) gets A/B buttons under its player: model, nearest key (the sampler's
+version) and real, each pointing the player and the spectrogram at its file.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import html
 import io
 import posixpath
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -145,7 +149,28 @@ def _sampler_files(maps: Sequence[InstrumentMap], formats: Sequence[str]) -> tup
     return wide, per_instrument
 
 
-def _cell(zone: Zone | None, instrument: str) -> str:
+def _buttons(zone: Zone, entry: Mapping[str, Any]) -> str:
+    """The A/B buttons of a note with compare files: model, nearest key, real (those it has)."""
+    lts = entry.get("lts_db") or {}
+
+    def distance(kind: str) -> str:
+        return f"; long-term spectrum {lts[kind]:.1f} dB from the real note" if kind in lts else ""
+
+    choices = [("model", zone.path, "the model's note, as the sampler files play it" + distance("model"))]
+    if "nearest" in entry:
+        shift = int(entry.get("semitones", 0))
+        choices.append(("nearest key", entry["nearest"],
+                        f"what a sampler plays instead: {entry.get('nearest_note', '')}, a training note, "
+                        f"resampled {shift:+d} semitones" + distance("nearest")))
+    if "real" in entry:
+        choices.append(("real", entry["real"], f"the real note ({entry.get('real_split', '')} split)"))
+    return ('<div class="ab" role="group" aria-label="play">' + "".join(
+        f'<button type="button" data-audio="{_url(path)}" data-image="{_url(png_path(path))}" '
+        f'aria-pressed="{"true" if i == 0 else "false"}" title="{html.escape(text)}">{label}</button>'
+        for i, (label, path, text) in enumerate(choices)) + "</div>")
+
+
+def _cell(zone: Zone | None, instrument: str, entry: Mapping[str, Any] | None = None) -> str:
     if zone is None:
         return '<td class="none">-</td>'
     what = f"{instrument} {note_name(zone.pitch)} ({zone.pitch}) velocity {zone.velocity}"
@@ -154,10 +179,13 @@ def _cell(zone: Zone | None, instrument: str) -> str:
     return (f'<td title="{html.escape(plays)}">'
             f'<img loading="lazy" width="{WIDTH}" height="{HEIGHT}" src="{_url(png_path(zone.path))}" '
             f'alt="{html.escape(what)} spectrogram">'
-            f'<audio controls preload="none" src="{_url(zone.path)}"></audio></td>')
+            f'<audio controls preload="none" src="{_url(zone.path)}"></audio>'
+            + (_buttons(zone, entry) if entry else "") + "</td>")
 
 
-def _section(index: int, imap: InstrumentMap, per_instrument: list[str]) -> str:
+def _section(index: int, imap: InstrumentMap, per_instrument: list[str],
+             compare: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    compare = compare or {}
     name = html.escape(imap.name)
     pitches = sorted({z.pitch for z in imap.zones})
     velocities = sorted({z.velocity for z in imap.zones})
@@ -170,10 +198,33 @@ def _section(index: int, imap: InstrumentMap, per_instrument: list[str]) -> str:
     lines.append('<table><thead><tr><th>pitch</th>'
                  + "".join(f"<th>velocity {v}</th>" for v in velocities) + "</tr></thead><tbody>")
     for pitch in pitches:
-        lines.append(f'<tr><th class="pitch">{pitch}<br>{note_name(pitch)}</th>'
-                     + "".join(_cell(by_note.get((pitch, v)), imap.name) for v in velocities) + "</tr>")
+        cells = []
+        for v in velocities:
+            zone = by_note.get((pitch, v))
+            cells.append(_cell(zone, imap.name, compare.get(zone.path) if zone is not None else None))
+        lines.append(f'<tr><th class="pitch">{pitch}<br>{note_name(pitch)}</th>' + "".join(cells) + "</tr>")
     lines += ["</tbody></table>", "</section>"]
     return "\n".join(lines)
+
+
+def _compare_paragraph(maps: Sequence[InstrumentMap], compare: Mapping[str, Mapping[str, Any]]) -> str:
+    """What the A/B buttons play, how many notes have each, and the median distances to the real notes."""
+    paths = {z.path for m in maps for z in m.zones}
+    entries = [e for p, e in compare.items() if p in paths]
+    nearest = sum("nearest" in e for e in entries)
+    real = sum("real" in e for e in entries)
+    both = [e["lts_db"] for e in entries if "nearest" in (e.get("lts_db") or {})]
+    text = (f"<p>A/B listening: under a note, <em>model</em> plays the library's note, <em>nearest key</em> what a "
+            f"sampler holding the training notes plays instead (the same instrument and velocity at the nearest "
+            f"other training pitch, resampled: never the note itself), <em>real</em> the dataset's own "
+            f"recording of the note; the player and the spectrogram follow. {nearest} of {len(paths)} notes have "
+            f"a nearest key, {real} a real note.")
+    if both:
+        model = float(np.median([d["model"] for d in both]))
+        near = float(np.median([d["nearest"] for d in both]))
+        text += (f" Median long-term spectrum distance to the real note over the {len(both)} notes with both: "
+                 f"the model {model:.1f} dB, the nearest key {near:.1f} dB (a button's tooltip gives its note's).")
+    return text + "</p>"
 
 
 _STYLE = """
@@ -188,18 +239,38 @@ td img { display: block; width: 200px; height: 64px; background: #000004; }
 td audio { display: block; width: 200px; height: 32px; margin-top: 4px; }
 td.none { color: #aaa; text-align: center; vertical-align: middle; }
 ul.contents { columns: 3 16em; }
+div.ab { display: flex; gap: 2px; margin-top: 2px; width: 200px; }
+div.ab button { flex: 1 1 auto; white-space: nowrap; font: 11px system-ui, sans-serif; padding: 1px 2px;
+  border: 1px solid #bbb; background: #f4f4f4; border-radius: 3px; cursor: pointer; }
+div.ab button[aria-pressed="true"] { background: #333; color: #fff; border-color: #333; }
 """
 
-# One player at a time: starting one pauses the others.
+# One player at a time: starting one pauses the others. An A/B button points its note's player
+# and spectrogram at its file and plays it.
 _SCRIPT = """
 document.addEventListener("play", function (event) {
   document.querySelectorAll("audio").forEach(function (a) { if (a !== event.target) a.pause(); });
 }, true);
+document.addEventListener("click", function (event) {
+  var button = event.target.closest("div.ab button");
+  if (!button) return;
+  var cell = button.closest("td"), player = cell.querySelector("audio"), picture = cell.querySelector("img");
+  cell.querySelectorAll("div.ab button").forEach(function (b) {
+    b.setAttribute("aria-pressed", String(b === button));
+  });
+  if (player.getAttribute("src") !== button.dataset.audio) {
+    player.src = button.dataset.audio;
+    picture.src = button.dataset.image;
+  }
+  player.currentTime = 0;
+  player.play();
+});
 """
 
 
 def build(maps: Sequence[InstrumentMap], read_pcm: Callable[[str], np.ndarray] | None = None, *,
-          formats: Sequence[str] = ("sfz", "dspreset", "sf2")) -> bytes:
+          formats: Sequence[str] = ("sfz", "dspreset", "sf2"),
+          compare: Mapping[str, Mapping[str, Any]] | None = None) -> bytes:
     """The UTF-8 HTML of ``index.html``.
 
     Args:
@@ -209,6 +280,9 @@ def build(maps: Sequence[InstrumentMap], read_pcm: Callable[[str], np.ndarray] |
         formats: the sampler formats written beside the page: ``sfz`` and ``dspreset``
             link ``<instrument>.sfz`` / ``.dspreset`` in each instrument's section and
             the contents, ``sf2`` links ``library.sf2``; other names are skipped.
+        compare: ``{note path: entry}`` of the notes with a nearest key or a real note beside
+            them (:func:`.compare.read_entries`): their cells get A/B buttons (model, nearest
+            key, real) that switch the note's player and spectrogram.
     Returns:
         a self-contained page (inline CSS and script, relative links only).
     """
@@ -233,11 +307,14 @@ def build(maps: Sequence[InstrumentMap], read_pcm: Callable[[str], np.ndarray] |
         parts = [f'<a href="{_url(f)}">{html.escape(f)}</a>' for f in library_wide]
         parts += [f"one <code>.{fmt}</code> per instrument" for fmt in per_format]
         head.append(f"<p>{text}{', '.join(parts)}.</p>")
+    if compare:
+        head.append(_compare_paragraph(maps, compare))
     head.append('<ul class="contents">')
     for i, imap in enumerate(maps):
         links = "".join(f' (<a href="{_url(files[imap.name])}">.{fmt}</a>)' for fmt, files in per_format.items())
         mix = " (mix)" if imap.mix else ""
         head.append(f'<li><a href="#i{i}">{html.escape(imap.name)}</a>{mix}{links}</li>')
     head += ["</ul>", "</header>", "<main>"]
-    body = [_section(i, imap, [files[imap.name] for files in per_format.values()]) for i, imap in enumerate(maps)]
+    body = [_section(i, imap, [files[imap.name] for files in per_format.values()], compare)
+            for i, imap in enumerate(maps)]
     return "\n".join(head + body + ["</main>", "</body>", "</html>", ""]).encode("utf-8")

@@ -116,6 +116,7 @@ def write_library_files(out, rows: Sequence[MutableMapping], formats: Sequence[s
     Returns:
         the :class:`LibraryFiles`.
     """
+    from . import compare as compare_module
     from . import page as page_module
 
     result = LibraryFiles()
@@ -139,7 +140,13 @@ def write_library_files(out, rows: Sequence[MutableMapping], formats: Sequence[s
 
     modules = [(name, format_module(name), {}) for name in formats]
     if page:
-        modules.append((page_module.NAME, page_module, {"formats": list(formats)}))
+        options: dict = {"formats": list(formats)}
+        # The nearest-key and real notes beside the library's (render --compare-dataset): the
+        # page's A/B buttons. Only the page reads them; no sampler format sees them.
+        compare = compare_module.read_entries(out, existing)
+        if compare:
+            options["compare"] = compare
+        modules.append((page_module.NAME, page_module, options))
     for name, module, options in modules:
         result.files[name] = []
         for rel, group in module.files(maps).items():

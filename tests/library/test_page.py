@@ -147,3 +147,110 @@ def test_page_from_disk_in_chromium(library, browser):
           "starting the second player did not pause the first")
 
     assert severe_errors(browser) == []
+
+
+# ----------------------------------------------------------------------------------------------- A/B buttons
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """A library whose guitar notes have compare files (render --compare-dataset): every one a nearest
+    key, those at velocity 127 a real note too; the mix none. Returns (root, rows, entries)."""
+    from sing_ray.library import compare
+
+    root = tmp_path_factory.mktemp("compared")
+    rows, entries = [], {}
+    for name, mix in INSTRUMENTS.items():
+        (root / name).mkdir()
+        for pitch in PITCHES:
+            for velocity in VELOCITIES:
+                path = f"{name}/{name}-{pitch:03d}-{velocity:03d}.wav"
+                pcm = tone(pitch, velocity)
+                sf.write(root / path, pcm, SAMPLE_RATE, subtype="PCM_16")
+                (root / page.png_path(path)).write_bytes(page.note_png(pcm))
+                rows.append({"instrument": name, "pitch": pitch, "velocity": velocity, "path": path, "mix": mix})
+                if mix:
+                    continue
+                entry = {"nearest_note": f"{name}-{pitch - 2:03d}-{velocity:03d}", "semitones": 2}
+                kinds = {"nearest": tone(pitch - 2, velocity)}
+                if velocity == 127:
+                    entry.update(real_split="test", lts_db={"model": 4.2, "nearest": 1.5})
+                    kinds["real"] = tone(pitch, velocity)
+                for kind, samples in kinds.items():
+                    rel = compare.compare_path(path, kind)
+                    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                    sf.write(root / rel, samples, SAMPLE_RATE, subtype="PCM_16")
+                    (root / page.png_path(rel)).write_bytes(page.note_png(samples))
+                    entry[kind] = rel
+                entries[path] = entry
+    maps = instrument_maps(rows)
+    (root / "index.html").write_bytes(page.build(maps, None, compare=entries))
+    return root, rows, entries
+
+
+def test_compare_paths_stay_out_of_the_instrument_folders():
+    from sing_ray.library.compare import compare_path
+
+    assert compare_path("guitar_acoustic_000/guitar_acoustic_000-060-127.wav", "nearest") == \
+        "compare/guitar_acoustic_000/guitar_acoustic_000-060-127.nearest.wav"
+    assert compare_path("a/a-021-025.flac", "real") == "compare/a/a-021-025.real.flac"
+    with pytest.raises(ValueError):
+        compare_path("a/a-021-025.wav", "model")
+
+
+def test_page_has_a_b_buttons_where_a_note_has_compare_files(compared):
+    root, rows, entries = compared
+    text = (root / "index.html").read_text(encoding="utf-8")
+    buttons = re.findall(r'<button type="button" data-audio="([^"]+)" data-image="([^"]+)" '
+                         r'aria-pressed="(true|false)" title="([^"]*)">([^<]+)</button>', text)
+    # 6 guitar notes: model and nearest key each, real at velocity 127 (3 notes); the mix has no buttons.
+    labels = [b[4] for b in buttons]
+    assert labels.count("model") == 6 and labels.count("nearest key") == 6 and labels.count("real") == 3
+    assert len(buttons) == 15
+    for audio, image, pressed, title, label in buttons:
+        assert (root / html.unescape(audio)).is_file() and (root / html.unescape(image)).is_file(), audio
+        assert (pressed == "true") == (label == "model")
+        if label == "nearest key":
+            assert "resampled +2 semitones" in title and html.unescape(audio).startswith("compare/")
+    assert "long-term spectrum 1.5 dB from the real note" in text
+    # The players are still one per note, each on its model note.
+    assert text.count('<audio controls preload="none"') == len(rows)
+    assert "6 of 12 notes have a nearest key, 3 a real note" in text
+    assert "the model 4.2 dB, the nearest key 1.5 dB" in text
+    # No compare entries: no buttons, no paragraph (the page of a library rendered without a dataset).
+    plain = page.build(instrument_maps(rows), None).decode()
+    assert "data-audio" not in plain and "A/B" not in plain
+
+
+def test_a_b_buttons_switch_the_player_in_chromium(compared, browser):
+    root, rows, entries = compared
+    browser.get((root / "index.html").as_uri())
+    # Every button's file loads as audio (4 s) and its spectrogram as a picture.
+    sources = browser.execute_script(
+        "return [...document.querySelectorAll('div.ab button')].map(b => [b.dataset.audio, b.dataset.image]);")
+    assert len(sources) == 15
+    browser.execute_script(
+        "window.probes = arguments[0].map(([a, i]) => { const p = new Audio(a); p.preload = 'metadata'; "
+        "const im = new Image(); im.src = i; return [p, im]; });", sources)
+    _wait(browser, "return window.probes.every(([p, im]) => (p.readyState >= 1 || p.error) && im.complete);",
+          "the buttons' files never loaded")
+    loaded = browser.execute_script(
+        "return window.probes.map(([p, im]) => [p.error && p.error.code, p.duration, im.naturalWidth]);")
+    assert [x for x in loaded if x[0] or abs(x[1] - 4.0) > 0.01 or x[2] != page.WIDTH] == []
+
+    # A click on "real" points the note's player and picture at the real note, plays it, and presses the button.
+    cell = "document.querySelectorAll('td[title]')[1]"        # the guitar's lowest pitch at velocity 127
+    browser.execute_script(
+        f"[...{cell}.querySelectorAll('div.ab button')].find(b => b.textContent === 'real').click();")
+    _wait(browser, f"const a = {cell}.querySelector('audio'); return !a.paused && a.currentTime > 0;",
+          "the real note never played")
+    state = browser.execute_script(
+        f"const c = {cell}; return [c.querySelector('audio').currentSrc, c.querySelector('img').src, "
+        "[...c.querySelectorAll('div.ab button')].map(b => b.getAttribute('aria-pressed'))];")
+    real = entries[rows[1]["path"]]["real"]
+    assert state[0] == (root / real).as_uri() and state[1] == (root / page.png_path(real)).as_uri()
+    assert state[2] == ["false", "false", "true"]
+    # Back to the model: its own note again; still one player at a time.
+    browser.execute_script(f"{cell}.querySelector('div.ab button').click();")
+    _wait(browser, f"return {cell}.querySelector('audio').currentSrc.endsWith('{rows[1]['path']}');",
+          "the model button did not bring the model's note back")
+    assert severe_errors(browser) == []
