@@ -66,6 +66,29 @@ def test_scale_is_each_instrument_in_turn_with_faded_half_second_notes():
     assert wav[per + note // 2] == 0.5             # the second instrument starts after it
 
 
+def test_compare_scale_plays_the_dataset_notes_then_the_model_for_each_instrument():
+    from sing_ray.nsynth import format_note_str
+
+    # The dataset's notes: a quieter constant (0.25), the first instrument's 62 missing (silent).
+    notes = {format_note_str(i, p, qs.DEMO_VELOCITY): np.full(64000, 0.25, dtype=np.float32)
+             for i in INSTRUMENTS for p in qs.DEMO_PITCHES if (i, p) != (INSTRUMENTS[0], 62)}
+    wav, half = qs.compare_scale(_Constant(), INSTRUMENTS, notes)
+    note, gap = int(qs.DEMO_NOTE_SECONDS * SAMPLE_RATE), int(qs.DEMO_GAP_SECONDS * SAMPLE_RATE)
+    phrase = len(qs.DEMO_PITCHES) * note
+    assert wav.shape == half.shape == (len(INSTRUMENTS) * 2 * (phrase + gap),)
+    for k, name in enumerate(INSTRUMENTS):
+        start = k * 2 * (phrase + gap)
+        first, second = slice(start, start + phrase), slice(start + phrase + gap, start + 2 * phrase + gap)
+        assert (half[first] == 0).all() and (half[second] == 1).all()
+        between = slice(start + phrase, start + phrase + gap)
+        assert not wav[between].any() and (half[between] == -1).all()
+        dataset, model = wav[first], wav[second]
+        # Both halves audible, each at its own level; a missing note is silence in the dataset's half.
+        assert dataset[note // 2] == 0.25 and model[note // 2] == 0.5
+        assert rms_dbfs(dataset) > NEAR_SILENT_DB and rms_dbfs(model) > NEAR_SILENT_DB
+        assert dataset[note + note // 2] == (0.0 if name == INSTRUMENTS[0] else 0.25)
+
+
 def test_demo_wav_plays_every_instrument_and_names_unheard_pitches(sing_checkpoint, tmp_path):
     demo = qs.write_demo(sing_checkpoint, tmp_path / "lib" / qs.DEMO_FILE, trained_pitches=(60, 64, 67, 72))
     data, rate = sf.read(demo.path, dtype="float32")
@@ -132,4 +155,18 @@ def test_show_model_scores_held_out_notes_draws_and_logs(sing_checkpoint, tmp_pa
     assert s["nk_median_lts_db"] < s["median_lts_db_silence"]
     for key in ("median_lts_db", "median_envelope_db", "nk_median_lts_db", "closer_than_nearest_key_share"):
         assert run.data.metrics[f"heldout.{key}"] == pytest.approx(s[key]), key
-    assert set(shown.logged) == {f"quickstart/{qs.SHEET_FILE}", f"quickstart/{qs.DEMO_FILE}"}
+    assert set(shown.logged) == {f"quickstart/{qs.SHEET_FILE}", f"quickstart/{qs.DEMO_FILE}",
+                                 f"quickstart/{qs.DEMO_COMPARE_FILE}"}
+    # The compare demo: per instrument the scale from the dataset (pitches 48-59: every note of the
+    # C4 scale is a training key stretched up), then from the model; both halves audible.
+    c = shown.compare_demo
+    data, rate = sf.read(c.path, dtype="float32")
+    per = len(qs.DEMO_PITCHES) * qs.DEMO_NOTE_SECONDS + qs.DEMO_GAP_SECONDS
+    assert c.seconds_per_instrument == 2 * per and len(data) == round(len(INSTRUMENTS) * 2 * per * rate)
+    assert (c.num_real, c.num_nearest, c.num_none) == (0, 16, 0) and c.nearest_pitches == list(qs.DEMO_PITCHES)
+    assert c.sources[INSTRUMENTS[0]][0].startswith("nearest key 5")
+    half = int(per * rate)
+    for k in range(2 * len(INSTRUMENTS)):
+        assert rms_dbfs(data[k * half:(k + 1) * half]) > NEAR_SILENT_DB, k
+    assert run.data.metrics["demo_compare.num_nearest"] == 16
+    assert run.data.metrics["demo_compare.dataset_rms_db"] == pytest.approx(c.rms_db_dataset)

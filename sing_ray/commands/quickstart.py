@@ -12,8 +12,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Render an NSynth-layout dataset from the FluidR3 General MIDI SoundFont, ingest it, train "
         "SING's three phases (tracked in MLflow, model registered), and render a sample library with "
-        "SFZ files. Then score the model on held-out test notes (in tune, loudness against the real "
-        "notes, spectral L1 against silence's), and write a spectrogram sheet and a demo WAV into the "
+        "SFZ files (with the dataset's nearest-key and real notes beside them, A/B buttons on its page). "
+        "Then score the model on held-out test notes (in tune, loudness against the real "
+        "notes, spectral L1 against silence's), and write a spectrogram sheet, a demo WAV and a compare "
+        "demo (each scale from the dataset's notes, then from the model) into the "
         "library, logged with the scores to the training run. Re-running resumes where it stopped.")
     parser.add_argument("--workdir", default="quickstart", metavar="DIR",
                         help="folder for the dataset, the runs and the library")
@@ -58,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"sample library: {result.library}  ({result.render.notes} notes; "
           f"{len(files.get('sfz', []))} instruments as .sfz and .dspreset, library.sf2; "
           f"audition every note: {result.library}/index.html)")
+    compare = result.render.compare
+    if compare is not None:
+        print(f"A/B on the page: {compare.nearest} of {compare.notes} notes play the nearest key a sampler would "
+              f"stretch, {compare.real} the real note, {compare.neither} neither  ({result.library}/compare/)")
     shown = result.showcase
     if shown is not None:
         demo = shown.demo
@@ -65,8 +71,16 @@ def run(args: argparse.Namespace) -> int:
                    if demo.unheard else "")
         print(f"demo:           {demo.path}  ({len(demo.instruments)} instruments in turn, each playing "
               f"{DEMO_SCALE_NAME}, {demo.seconds_per_instrument:g} s apart; {demo.rms_db:.1f} dBFS RMS{unheard})")
+        if shown.compare_demo is not None:
+            c = shown.compare_demo
+            which = (f"; pitches {', '.join(map(str, c.nearest_pitches))} from a nearest key"
+                     if c.nearest_pitches else "")
+            print(f"compare demo:   {c.path}  (each instrument plays the scale from the dataset's notes, then "
+                  f"from the model, {c.seconds_per_instrument:g} s an instrument; {c.num_real} real notes, "
+                  f"{c.num_nearest} nearest keys resampled{which}, {c.num_none} silent; {c.rms_db_dataset:.1f} "
+                  f"against {c.rms_db_model:.1f} dBFS RMS)")
         if shown.sheet is not None:
-            print(f"spectrograms:   {shown.sheet}  (real beside generated held-out test notes)")
+            print(f"spectrograms:   {shown.sheet}  (real | generated | nearest key, held-out test notes)")
         if shown.logged:
             print(f"logged to the MLflow run: {', '.join(shown.logged)} and the held-out scores (heldout.*)")
         if shown.scores is not None:
