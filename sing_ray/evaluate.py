@@ -452,10 +452,10 @@ def summarize_nearest_key(notes: Mapping[str, np.ndarray], mask: np.ndarray,
     out = {f"{p}{k}": v for k, v in summary.items() if k not in _REAL_SUMMARY_KEYS}
     k = int(has.sum())
     out["num_nearest_key_missing"] = int(mask.sum()) - k
-    closer = int((np.asarray(notes["lts_db"], dtype=np.float64)[has]
-                  < np.asarray(notes[f"{p}lts_db"], dtype=np.float64)[has]).sum()) if "lts_db" in notes else 0
+    closer = int(np.nansum(np.asarray(notes["closer_than_nearest_key"], dtype=np.float64)[has])) \
+        if "closer_than_nearest_key" in notes else 0
     out["num_closer_than_nearest_key"] = closer
-    out["closer_than_nearest_key_share"] = closer / k if k and "lts_db" in notes else None
+    out["closer_than_nearest_key_share"] = closer / k if k and "closer_than_nearest_key" in notes else None
     return out
 
 
@@ -1115,7 +1115,8 @@ def nearest_key_metrics(real: np.ndarray, note_strs: Sequence[str], pitches: Seq
     if lts_db is not None:
         nk = out[f"{p}lts_db"]
         with np.errstate(invalid="ignore"):
-            out["closer_than_nearest_key"] = np.where(np.isfinite(nk), (np.asarray(lts_db) < nk).astype(np.float64),
+            lts = np.asarray(lts_db, dtype=np.float64)
+            out["closer_than_nearest_key"] = np.where(np.isfinite(nk) & np.isfinite(lts), (lts < nk).astype(np.float64),
                                                       np.nan)
     return out
 

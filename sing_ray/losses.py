@@ -181,16 +181,19 @@ class FrameLoss(nn.Module):
     LSTM fits the floor and leaves the attack 15 to 20 dB short, on its train notes too
     (docs/quality.md, section 14). The ``audible`` term is the mean over the bins where the
     target partial is louder than :data:`AUDIBLE_DB`, whatever their number: the notes' sound
-    counts as much as their floor.
+    counts as much as their floor. With noise bands the frames' noise levels count in both
+    terms as the partials do (a level above :data:`AUDIBLE_DB` is audible noise: white noise
+    at that density is -70 dBFS), and in neither's level: ``partials`` says where they start.
     """
 
-    def __init__(self, loudness: float = 0.0, scale: float = 4.0, audible: float = 0.0):
+    def __init__(self, loudness: float = 0.0, scale: float = 4.0, audible: float = 0.0,
+                 partials: int | None = None):
         super().__init__()
         if not loudness >= 0:
             raise ValueError(f"loudness must be >= 0, got {loudness}")
         if not audible >= 0:
             raise ValueError(f"audible must be >= 0, got {audible}")
-        self.loudness, self.scale, self.audible = loudness, scale, audible
+        self.loudness, self.scale, self.audible, self.partials = loudness, scale, audible, partials
         # frame value v plays amplitude exp(scale * v), 20 log10(e) * scale * v dB
         self.audible_value = AUDIBLE_DB / (20.0 / math.log(10.0)) / scale
 
@@ -198,7 +201,11 @@ class FrameLoss(nn.Module):
         """Args: (B, D, F) frames. Returns: scalar."""
         loss = F.mse_loss(output, target)
         if self.loudness:
-            loss = loss + self.loudness * F.l1_loss(frame_levels(output, self.scale), frame_levels(target, self.scale))
+            # The level is the partials' alone: a frame's noise levels (model.noise_bands, after
+            # its partials) are amplitude densities, not amplitudes.
+            k = self.partials
+            loss = loss + self.loudness * F.l1_loss(frame_levels(output[:, :k], self.scale),
+                                                    frame_levels(target[:, :k], self.scale))
         if self.audible:
             on = (target > self.audible_value).to(output.dtype)
             # The gradient reaches an audible bin whatever the output there (no clamp on it).

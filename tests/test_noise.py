@@ -1,6 +1,7 @@
 """The noise synth: what a note holds beside its partials, measured and played back."""
 import math
 
+import pytest
 import scipy.signal
 import torch
 
@@ -37,6 +38,10 @@ def test_mel_bands_interpolate_to_a_flat_spectrum_and_rise_in_width():
     widths = centres.diff()
     # Evenly spaced in mel: narrow at the bottom (under 100 Hz apart), wide at the top.
     assert widths[1] < 100 and widths[-1] > 400 and bool((widths[1:] >= widths[:-1] - 16).all())
+    # More bands than the window resolves at the bottom: a band without a bin is refused, not
+    # left to read NaN.
+    with pytest.raises(ValueError, match="without a bin"):
+        mel_band_matrix(256, 513)
 
 
 def test_noise_played_at_a_level_reads_back_that_level():

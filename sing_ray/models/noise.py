@@ -32,7 +32,8 @@ def mel(hz: torch.Tensor | float) -> torch.Tensor:
 def mel_band_matrix(bands: int, bins: int, sample_rate: int = 16000) -> torch.Tensor:
     """(bands, bins) triangles centred on ``bands`` frequencies spaced evenly in mel from
     0 Hz to Nyquist: each FFT bin's level interpolated linearly between the two nearest
-    centres, so that the rows sum to 1 at every bin (flat levels make a flat spectrum)."""
+    centres, so that the rows sum to 1 at every bin (flat levels make a flat spectrum).
+    ValueError when a band would get no bin (too many bands for the window)."""
     if bands < 2:
         raise ValueError(f"noise needs 2 bands or more, got {bands}")
     nyquist = sample_rate / 2
@@ -46,6 +47,10 @@ def mel_band_matrix(bands: int, bins: int, sample_rate: int = 16000) -> torch.Te
     columns = torch.arange(bins)
     matrix[lower, columns] = 1.0 - w
     matrix[upper, columns] += w
+    empty = (matrix.sum(-1) == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"{bands} noise bands over {bins} FFT bins leave band(s) {empty[:4]} without a "
+                         "bin: use fewer bands or a longer window")
     return matrix.float()
 
 
@@ -63,7 +68,7 @@ def noise_phases(kernel_size: int, frames: int, seed: int) -> torch.Tensor:
 # A level l in every band makes noise whose frames read back NOISE_GAIN * l by
 # :func:`residual_levels` (the geometric mean over frames, as the frames are log levels); the
 # decoder divides by it, so that the noise it plays reads back what it was given. Measured on
-# 300 frames of 32 bands (tests/test_models.py checks it to 0.5 dB).
+# 300 frames of 32 bands (tests/test_noise.py checks it to 0.5 dB).
 NOISE_GAIN = 0.676
 
 
@@ -95,11 +100,7 @@ def noise_windows(levels: torch.Tensor, first_frame: int | torch.Tensor, phases:
         return torch.fft.irfft(spectrum, n=kernel_size) * (math.sqrt(kernel_size) * window)
 
 
-EULER_GAMMA = 0.5772156649015329
-
-
-def residual_levels(frames: torch.Tensor, remade: torch.Tensor | None, band_matrix: torch.Tensor,
-                    geometric: bool = False) -> torch.Tensor:
+def residual_levels(frames: torch.Tensor, remade: torch.Tensor | None, band_matrix: torch.Tensor) -> torch.Tensor:
     """The level of what a note's frames hold beside their partials, in each band.
 
     Args:
@@ -118,11 +119,4 @@ def residual_levels(frames: torch.Tensor, remade: torch.Tensor | None, band_matr
     # White noise of variance s^2 has E|X|^2 = s^2 * sum(window^2) in every bin.
     power = power / window.square().sum()
     weights = band_matrix / band_matrix.sum(-1, keepdim=True)                    # (N, bins), rows sum to 1
-    if not geometric:
-        return torch.sqrt(torch.matmul(power, weights.T) + 1e-20).transpose(1, 2)
-    # The geometric mean of the bins: the floor between the peaks that partials off k x f0
-    # leave, not the peaks (the partials already play most of their power). A noise bin's
-    # power is exponentially distributed, and its log averages Euler's constant under the log
-    # of its mean: added back, noise reads its level.
-    log_power = torch.log(power + 1e-20)
-    return torch.exp(0.5 * (torch.matmul(log_power, weights.T) + EULER_GAMMA)).transpose(1, 2)
+    return torch.sqrt(torch.matmul(power, weights.T) + 1e-20).transpose(1, 2)

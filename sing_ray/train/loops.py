@@ -303,7 +303,8 @@ def _sequence_spec(worker: Worker) -> PhaseSpec:
 
     return PhaseSpec(build=build, train_batch=train_batch, predict=predict,
                      loss_fn=FrameLoss(worker.cfg.train.sequence_loudness, HARMONIC_SCALE,
-                                       worker.cfg.train.sequence_audible), with_embedding=True)
+                                       worker.cfg.train.sequence_audible, worker.cfg.model.partials or None),
+                     with_embedding=True)
 
 
 def _finetune_spec(worker: Worker) -> PhaseSpec:

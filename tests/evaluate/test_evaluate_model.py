@@ -138,7 +138,7 @@ def test_the_nearest_key_is_another_training_note_stretched_to_the_pitch(small_d
                       if n == instrument and v == velocity and p != pitch]
             assert abs(pitch - train["pitch"][row]) == min(abs(pitch - p) for p in others)
             assert here["nk_semitones"][i] == pitch - train["pitch"][row]
-        assert here["closer_than_nearest_key"].shape == (4,)
+        np.testing.assert_array_equal(here["closer_than_nearest_key"], here["lts_db"] < here["nk_lts_db"])
     # What was scored is that note, read from the train split and stretched to the pitch.
     fetched = ev.fetch_notes(dataset, "train", [str(here["nk_note_str"][0])])
     shifted = timbre.shift_pitch(fetched[WAV_COLUMN][0], here["nk_semitones"][0], audio["real"].shape[1])
