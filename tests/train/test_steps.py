@@ -277,7 +277,7 @@ def test_harmonic_frames_memorise_a_few_notes_closer_than_silence_by_half(device
 
 
 def test_harmonic_frames_with_noise_fit_a_few_breathy_notes_in_their_long_term_spectrum():
-    """The quick and small presets' synth (harmonic frames with noise bands) at the tiny sizes,
+    """The quick preset's synth (harmonic frames with noise bands) at the tiny sizes,
     the three phases a few hundred steps on four notes of partials over breath noise 20 dB
     under them: the notes come back in tune and within 3 dB in their long-term spectrum over
     all bands (:mod:`sing_ray.timbre`), where the partials alone leave the noise out."""
