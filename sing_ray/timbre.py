@@ -65,22 +65,25 @@ def _power(wav: np.ndarray | torch.Tensor) -> torch.Tensor:
     return stft_magnitude(x, LTS_N_FFT, LTS_HOP).double().square()
 
 
-def long_term_spectrum(wav: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def long_term_spectrum(wav: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE,
+                       power: torch.Tensor | None = None) -> np.ndarray:
     """Each note's long-term spectrum: mel-band power averaged over time, in dB.
 
     Args:
         wav: (B, T) or (T,) waveforms in [-1, 1].
+        power: their STFT power, when already computed (:func:`timbre_metrics`).
     Returns:
         (B, LTS_BANDS) float64 dB (power 1e-12 is -120 dB).
     """
-    power = _power(wav).mean(-1)                                       # (B, bins)
+    power = (_power(wav) if power is None else power).mean(-1)          # (B, bins)
     mel = power @ _mel_filters(sample_rate, LTS_N_FFT, LTS_BANDS).T     # (B, bands)
     return (10.0 * torch.log10(mel + POWER_EPS)).numpy()
 
 
-def frame_energy_db(wav: np.ndarray | torch.Tensor) -> np.ndarray:
+def frame_energy_db(wav: np.ndarray | torch.Tensor, power: torch.Tensor | None = None) -> np.ndarray:
     """(B, frames) each STFT frame's energy in dB (the envelope)."""
-    return (10.0 * torch.log10(_power(wav).sum(1) + POWER_EPS)).numpy()
+    power = _power(wav) if power is None else power
+    return (10.0 * torch.log10(power.sum(1) + POWER_EPS)).numpy()
 
 
 def spectrum_distance(generated_db: np.ndarray, real_db: np.ndarray, floor_db: float = LTS_FLOOR_DB,
@@ -113,11 +116,15 @@ def timbre_metrics(generated: np.ndarray | torch.Tensor, real: np.ndarray | torc
         ``lts_db`` (all bands), ``lts_loud_db`` (the bands within :data:`LTS_LOUD_DB` of the
         real note's loudest) and ``envelope_db``: (B,) float64, 0 for a note against itself.
     """
-    gen_lts, real_lts = long_term_spectrum(generated, sample_rate), long_term_spectrum(real, sample_rate)
+    # One STFT per side serves both the spectrum and the envelope.
+    gen_power, real_power = _power(generated), _power(real)
+    gen_lts = long_term_spectrum(generated, sample_rate, gen_power)
+    real_lts = long_term_spectrum(real, sample_rate, real_power)
     return {
         "lts_db": spectrum_distance(gen_lts, real_lts, LTS_FLOOR_DB),
         "lts_loud_db": spectrum_distance(gen_lts, real_lts, LTS_LOUD_DB, loud_only=True),
-        "envelope_db": spectrum_distance(frame_energy_db(generated), frame_energy_db(real), ENVELOPE_FLOOR_DB),
+        "envelope_db": spectrum_distance(frame_energy_db(generated, gen_power), frame_energy_db(real, real_power),
+                                         ENVELOPE_FLOOR_DB),
     }
 
 
