@@ -99,3 +99,25 @@ def test_harmonic_frames_with_noise_play_a_breathy_note_closer_than_partials_alo
         figures[noise_bands] = float(timbre_metrics(out, note)["lts_db"][0])
     assert figures[32] < 1.0, figures
     assert figures[0] > 4.0, figures
+
+
+def test_harmonic_frames_with_noise_render_the_same_by_either_path_and_in_windows():
+    """Training (forward) and rendering (synthesize, GEMMs over the frames it needs) play the
+    same note, noise included: its phases are fixed per note frame, so a window of the note
+    is that window of the whole."""
+    from sing_ray.models import ConvolutionalDecoder
+
+    torch.manual_seed(0)
+    decoder = ConvolutionalDecoder(dimension=24, channels=16, partials=16, conv_synthesis=False, noise_bands=8,
+                                   harmonic_frames=True, rewrite_layers=1)
+    for p in decoder.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    frames = torch.randn(2, 40, 24) * 0.3 - 1.5
+    pitch = torch.tensor([60, 67])
+    with torch.no_grad():
+        whole = decoder(frames.transpose(1, 2), pitch)
+        rendered = decoder.synthesize(frames, pitch=pitch)
+        window = decoder.synthesize(frames, 3000, 7000, pitch=pitch)
+    assert float(whole.abs().max()) > 0.01
+    torch.testing.assert_close(rendered, whole, atol=1e-6, rtol=0)
+    torch.testing.assert_close(window, whole[:, 3000:7000], atol=1e-6, rtol=0)
