@@ -30,10 +30,8 @@ def tone(pitch: int, velocity: int) -> np.ndarray:
     return ((0.2 + 0.6 * velocity / 127) * env * wave / 2.1 * 32767).astype(np.int16)
 
 
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    """A library folder by hand: samples, their PNGs, index.html; returns (root, manifest rows)."""
-    root = tmp_path_factory.mktemp("library")
+def _write_notes(root) -> list[dict]:
+    """Every instrument's notes as WAVs with their PNGs under ``root``; returns the manifest rows."""
     rows = []
     for name, mix in INSTRUMENTS.items():
         (root / name).mkdir()
@@ -44,6 +42,14 @@ def library(tmp_path_factory):
                 sf.write(root / path, pcm, SAMPLE_RATE, subtype="PCM_16")
                 (root / page.png_path(path)).write_bytes(page.note_png(pcm))
                 rows.append({"instrument": name, "pitch": pitch, "velocity": velocity, "path": path, "mix": mix})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """A library folder by hand: samples, their PNGs, index.html; returns (root, manifest rows)."""
+    root = tmp_path_factory.mktemp("library")
+    rows = _write_notes(root)
     maps = instrument_maps(rows)
     assert page.files(maps) == {"index.html": maps}
     (root / "index.html").write_bytes(page.build(maps, lambda p: sf.read(root / p, dtype="int16")[0]))
@@ -158,30 +164,23 @@ def compared(tmp_path_factory):
     from sing_ray.library import compare
 
     root = tmp_path_factory.mktemp("compared")
-    rows, entries = [], {}
-    for name, mix in INSTRUMENTS.items():
-        (root / name).mkdir()
-        for pitch in PITCHES:
-            for velocity in VELOCITIES:
-                path = f"{name}/{name}-{pitch:03d}-{velocity:03d}.wav"
-                pcm = tone(pitch, velocity)
-                sf.write(root / path, pcm, SAMPLE_RATE, subtype="PCM_16")
-                (root / page.png_path(path)).write_bytes(page.note_png(pcm))
-                rows.append({"instrument": name, "pitch": pitch, "velocity": velocity, "path": path, "mix": mix})
-                if mix:
-                    continue
-                entry = {"nearest_note": f"{name}-{pitch - 2:03d}-{velocity:03d}", "semitones": 2}
-                kinds = {"nearest": tone(pitch - 2, velocity)}
-                if velocity == 127:
-                    entry.update(real_split="test", lts_db={"model": 4.2, "nearest": 1.5})
-                    kinds["real"] = tone(pitch, velocity)
-                for kind, samples in kinds.items():
-                    rel = compare.compare_path(path, kind)
-                    (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                    sf.write(root / rel, samples, SAMPLE_RATE, subtype="PCM_16")
-                    (root / page.png_path(rel)).write_bytes(page.note_png(samples))
-                    entry[kind] = rel
-                entries[path] = entry
+    rows, entries = _write_notes(root), {}
+    for row in rows:
+        if row["mix"]:
+            continue
+        name, pitch, velocity, path = row["instrument"], row["pitch"], row["velocity"], row["path"]
+        entry = {"nearest_note": f"{name}-{pitch - 2:03d}-{velocity:03d}", "semitones": 2}
+        kinds = {"nearest": tone(pitch - 2, velocity)}
+        if velocity == 127:
+            entry.update(real_split="test", lts_db={"model": 4.2, "nearest": 1.5})
+            kinds["real"] = tone(pitch, velocity)
+        for kind, samples in kinds.items():
+            rel = compare.compare_path(path, kind)
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            sf.write(root / rel, samples, SAMPLE_RATE, subtype="PCM_16")
+            (root / page.png_path(rel)).write_bytes(page.note_png(samples))
+            entry[kind] = rel
+        entries[path] = entry
     maps = instrument_maps(rows)
     (root / "index.html").write_bytes(page.build(maps, None, compare=entries))
     return root, rows, entries
