@@ -1,0 +1,112 @@
+"""The inspectors under tools/: each shows its help, and each runs on a small dataset without Ray."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from conftest import make_nsynth
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = sorted(p.stem for p in (ROOT / "tools").glob("*.py") if not p.stem.startswith("_"))
+
+
+@pytest.mark.parametrize("name", TOOLS)
+def test_every_tool_shows_its_help_and_is_in_the_index(name):
+    done = subprocess.run([sys.executable, "-m", f"tools.{name}", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: python -m tools.{name}")
+    assert f"`python -m tools.{name}" in (ROOT / "tools" / "README.md").read_text()
+
+
+def _dataset(folder: Path) -> Path:
+    """A small ingested dataset made without Ray: the plain ingest, then the manifest ingest writes."""
+    from sing_ray.data.bench import plain_ingest
+    from sing_ray.data.schema import SCHEMA_VERSION
+
+    # 2 instruments x 6 pitches x 2 velocities; the split's hash puts the flute's MIDI 62 in test.
+    make_nsynth(folder / "nsynth", pitches=range(60, 66))
+    out = folder / "dataset"
+    plain_ingest(str(folder / "nsynth"), str(out))
+    shards = [{"path": f"notes/{p.name}", "split": p.name.split("-")[1], "num_rows": pq.read_metadata(p).num_rows}
+              for p in sorted((out / "notes").glob("*.parquet"))]
+    instruments = sorted({i for p in (out / "notes").glob("*.parquet")
+                          for i in pq.read_table(p, columns=["instrument_str"]).column(0).to_pylist()})
+    (out / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "instruments": instruments,
+                                                   "shards": shards}))
+    (out / "_SUCCESS").write_text("")
+    return out
+
+
+def _run_folder(folder: Path, instruments: list[str]) -> Path:
+    """A run folder of untrained ``tiny`` checkpoints, one per phase."""
+    from sing_ray.checkpoint import save_checkpoint
+    from sing_ray.config import load_config
+    from sing_ray.models import build_autoencoder, build_sequence_generator, build_sing
+
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    extra = {"instruments": instruments}
+    models = folder / "run" / "models"
+    save_checkpoint(models / "autoencoder.pt", build_autoencoder(cfg.model), config=cfg, phase="autoencoder", epoch=1)
+    save_checkpoint(models / "sequence.pt", build_sequence_generator(cfg.model, len(instruments)), config=cfg,
+                    phase="sequence", epoch=1, extra=extra)
+    save_checkpoint(models / "finetune.pt", build_sing(cfg.model, len(instruments)), config=cfg,
+                    phase="finetune", epoch=1, extra=extra)
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tools")
+    dataset = _dataset(folder)
+    instruments = json.loads((dataset / "manifest.json").read_text())["instruments"]
+    return dataset, _run_folder(folder, instruments)
+
+
+def test_read_notes_gives_the_named_notes_in_order_with_their_audio(made):
+    from tools._notes import read_notes, sample_notes
+
+    dataset, _ = made
+    names = ["guitar_acoustic_000-063-127", "flute_synthetic_001-060-025"]
+    notes = read_notes(str(dataset), "train", names)
+    assert list(notes["note_str"]) == names and notes["wav"].shape == (2, 64000)
+    real = pq.read_table(dataset / "notes" / "part-train-00000.parquet", filters=[("note_str", "==", names[0])])
+    assert np.array_equal(notes["wav"][0] * 32768, np.frombuffer(real.column("audio")[0].as_py(), "<i2"))
+    assert list(sample_notes(str(dataset), "test")["note_str"]) == ["flute_synthetic_001-062-025",
+                                                                    "flute_synthetic_001-062-127"]
+    assert len(sample_notes(str(dataset), "train", 5)["note_str"]) == 5
+
+
+def test_the_tools_run_on_a_dataset_and_a_run(made, capsys):
+    from tools import levels, neighbours, note_shapes, timbre, untrained, where
+
+    dataset, run = made
+    finetune = str(run / "models" / "finetune.pt")
+    assert timbre.main([finetune, str(dataset), "--train-notes", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "| held-out (test) | 2 |" in out and "| training notes | 4 |" in out and "nearest key lts dB" in out
+    assert where.main([finetune, str(dataset), "--envelopes", "flute_synthetic_001-062-127"]) == 0
+    assert "at the partials" in capsys.readouterr().out
+    assert levels.main([str(run), str(dataset)]) == 0
+    assert "before finetune" in capsys.readouterr().out
+    assert untrained.main([str(dataset), "--preset", "tiny", "--variant", "model.channels=64"]) == 0
+    assert "| model.channels=64 |" in capsys.readouterr().out
+    assert neighbours.main([str(dataset), "--pitches", "60:65"]) == 0
+    assert "2 held-out notes" in capsys.readouterr().out
+    assert note_shapes.main([str(dataset.parent / "nsynth")]) == 0
+    assert "| flute_synthetic_001 |" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without CUDA gives")
+def test_the_gpu_check_says_clearly_that_there_is_no_cuda():
+    done = subprocess.run([sys.executable, "-m", "tools.gpucheck"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "torch sees no CUDA device here" in done.stderr
