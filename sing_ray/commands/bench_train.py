@@ -5,6 +5,10 @@ import argparse
 
 from ..config import PHASES, PRESETS
 
+# sing_ray.train.bench's DEVICES and TF32_SETTINGS, named here so that --help imports no torch.
+DEVICES = ("cpu", "cuda")
+TF32 = ("off", "default", "on")
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the subcommand's arguments."""
@@ -14,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "one process: a Ray Train TorchTrainer with one worker reading a Ray Dataset shard, and a plain "
         "single-process PyTorch loop. Prints notes/s for both, their ratio (Ray's overhead; target "
         "above 0.9), the step's FLOPs and the achieved GFLOP/s against this machine's measured fp32 "
-        "GEMM peak. See docs/training.md.")
+        "GEMM peak. With --device cuda both sides run on the GPU, and the table also gives the "
+        "memory a step took. See docs/training.md.")
     parser.add_argument("--presets", default="small,paper", metavar="LIST",
                         help=f"presets to measure, of {','.join(PRESETS)}")
     parser.add_argument("--phases", default=",".join(PHASES), metavar="LIST", help="phases to measure")
@@ -27,7 +32,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="timed windows per side; the fastest counts (robust to other processes)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch threads of both loops, and CPUs of the Ray worker (default: all cores)")
-    parser.add_argument("--gpu", action="store_true", help="run both loops on a GPU")
+    parser.add_argument("--device", choices=DEVICES, default=None,
+                        help="where both loops run (default: cpu); cuda needs a GPU that torch sees here")
+    parser.add_argument("--gpu", action="store_true", help="the same as --device cuda")
+    parser.add_argument("--tf32", choices=TF32, default="default",
+                        help="TensorFloat-32 on CUDA: off (strict float32, as the CPU), default (PyTorch's: in "
+                             "convolutions, not matmuls; what training gets), on (in both)")
     parser.add_argument("--storage", default="/tmp/sing-ray-bench", metavar="DIR",
                         help="Ray Train storage of the benchmark runs")
     parser.add_argument("--num-cpus", type=int, default=None, metavar="N",
@@ -50,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table; returns 0."""
     from ..errors import UserError
     from ..runtime import init_ray
-    from ..train.bench import format_table, run_benchmark
+    from ..train.bench import check_device, format_table, run_benchmark
 
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
@@ -61,10 +71,15 @@ def run(args: argparse.Namespace) -> int:
     if args.warmup < 0 or args.repeats < 1:
         raise UserError("--warmup must be >= 0 and --repeats >= 1")
     steps, batches = _per_preset(args.steps, "--steps"), _per_preset(args.batch_size, "--batch-size")
+    if args.gpu and args.device not in (None, "cuda"):
+        raise UserError(f"--gpu asks for --device cuda, not --device {args.device}")
+    # Checked before Ray starts: a machine without the GPU asked for says so at once.
+    device = check_device(args.device or ("cuda" if args.gpu else "cpu"))
     started = init_ray(num_cpus=args.num_cpus)
     try:
         rows = run_benchmark(presets, phases, steps=steps, batch_sizes=batches, warmup=args.warmup,
-                             repeats=args.repeats, use_gpu=args.gpu, threads=args.threads, storage=args.storage)
+                             repeats=args.repeats, device=device, threads=args.threads, storage=args.storage,
+                             tf32=args.tf32)
     finally:
         if started:
             import ray

@@ -27,6 +27,13 @@ backward; the FFTs of the spectral loss are not counted) plus the LSTM's matmuls
 which that counter does not see inside ``aten::lstm`` and which are added
 analytically (:func:`lstm_train_flops`); the achieved GFLOP/s is compared with
 the machine's measured fp32 GEMM peak.
+
+Both sides run on one device, ``cpu`` or ``cuda`` (:func:`check_device` refuses a CUDA
+device this machine does not have before anything starts). On CUDA the table also gives
+the largest memory a step of the plain loop took, and ``tf32`` chooses TensorFloat-32 for
+both sides' matmuls and convolutions: ``off`` (strict float32, what the CPU computes),
+``default`` (PyTorch's: in cuDNN's convolutions, not in matmuls; what a training run gets)
+or ``on`` (in both). The GEMM peak is measured under the same setting.
 """
 from __future__ import annotations
 
@@ -44,6 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import PHASES, Config, load_config
+from ..errors import UserError
 from ..losses import build_loss
 from ..models import build_autoencoder, build_sequence_generator, build_sing
 from ..nsynth import VELOCITIES
@@ -69,6 +77,8 @@ class BenchRow:
         repeats: timed windows per side (the fastest counts).
         notes_per_cpu_second_ray, notes_per_cpu_second_plain, cpu_ratio: the same in
             process CPU time (fastest window each).
+        peak_memory_gib: on CUDA, the most memory the plain loop's steps held (0 on the CPU).
+        tf32: the TensorFloat-32 setting both sides ran under (:data:`TF32_SETTINGS`).
     """
 
     preset: str
@@ -89,9 +99,40 @@ class BenchRow:
     notes_per_cpu_second_ray: float = 0.0
     notes_per_cpu_second_plain: float = 0.0
     cpu_ratio: float = 0.0
+    peak_memory_gib: float = 0.0
+    tf32: str = "default"
 
 
 ROWS_PER_BLOCK = 64
+DEVICES = ("cpu", "cuda")
+# TensorFloat-32 in (matmuls, cuDNN's convolutions); None leaves PyTorch's default
+# (matmuls off, convolutions on). It changes nothing on a CPU.
+TF32_SETTINGS = {"off": (False, False), "default": (None, None), "on": (True, True)}
+
+
+def check_device(device: str) -> str:
+    """The device a benchmark asks for, checked before anything starts.
+
+    Returns:
+        ``device`` (``cpu`` or ``cuda``). Raises UserError for another name, or for ``cuda``
+        on a machine where torch sees no CUDA device, saying which torch it is.
+    """
+    if device not in DEVICES:
+        raise UserError(f"--device {device!r}: expected one of {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise UserError(f"--device cuda: torch {torch.__version__} ({built}) sees no CUDA device on this "
+                        "machine; run the benchmark where there is a GPU, or on the CPU (--device cpu)")
+    return device
+
+
+def set_tf32(setting: str) -> None:
+    """Apply one of :data:`TF32_SETTINGS` to this process (``default``: PyTorch's own)."""
+    if setting not in TF32_SETTINGS:
+        raise UserError(f"--tf32 {setting!r}: expected one of {', '.join(TF32_SETTINGS)}")
+    matmul, cudnn = TF32_SETTINGS[setting]
+    torch.backends.cuda.matmul.allow_tf32 = False if matmul is None else matmul
+    torch.backends.cudnn.allow_tf32 = True if cudnn is None else cudnn
 
 
 def measure_gemm_peak(device: str = "cpu", n: int = 2048, repeats: int = 10, threads: int | None = None) -> float:
@@ -218,7 +259,8 @@ class _Windows:
 
 
 def plain_loop(cfg: Config, phase: str, rows: dict[str, np.ndarray], batch_size: int, warmup: int,
-               device: str, threads: int, steps: int | None = None) -> tuple[list[float], int, list[float]]:
+               device: str, threads: int, steps: int | None = None,
+               tf32: str = "default") -> tuple[list[float], int, list[float]]:
     """The reference: a single-process loop.
 
     Returns:
@@ -228,6 +270,7 @@ def plain_loop(cfg: Config, phase: str, rows: dict[str, np.ndarray], batch_size:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     keep_freed_memory()
+    set_tf32(tf32)
     model = build_model(cfg, phase).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.phase(phase).lr)
     steps = steps or len(rows["pitch"]) // batch_size - warmup
@@ -252,6 +295,7 @@ def _ray_bench_loop(config: dict) -> None:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     keep_freed_memory()  # as the training loops do (sing_ray.train.loops.setup_worker)
+    set_tf32(config.get("tf32", "default"))
     device = ray.train.torch.get_device()
     model = ray.train.torch.prepare_model(build_model(cfg, phase))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.phase(phase).lr)
@@ -271,7 +315,8 @@ def _ray_bench_loop(config: dict) -> None:
 
 
 def ray_loop(cfg: Config, phase: str, rows: dict[str, np.ndarray], batch_size: int, warmup: int,
-             use_gpu: bool, threads: int, storage: str, steps: int) -> tuple[list[float], int, float, list[float]]:
+             use_gpu: bool, threads: int, storage: str, steps: int,
+             tf32: str = "default") -> tuple[list[float], int, float, list[float]]:
     """Ray Train on one worker. Returns (wall seconds of each window of ``steps`` steps, notes per
     window, fit wall seconds, CPU seconds of each window)."""
     import ray.data
@@ -292,7 +337,7 @@ def ray_loop(cfg: Config, phase: str, rows: dict[str, np.ndarray], batch_size: i
         trainer = TorchTrainer(
             _ray_bench_loop,
             train_loop_config={"config": asdict(cfg), "phase": phase, "batch_size": batch_size,
-                               "warmup": warmup, "threads": threads, "steps": steps},
+                               "warmup": warmup, "threads": threads, "steps": steps, "tf32": tf32},
             scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=use_gpu,
                                                    resources_per_worker={"CPU": threads}),
             run_config=ray.train.RunConfig(name=f"bench-{cfg.preset}-{phase}-{os.getpid()}-{time.time_ns()}",
@@ -311,7 +356,8 @@ def ray_loop(cfg: Config, phase: str, rows: dict[str, np.ndarray], batch_size: i
 def run_benchmark(presets: Sequence[str] = ("small", "paper"), phases: Sequence[str] = PHASES, *,
                   steps: dict[str, int] | None = None, batch_sizes: dict[str, int] | None = None,
                   warmup: int = 1, repeats: int = 3, use_gpu: bool = False, threads: int | None = None,
-                  storage: str = "/tmp/sing-ray-bench") -> list[BenchRow]:
+                  storage: str = "/tmp/sing-ray-bench", device: str | None = None,
+                  tf32: str = "default") -> list[BenchRow]:
     """Benchmark each preset x phase; Ray must be initialised. Returns one :class:`BenchRow` each.
 
     Args:
@@ -322,13 +368,17 @@ def run_benchmark(presets: Sequence[str] = ("small", "paper"), phases: Sequence[
         warmup: untimed steps first (allocation, lazy initialisation).
         repeats: timed windows of the Ray loop, and of each of the two plain loops (before and
             after it); each side's fastest counts.
-        use_gpu: run both loops on a GPU.
+        use_gpu: run both loops on a GPU (``device="cuda"``).
         threads: torch threads of both loops (default: all cores).
+        device: ``cpu`` or ``cuda`` (None: as ``use_gpu`` says); checked by :func:`check_device`.
+        tf32: one of :data:`TF32_SETTINGS`, for both loops and the GEMM peak.
     """
     steps = {"small": 8, "paper": 2, "tiny": 8, **(steps or {})}
     batch_sizes = {"small": 8, "paper": 2, "tiny": 8, **(batch_sizes or {})}
     threads = threads or os.cpu_count() or 1
-    device = "cuda" if use_gpu else "cpu"
+    device = check_device(device or ("cuda" if use_gpu else "cpu"))
+    use_gpu = device == "cuda"
+    set_tf32(tf32)
     peak = measure_gemm_peak(device, threads=threads)
     log.info("GEMM peak (fp32, %s, %d threads): %.1f GFLOP/s", device, threads, peak)
     out: list[BenchRow] = []
@@ -338,12 +388,17 @@ def run_benchmark(presets: Sequence[str] = ("small", "paper"), phases: Sequence[
         for phase in phases:
             rows = synthetic_rows(cfg, phase, batch * (warmup + n_steps * repeats))
             flops = count_step_flops(cfg, phase, batch)
+            if use_gpu:
+                torch.cuda.reset_peak_memory_stats()
             # The plain loop runs before and after Ray, so that neither side gets the quieter
             # moment of a shared machine by its place in the order.
-            plain_windows, notes, plain_cpu = plain_loop(cfg, phase, rows, batch, warmup, device, threads, n_steps)
+            plain_windows, notes, plain_cpu = plain_loop(cfg, phase, rows, batch, warmup, device, threads, n_steps,
+                                                         tf32)
             ray_windows, _, wall, ray_cpu = ray_loop(cfg, phase, rows, batch, warmup, use_gpu, threads, storage,
-                                                     n_steps)
-            more_windows, _, more_cpu = plain_loop(cfg, phase, rows, batch, warmup, device, threads, n_steps)
+                                                     n_steps, tf32)
+            more_windows, _, more_cpu = plain_loop(cfg, phase, rows, batch, warmup, device, threads, n_steps, tf32)
+            # The Ray worker is another process: this one's peak is the plain loops' alone.
+            memory = torch.cuda.max_memory_allocated() / 2 ** 30 if use_gpu else 0.0
             plain_windows, plain_cpu = plain_windows + more_windows, plain_cpu + more_cpu
             torch.set_num_threads(threads)
             plain_s, ray_s = min(plain_windows), min(ray_windows)
@@ -358,7 +413,7 @@ def run_benchmark(presets: Sequence[str] = ("small", "paper"), phases: Sequence[
                            gflops_ray=flops * n_steps / ray_s / 1e9, gflops_plain=flops * n_steps / plain_s / 1e9,
                            peak_gflops=peak, ray_wall_seconds=wall, repeats=repeats,
                            notes_per_cpu_second_ray=ray_cpu_rate, notes_per_cpu_second_plain=plain_cpu_rate,
-                           cpu_ratio=ray_cpu_rate / plain_cpu_rate)
+                           cpu_ratio=ray_cpu_rate / plain_cpu_rate, peak_memory_gib=memory, tf32=tf32)
             log.info("%s %s: ray %.2f notes/s, plain %.2f notes/s, ratio %.3f", preset, phase, ray_rate,
                      plain_rate, row.ratio)
             out.append(row)
@@ -384,6 +439,10 @@ def format_table(rows: Sequence[BenchRow]) -> str:
                      f"| {r.gflop_per_step:.1f} | {r.gflops_ray:.1f} | {r.gflops_plain:.1f} "
                      f"| {100 * r.gflops_plain / r.peak_gflops:.0f} % |")
     if rows:
-        lines.append(f"\nGEMM peak: {rows[0].peak_gflops:.1f} GFLOP/s (fp32 {rows[0].device}, "
+        tf32 = "" if rows[0].device == "cpu" else f", TF32 {rows[0].tf32}"
+        lines.append(f"\nGEMM peak: {rows[0].peak_gflops:.1f} GFLOP/s (fp32 {rows[0].device}{tf32}, "
                      f"{rows[0].threads} threads, 2048x2048 matmul)")
+    if any(r.device != "cpu" for r in rows):
+        lines.append("Peak memory of a step (plain loop): " + "; ".join(
+            f"{r.preset} {r.phase} {r.peak_memory_gib:.1f} GiB" for r in rows))
     return "\n".join(lines)
