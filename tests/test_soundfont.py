@@ -127,6 +127,9 @@ def test_parsers():
     assert S.parse_pitches("36:84:4") == S.DEFAULT_PITCHES
     assert S.parse_pitches("60") == (60,)
     assert S.parse_pitches("21:23") == (21, 22, 23)
+    # The grammar `sing-ray render` takes too (sing_ray.grid): lists of pitches and ranges, 'all' velocities.
+    assert S.parse_pitches("48:50,60,36") == (36, 48, 49, 50, 60)
+    assert S.parse_velocities("all") == S.DEFAULT_VELOCITIES
     assert S.parse_programs("0,24-26,0") == (0, 24, 25, 26)
     assert S.parse_programs("default") == S.DEFAULT_PROGRAMS
     assert S.parse_programs("all") == S.MAPPED_PROGRAMS
@@ -339,7 +342,7 @@ def test_normalising_per_instrument_sets_each_median_and_keeps_velocity_differen
     # instrument's files are read again, and nothing else is touched.
     read = []
     real_normalize = S.normalize_instruments
-    monkeypatch.setattr(S, "normalize_instruments",
+    monkeypatch.setattr(S.build, "normalize_instruments",
                         lambda out, notes, *a, **k: read.append(len(notes)) or real_normalize(out, notes, *a, **k))
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "audio").glob("*.wav")}
     again = S.build_soundfont_dataset(out, num_workers=0, progress=False,
@@ -382,8 +385,8 @@ def test_a_normalising_pass_cut_short_is_redone_whole(built, tmp_path, monkeypat
 
     S.build_soundfont_dataset(out, num_workers=0, progress=False, **BUILD)
     S_written = 0
-    real_write = S.write_note_wav
-    monkeypatch.setattr(S, "write_note_wav", fail_after_one)
+    real_write = S.normalize.write_note_wav
+    monkeypatch.setattr(S.normalize, "write_note_wav", fail_after_one)
     with pytest.raises(KeyboardInterrupt):
         S.build_soundfont_dataset(out, num_workers=0, progress=False,
                                   normalize_rms_dbfs=-26.0, **BUILD)

@@ -5,6 +5,7 @@ import argparse
 import os
 
 from .. import console, soundfont
+from ..grid import PITCHES_HELP, PITCHES_METAVAR, VELOCITIES_HELP, VELOCITIES_METAVAR
 
 
 def _default_workers() -> int:
@@ -33,9 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              f"({default_programs}: all 11 NSynth families) or 'all' (every "
                              f"program with an NSynth family)")
     parser.add_argument("--pitches", default=f"{pitches[0]}:{pitches[-1]}:{pitches[1] - pitches[0]}",
-                        metavar="LO:HI[:STEP]", help="MIDI pitches, HI included")
+                        metavar=PITCHES_METAVAR, help=PITCHES_HELP)
     parser.add_argument("--velocities", default=",".join(map(str, soundfont.DEFAULT_VELOCITIES)),
-                        metavar="LIST", help="velocities, each one of NSynth's 25,50,75,100,127")
+                        metavar=VELOCITIES_METAVAR, help=VELOCITIES_HELP)
     parser.add_argument("--workers", type=int, default=_default_workers(), metavar="N",
                         help="Ray workers rendering in parallel, each with its own synthesizer; "
                              "0 renders in this process without Ray")
