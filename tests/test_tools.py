@@ -93,6 +93,11 @@ def test_the_tools_run_on_a_dataset_and_a_run(made, capsys):
     assert timbre.main([finetune, str(dataset), "--train-notes", "4"]) == 0
     out = capsys.readouterr().out
     assert "| held-out (test) | 2 |" in out and "| training notes | 4 |" in out and "nearest key lts dB" in out
+    assert timbre.main([finetune, str(dataset), "--train-notes", "0", "--pitches", "62"]) == 0
+    assert "| held-out (test) | 2 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        timbre.main([finetune, str(dataset), "--pitches", "61"])
+    assert "no test note" in capsys.readouterr().err
     assert where.main([finetune, str(dataset), "--envelopes", "flute_synthetic_001-062-127"]) == 0
     assert "at the partials" in capsys.readouterr().out
     assert levels.main([str(run), str(dataset)]) == 0

@@ -120,9 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", action="store_true", help="the paths are `sing-ray evaluate` report folders")
     args = parser.parse_args(argv)
 
-    from sing_ray.soundfont import parse_pitches
+    from sing_ray.errors import UserError
+    from sing_ray.grid import parse_pitches
 
-    pitches = set(parse_pitches(args.pitches))
+    try:
+        pitches = set(parse_pitches(args.pitches))
+    except UserError as err:
+        parser.error(str(err))
     for path in args.paths:
         (report_eval if args.eval else report_dataset)(path, pitches)
     return 0

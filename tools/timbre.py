@@ -6,7 +6,7 @@ long-term spectrum distance (all bands, loud bands), envelope distance, level an
 beside what the nearest-key sampler (the same instrument and velocity at the nearest training
 pitch, resampled) and silence get on the same notes, overall and per family:
 
-    python -m tools.timbre CHECKPOINT [DATASET] [--train-notes 70] [--save SAVE.npz]
+    python -m tools.timbre CHECKPOINT [DATASET] [--train-notes 70] [--pitches 36:84:4] [--save SAVE.npz]
 
 The figures are ``sing-ray evaluate``'s own (``note_metrics``, ``nearest_key_metrics``,
 ``summarize``) on the same notes: every held-out note, and the training notes chosen by its
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", help="the held-out split")
     parser.add_argument("--train-notes", type=int, default=70, metavar="N",
                         help="training notes scored beside the held-out ones (0: none)")
+    parser.add_argument("--pitches", default=None, metavar="N|LO:HI[:STEP],...",
+                        help="only the held-out notes at these pitches (e.g. a denser set's held-out notes at "
+                             "the sparser set's pitches, 36:84:4)")
     parser.add_argument("--pitch", action="store_true", help="also track the pitch (slow)")
     parser.add_argument("--save", default=None, metavar="NPZ",
                         help="keep the held-out notes' real, generated and nearest-key audio")
@@ -75,16 +78,28 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from sing_ray.data.dataset import read_split_metadata
+    from sing_ray.errors import UserError
     from sing_ray.evaluate import (FIT_COLUMNS, NEAREST_KEY_SPLIT, TIMBRE_COLUMNS, build_note_model, markdown_table,
                                    summarize)
+    from sing_ray.grid import parse_pitches
 
     from ._notes import sample_notes
 
     torch.set_num_threads(args.threads)
+    try:
+        pitches = None if args.pitches is None else set(parse_pitches(args.pitches))
+    except UserError as err:
+        parser.error(str(err))
     started = time.perf_counter()
     fn, _ = build_note_model(args.checkpoint)
     train_meta = read_split_metadata(args.dataset, NEAREST_KEY_SPLIT)
-    sides = {f"held-out ({args.split})": sample_notes(args.dataset, args.split)}
+    held = sample_notes(args.dataset, args.split)
+    if pitches is not None:
+        keep = np.isin(held["pitch"].astype(int), sorted(pitches))
+        held = {k: v[keep] for k, v in held.items()}
+        if not keep.any():
+            parser.error(f"--pitches {args.pitches}: no {args.split} note of {args.dataset} at those pitches")
+    sides = {f"held-out ({args.split})": held}
     if args.train_notes:
         sides["training notes"] = sample_notes(args.dataset, "train", args.train_notes)
     overall, by_family = {}, {}
