@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from ..generate import Generator
     from ..library import notes, page, parse_formats
     from ..library.writer import write_library_files
-    from ..render import _stats, encode_note, note_path, resolve_output
+    from ..audio import encode_note, note_stats
+    from ..data.storage import resolve
+    from ..render import note_path
     from .bench_render import _checkpoint
 
     from ..errors import UserError
@@ -89,17 +91,17 @@ def run(args: argparse.Namespace) -> int:
             rows.append((f"{label}: extra for the library note (shape - plain)", library - plain))
             rows.append((f"{label}: spectrogram PNG", png))
         # The driver's part: every format and the page over a library of the model notes.
-        out = resolve_output(os.path.join(tmp, "lib"))
+        out = resolve(os.path.join(tmp, "lib"))
         manifest = []
         for i, (w, p) in enumerate(sets["model notes"]):
             name = f"{names[i]}"
             rel = note_path(name, p, 100, "wav")
             out.makedirs(name)
             data, pcm, shape = notes.encode(w, p, "wav")
-            out.write(rel, data)
-            out.write(page.png_path(rel), page.note_png(pcm))
+            out.write_atomic(data, rel)
+            out.write_atomic(page.note_png(pcm), page.png_path(rel))
             manifest.append({"instrument": name, "pitch": p, "velocity": 100, "path": rel, "mix": "",
-                             **_stats(pcm, data), **shape.row()})
+                             **note_stats(pcm, data), **shape.row()})
         start = time.perf_counter()
         write_library_files(out, manifest, formats, "wav")
         rows.append((f"driver: {', '.join(formats)} and index.html, per note", (time.perf_counter() - start)

@@ -6,6 +6,7 @@ import argparse
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the subcommand's arguments."""
+    from ..grid import PITCHES_HELP, PITCHES_METAVAR, VELOCITIES_HELP, VELOCITIES_METAVAR
     from ..library import DEFAULT_FORMATS
     from ..render import DEFAULT_PITCHES, DTYPES, FORMATS
 
@@ -22,10 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="URI", help="library folder or URI (s3://bucket/prefix)")
     parser.add_argument("--instruments", default=None, metavar="all|NAME,...",
                         help="instruments to render (default: all, or none when --mix is given)")
-    parser.add_argument("--pitches", default=DEFAULT_PITCHES, metavar="LO:HI[:STEP]",
-                        help="MIDI pitches, bounds included; also N,N,... lists")
-    parser.add_argument("--velocities", default="all", metavar="all|V,...",
-                        help="NSynth velocities among 25,50,75,100,127")
+    parser.add_argument("--pitches", default=DEFAULT_PITCHES, metavar=PITCHES_METAVAR, help=PITCHES_HELP)
+    parser.add_argument("--velocities", default="all", metavar=VELOCITIES_METAVAR, help=VELOCITIES_HELP)
     parser.add_argument("--mix", action="append", default=[], metavar="[NAME=]INST:W,INST:W",
                         help="render a timbre mix of instrument embeddings as a new instrument "
                              "(repeatable; named <families>_mix_synthetic_<NNN> unless NAME= is given)")

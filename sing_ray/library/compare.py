@@ -28,6 +28,8 @@ from typing import Any, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
+from ..data.storage import Location
+
 log = logging.getLogger(__name__)
 
 COMPARE_DIR = "compare"
@@ -80,14 +82,14 @@ class CompareSummary:
                 f"{self.written} written now; index {self.index}")
 
 
-def _read_index(out) -> dict[str, Any] | None:
+def _read_index(out: Location) -> dict[str, Any] | None:
     try:
-        return json.loads(out.read(INDEX))
+        return json.loads(out.read_bytes(INDEX))
     except (OSError, FileNotFoundError, ValueError):
         return None
 
 
-def read_entries(out, existing: set[str] | None = None) -> dict[str, dict[str, Any]]:
+def read_entries(out: Location, existing: set[str] | None = None) -> dict[str, dict[str, Any]]:
     """The library notes' compare entries, for the page: ``{note path: entry}``.
 
     An entry holds ``nearest`` (its file), ``nearest_note`` (the training note stretched),
@@ -111,14 +113,14 @@ def read_entries(out, existing: set[str] | None = None) -> dict[str, dict[str, A
     return entries
 
 
-def write_compare_notes(out, rows: Sequence[Mapping[str, Any]], dataset: str, fmt: str) -> CompareSummary:
+def write_compare_notes(out: Location, rows: Sequence[Mapping[str, Any]], dataset: str, fmt: str) -> CompareSummary:
     """Write the nearest-key and real notes of a library's notes, and the index the page reads.
 
     A re-run with the same dataset keeps what an earlier run wrote and does only the notes
     it lacks. Needs Ray initialised (the dataset's notes are read with Ray Data).
 
     Args:
-        out: the library (:class:`sing_ray.render.Output`).
+        out: the library (:class:`sing_ray.data.storage.Location`).
         rows: its manifest rows (``path``, ``note_str``, ``instrument``, ``pitch``, ``velocity``, ``mix``).
         dataset: an ingested dataset (the one the model was trained on).
         fmt: the sample format of the library notes compared (``wav`` or ``flac``), and of the files written.
@@ -157,7 +159,7 @@ def write_compare_notes(out, rows: Sequence[Mapping[str, Any]], dataset: str, fm
              "notes": dict(sorted(notes.items())), "none": sorted(none)}
     if index != previous:
         out.makedirs(COMPARE_DIR)
-        out.write(INDEX, json.dumps(index, indent=1).encode())
+        out.write_atomic(json.dumps(index, indent=1).encode(), INDEX)
     summary = CompareSummary(
         notes=len(rows), nearest=sum("nearest" in e for e in notes.values()),
         real=sum("real" in e for e in notes.values()), neither=len(none),
@@ -171,15 +173,14 @@ def write_compare_notes(out, rows: Sequence[Mapping[str, Any]], dataset: str, fm
     return summary
 
 
-def _compare_chunk(out, rows: Sequence[Mapping[str, Any]], dataset: str,
+def _compare_chunk(out: Location, rows: Sequence[Mapping[str, Any]], dataset: str,
                    fmt: str) -> dict[str, dict[str, Any]]:
     """Write the compare files of some plain-instrument notes; returns their entries (notes with any)."""
     from ..evaluate import fetch_held_notes, load_nearest_keys, shift_nearest_keys
     from ..nsynth import NUM_FRAMES
-    from ..render import encode_note
+    from ..audio import encode_note, read_pcm16
     from ..timbre import timbre_metrics
     from . import page
-    from .writer import read_pcm16
 
     targets = {"note_str": np.array([str(r["note_str"]) for r in rows]),
                "instrument_str": np.array([str(r["instrument"]) for r in rows]),
@@ -202,7 +203,7 @@ def _compare_chunk(out, rows: Sequence[Mapping[str, Any]], dataset: str,
         if not waves:
             continue
         if "real" in waves:
-            model = read_pcm16(out.read(r["path"])).astype(np.float32) / 32768.0
+            model = read_pcm16(out.read_bytes(r["path"])).astype(np.float32) / 32768.0
             against = np.stack([model] + ([waves["nearest"]] if "nearest" in waves else []))
             lts = timbre_metrics(against, np.repeat(waves["real"][None], len(against), 0))["lts_db"]
             entry["lts_db"] = {"model": round(float(lts[0]), 2)}
@@ -212,8 +213,8 @@ def _compare_chunk(out, rows: Sequence[Mapping[str, Any]], dataset: str,
         for kind, wav in waves.items():
             rel = compare_path(r["path"], kind)
             data, _ = encode_note(wav, fmt)
-            out.write(rel, data)
-            out.write(page.png_path(rel), page.note_png(wav))
+            out.write_atomic(data, rel)
+            out.write_atomic(page.note_png(wav), page.png_path(rel))
             entry[kind] = rel
         entries[r["path"]] = dict(entry)
     return entries

@@ -347,7 +347,7 @@ def encode(wav: np.ndarray, pitch: int, fmt: str) -> tuple[bytes, np.ndarray, No
         ``(file bytes, int16 samples written, shape)``.
     """
     from ..dsp import float_to_pcm16
-    from ..render import encode_pcm16
+    from ..audio import encode_pcm16
 
     samples, shape = analyse(wav, pitch)
     pcm = float_to_pcm16(samples)

@@ -13,7 +13,6 @@ analysed, crossfaded and written again with it (:func:`shape_note`).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from typing import Callable, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
+from ..audio import note_stats, read_pcm16
+from ..data.storage import Location
 from . import format_module, notes
 from .mapping import instrument_maps
 
@@ -49,24 +50,14 @@ class LibraryFiles:
     reshaped: int = 0
 
 
-def read_pcm16(data: bytes) -> np.ndarray:
-    """The int16 samples of a WAV or FLAC file's bytes."""
-    import soundfile as sf
-
-    pcm, _ = sf.read(io.BytesIO(data), dtype="int16", always_2d=False)
-    return np.asarray(pcm)
-
-
-def shape_note(out, row: MutableMapping) -> bool:
+def shape_note(out: Location, row: MutableMapping) -> bool:
     """Give a manifest row without loop columns its shape, from its file. Returns whether the file was rewritten.
 
     A note written by this version (a WAV with a ``smpl`` chunk, a FLAC with its loop
     comment) keeps its loop and gets its file's statistics; any other note is analysed
     and written again, crossfaded, with its loop.
     """
-    from ..render import _stats
-
-    data = out.read(row["path"])
+    data = out.read_bytes(row["path"])
     pitch = int(row["pitch"])
     fmt = row["path"].rsplit(".", 1)[-1]
     pcm = read_pcm16(data)
@@ -83,12 +74,12 @@ def shape_note(out, row: MutableMapping) -> bool:
         f0 = notes.estimate_f0(x[start: end + 1].astype(np.float64), pitch) if start >= 0 else 0.0
         shape = notes.NoteShape(start >= 0, f0, start, end, 0.0, 0.0, notes.release_seconds(env))
         row.update(shape.row())
-        row.update(_stats(pcm, data))
+        row.update(note_stats(pcm, data))
         return False
     data, pcm, shape = notes.encode(x, pitch, fmt)
-    out.write(row["path"], data)
+    out.write_atomic(data, row["path"])
     row.update(shape.row())
-    row.update(_stats(pcm, data))
+    row.update(note_stats(pcm, data))
     return True
 
 
@@ -98,13 +89,13 @@ def _digest(name: str, maps, extra: Mapping | None = None) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def write_library_files(out, rows: Sequence[MutableMapping], formats: Sequence[str], fmt: str,
+def write_library_files(out: Location, rows: Sequence[MutableMapping], formats: Sequence[str], fmt: str,
                         previous: Mapping[str, str] | None = None, page: bool = True,
                         on_reshaped: Callable[[], None] | None = None) -> LibraryFiles:
     """Write the library's sampler files (and ``index.html``) for the notes of ``fmt``.
 
     Args:
-        out: the library (:class:`sing_ray.render.Output`).
+        out: the library (:class:`sing_ray.data.storage.Location`).
         rows: its manifest rows; rows without loop columns are shaped (and updated) in place.
         formats: ``--formats`` names (see :data:`sing_ray.library.FORMAT_MODULES`).
         fmt: the sample format mapped (``wav`` or ``flac``): a library may hold both.
@@ -135,7 +126,7 @@ def write_library_files(out, rows: Sequence[MutableMapping], formats: Sequence[s
 
     def read_pcm(path: str) -> np.ndarray:
         if path not in cache:
-            cache[path] = read_pcm16(out.read(path))
+            cache[path] = read_pcm16(out.read_bytes(path))
         return cache[path]
 
     modules = [(name, format_module(name), {}) for name in formats]
@@ -155,7 +146,7 @@ def write_library_files(out, rows: Sequence[MutableMapping], formats: Sequence[s
             result.digests[rel] = digest
             if previous.get(rel) == digest and rel in existing:
                 continue
-            out.write(rel, module.build(group, read_pcm, **options))
+            out.write_atomic(module.build(group, read_pcm, **options), rel)
             result.written.append(rel)
             if len(cache) > 512:          # about 64 MB of samples
                 cache.clear()
@@ -164,7 +155,7 @@ def write_library_files(out, rows: Sequence[MutableMapping], formats: Sequence[s
             for z in m.zones:
                 png = page_module.png_path(z.path)
                 if png not in existing:
-                    out.write(png, page_module.note_png(read_pcm(z.path)))
+                    out.write_atomic(page_module.note_png(read_pcm(z.path)), png)
                     result.pngs += 1
     log.info("library files: %s (%d written, %d up to date)",
              ", ".join(f"{len(v)} {k}" for k, v in result.files.items()), len(result.written),

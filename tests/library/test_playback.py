@@ -14,7 +14,8 @@ import soundfile as sf
 from sing_ray.library import format_module, notes
 from sing_ray.library.mapping import InstrumentMap, Zone
 from sing_ray.library.writer import write_library_files
-from sing_ray.render import _stats, resolve_output
+from sing_ray.audio import encode_note, note_stats
+from sing_ray.data.storage import resolve
 
 from .samplers import (first_time_below, f0_hz, level_db, peak_db, play_sf2, play_sfz, resampled_correlation,
                        synthetic_note)
@@ -27,7 +28,7 @@ INSTRUMENTS = {"organ_synthetic_000": True, "guitar_synthetic_000": False}     #
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     root = tmp_path_factory.mktemp("library")
-    out = resolve_output(root)
+    out = resolve(root)
     rows, samples = [], {}
     for name, sustain in INSTRUMENTS.items():
         out.makedirs(name)
@@ -35,10 +36,10 @@ def library(tmp_path_factory):
             x = synthetic_note(pitch, VELOCITY, sustain=sustain, decay_db_per_s=60 if sustain else 15)
             data, pcm, shape = notes.encode(x.astype(np.float32) / 32768, pitch, "wav")
             path = f"{name}/{name}-{pitch:03d}-{VELOCITY:03d}.wav"
-            out.write(path, data)
+            out.write_atomic(data, path)
             samples[(name, pitch)] = pcm
             rows.append({"instrument": name, "pitch": pitch, "velocity": VELOCITY, "path": path, "mix": "",
-                         **_stats(pcm, data), **shape.row()})
+                         **note_stats(pcm, data), **shape.row()})
     files = write_library_files(out, rows, ["sfz", "dspreset", "sf2"], "wav")
     return root, rows, samples, files
 
@@ -110,15 +111,13 @@ def test_notes_without_a_shape_get_one(tmp_path):
     """A library rendered before loops existed, and a note an interrupted run left out of its manifest."""
     import hashlib
 
-    from sing_ray.render import encode_note
-
-    out = resolve_output(tmp_path)
+    out = resolve(tmp_path)
     out.makedirs("organ")
     x = synthetic_note(60, 127).astype(np.float32) / 32768
     old, _ = encode_note(x, "wav")                           # no smpl chunk, no crossfade
     fresh, _, shape = notes.encode(x, 60, "wav")             # what this version writes
-    out.write("organ/organ-060-127.wav", old)
-    out.write("organ/organ-062-127.wav", fresh)
+    out.write_atomic(old, "organ/organ-060-127.wav")
+    out.write_atomic(fresh, "organ/organ-062-127.wav")
     rows = [{"instrument": "organ", "pitch": p, "velocity": 127, "path": f"organ/organ-{p:03d}-127.wav", "mix": "",
              "sha256": "stale"} for p in (60, 62)]
     result = write_library_files(out, rows, ["sfz"], "wav")
@@ -132,13 +131,13 @@ def test_notes_without_a_shape_get_one(tmp_path):
 
 def test_a_rerun_with_the_rows_read_back_rewrites_nothing(tmp_path):
     """Rows fresh from a render (float64) and the same rows read from the manifest (float32) map alike."""
-    out = resolve_output(tmp_path)
+    out = resolve(tmp_path)
     out.makedirs("organ")
     x = synthetic_note(60, 127).astype(np.float32) / 32768
     data, pcm, shape = notes.encode(x, 60, "wav")
-    out.write("organ/organ-060-127.wav", data)
+    out.write_atomic(data, "organ/organ-060-127.wav")
     row = {"instrument": "organ", "pitch": 60, "velocity": 127, "path": "organ/organ-060-127.wav", "mix": "",
-           **_stats(pcm, data), **shape.row(), "release": 0.123456789}
+           **note_stats(pcm, data), **shape.row(), "release": 0.123456789}
     first = write_library_files(out, [row], ["sfz", "dspreset", "sf2"], "wav")
     read_back = dict(row, release=float(np.float32(row["release"])))
     again = write_library_files(out, [read_back], ["sfz", "dspreset", "sf2"], "wav", first.digests)
@@ -146,14 +145,14 @@ def test_a_rerun_with_the_rows_read_back_rewrites_nothing(tmp_path):
 
 
 def test_a_flac_note_read_back_keeps_its_loop_and_is_not_crossfaded_again(tmp_path):
-    out = resolve_output(tmp_path)
+    out = resolve(tmp_path)
     out.makedirs("organ")
     x = synthetic_note(60, 127).astype(np.float32) / 32768
     data, pcm, shape = notes.encode(x, 60, "flac")
     assert notes.read_flac_loop(data) == (shape.loop_start, shape.loop_end)
-    out.write("organ/organ-060-127.flac", data)
+    out.write_atomic(data, "organ/organ-060-127.flac")
     row = {"instrument": "organ", "pitch": 60, "velocity": 127, "path": "organ/organ-060-127.flac", "mix": ""}
     result = write_library_files(out, [row], ["sfz"], "flac")
     assert result.reshaped == 1 and (tmp_path / row["path"]).read_bytes() == data
     assert (row["loop_start"], row["loop_end"]) == (shape.loop_start, shape.loop_end)
-    assert row["sha256"] == _stats(pcm, data)["sha256"]
+    assert row["sha256"] == note_stats(pcm, data)["sha256"]

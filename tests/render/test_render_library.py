@@ -16,8 +16,8 @@ from sing_ray import cli, nsynth
 from sing_ray.errors import UserError
 from sing_ray.library.dspreset import parse_dspreset
 from sing_ray.library.sfz import parse_sfz
-from sing_ray.render import (LIBRARY_KEY, MANIFEST_SCHEMA, Output, TMP_MARK, mix_name, parse_mix, plan_render,
-                             render_library)
+from sing_ray.data.storage import Location
+from sing_ray.render import LIBRARY_KEY, MANIFEST_SCHEMA, TMP_MARK, mix_name, parse_mix, plan_render, render_library
 
 from library.samplers import play_sfz, resampled_correlation
 from .conftest import make_checkpoint
@@ -166,18 +166,18 @@ class _InterruptedMove:
 
 
 def test_a_note_appears_only_complete(tmp_path):
-    ok = Output(pafs.LocalFileSystem(), str(tmp_path), str(tmp_path))
-    ok.write("a.wav", b"complete")
+    ok = Location(pafs.LocalFileSystem(), str(tmp_path), str(tmp_path))
+    ok.write_atomic(b"complete", "a.wav")
     assert (tmp_path / "a.wav").read_bytes() == b"complete"
-    broken = Output(_InterruptedMove(), str(tmp_path), str(tmp_path))
+    broken = Location(_InterruptedMove(), str(tmp_path), str(tmp_path))
     with pytest.raises(KeyboardInterrupt):
-        broken.write("b.wav", b"never published")
+        broken.write_atomic(b"never published", "b.wav")
     assert sorted(os.listdir(tmp_path)) == ["a.wav"]
-    assert not broken.atomic_put and Output(pafs.S3FileSystem(anonymous=True), "b", "s3://b").atomic_put
+    assert not broken.atomic_put and Location(pafs.S3FileSystem(anonymous=True), "b", "s3://b").atomic_put
 
 
 def test_default_layout_is_one_single_threaded_actor_per_core(ray_local):
-    from sing_ray.render import _worker_resources
+    from sing_ray.render.job import _worker_resources
 
     count, res = _worker_resources(use_gpu=False, workers=None)
     # The fixture's Ray has 4 CPU slots; actors follow the cores, not the slots.

@@ -12,17 +12,26 @@ from .conftest import INSTRUMENTS
 
 
 def test_parse_pitches_and_velocities():
-    assert parse_pitches("21:108") == list(range(21, 109))
-    assert parse_pitches("21:108:12") == [21, 33, 45, 57, 69, 81, 93, 105]
-    assert parse_pitches("60,64,67,60:61") == [60, 61, 64, 67]
-    assert parse_pitches("70:60") == []
-    for bad, msg in [("a:b", "not N or LO"), ("60:70:0", "step"), ("1:2:3:4", "not N"), ("120:130", "128 outside the MIDI range")]:
+    """The grammar of sing_ray.grid, which `sing-ray data soundfont` shares (tests/test_soundfont.py)."""
+    from sing_ray import grid, soundfont
+
+    assert parse_pitches is grid.parse_pitches is soundfont.parse_pitches
+    assert parse_velocities is grid.parse_velocities is soundfont.parse_velocities
+    assert parse_pitches("21:108") == tuple(range(21, 109))
+    assert parse_pitches("21:108:12") == (21, 33, 45, 57, 69, 81, 93, 105)
+    assert parse_pitches("60,64,67,60:61") == (60, 61, 64, 67)
+    assert parse_pitches("") == () and parse_pitches([64, 60, 64]) == (60, 64)
+    for bad, msg in [("a:b", "not N or LO"), ("60:70:0", "step"), ("1:2:3:4", "not N"),
+                     ("120:130", "128 outside the MIDI range"), ("70:60", "empty range"), ([60, 200], "200 outside")]:
         with pytest.raises(UserError, match=msg):
             parse_pitches(bad)
-    assert parse_velocities("all") == [25, 50, 75, 100, 127]
-    assert parse_velocities("127,25") == [25, 127]
-    with pytest.raises(UserError, match="64 is not one of"):
-        parse_velocities("64")
+    assert parse_velocities("all") == (25, 50, 75, 100, 127)
+    assert parse_velocities("127,25") == (25, 127) == parse_velocities([127, 25])
+    for bad in ("64", [64]):
+        with pytest.raises(UserError, match="velocity 64 is not one of NSynth's"):
+            parse_velocities(bad)
+    with pytest.raises(UserError, match="'x' is not an integer"):
+        parse_velocities("100,x")
 
 
 def test_mix_parsing_and_naming():
@@ -62,7 +71,8 @@ def test_plan_lists_the_grid(tiny_sing, tmp_path):
     (dict(instruments="piano"), "unknown instrument 'piano'"),
     (dict(mixes=["guitar_acoustic_000:1,flute_synthetc_001:1"]), "close matches: flute_synthetic_001"),
     (dict(mixes=["guitar_acoustic_000=flute_synthetic_001:1"]), "is an instrument of the model"),
-    (dict(pitches="70:60"), "grid is empty: no pitches"),
+    (dict(pitches="70:60"), "--pitches: '70:60' is an empty range"),
+    (dict(pitches=" , "), "grid is empty: no pitches"),
     (dict(instruments=","), "grid is empty: no instruments"),
     (dict(fmt="mp3"), "--format"),
     (dict(formats="sfz,exs"), "--formats: unknown format 'exs'; known: sfz, dspreset, sf2"),
