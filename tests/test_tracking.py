@@ -76,3 +76,53 @@ def test_generator_rejects_bad_requests(tiny_checkpoint):
     assert mixed.shape == (1, 64000)
     with pytest.raises(UserError, match="no such checkpoint"):
         resolve_model("nowhere.pt")
+
+
+def test_run_tree_names_and_lookups(tmp_path):
+    """The pipeline run, its phase runs and an evaluation run carry the tags existing stores hold, and are found again."""
+    from sing_ray import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment_id = tracking.training_experiment(client, "tree")
+    assert tracking.training_experiment(client, "tree") == experiment_id
+    run_dir = tmp_path / "runs" / "r1"
+    parent = tracking.create_pipeline_run(client, experiment_id, "r1", dataset="ds", preset="tiny", run_dir=run_dir,
+                                          params={"model.channels": 8, "dataset.num_train": 3}, manifest={"notes": 3})
+    tags = client.get_run(parent.info.run_id).data.tags
+    assert {k: tags[k] for k in ("sing_ray.stage", "sing_ray.dataset", "sing_ray.preset", "sing_ray.run_dir")} == {
+        "sing_ray.stage": "train", "sing_ray.dataset": "ds", "sing_ray.preset": "tiny",
+        "sing_ray.run_dir": str(run_dir)}
+    assert client.get_run(parent.info.run_id).data.params == {"model.channels": "8", "dataset.num_train": "3"}
+    assert tracking.find_pipeline_run(client, experiment_id, "r1").info.run_id == parent.info.run_id
+    assert tracking.find_pipeline_run(client, experiment_id, parent.info.run_id).info.run_id == parent.info.run_id
+    assert tracking.find_pipeline_run(client, experiment_id, "r2") is None
+
+    phase = tracking.phase_run(client, parent, "autoencoder", params={"lr": 0.001}, dataset="ds", manifest={})
+    again = tracking.phase_run(client, parent, "autoencoder", params={"lr": 0.001}, dataset="ds", manifest={})
+    assert again.info.run_id == phase.info.run_id and phase.info.run_name == "autoencoder"
+    assert {k: v for k, v in phase.data.tags.items() if k.startswith("sing_ray.")} == {
+        "sing_ray.phase": "autoencoder", "sing_ray.stage": "train"}
+    assert phase.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    tracking.finish_phase(client, parent.info.run_id, "autoencoder", run_dir / "models" / "autoencoder.pt", 3,
+                          {"test_spectral_l1": 0.5, "train_loss": 0.25, "notes_per_second": 9.0})
+    done = client.get_run(parent.info.run_id).data
+    assert tracking.is_phase_finished(done.tags, "autoencoder") and not tracking.is_phase_finished(done.tags, "sequence")
+    assert done.tags["sing_ray.phase.autoencoder"] == "finished"
+    assert done.tags["sing_ray.checkpoint.autoencoder"] == str(run_dir / "models" / "autoencoder.pt")
+    assert done.tags["sing_ray.epochs.autoencoder"] == "3"
+    assert done.metrics == {"autoencoder.test_spectral_l1": 0.5, "autoencoder.train_loss": 0.25}
+
+    assert set(tracking.phase_runs(client, parent)) == {"autoencoder"}
+    assert tracking.find_run(client, "r1").info.run_id == parent.info.run_id
+    assert tracking.find_run(client, phase.info.run_id).info.run_id == phase.info.run_id
+    assert tracking.find_run(client, "autoencoder") is None          # a phase run is not a top-level run
+    assert tracking.find_training_run(f"runs:/{phase.info.run_id}/sing", uri) == parent.info.run_id
+    assert tracking.find_training_run(str(run_dir / "models" / "finetune.pt"), uri) == parent.info.run_id
+
+    evaluation = tracking.create_evaluation_run(client, experiment_id, "evaluate-x", "m.pt",
+                                                parent_id=parent.info.run_id, start_time=1.5e9)
+    assert {k: v for k, v in evaluation.data.tags.items() if k.startswith(("sing_ray.", "mlflow.parent"))} == {
+        "sing_ray.stage": "evaluate", "sing_ray.model": "m.pt", "mlflow.parentRunId": parent.info.run_id}
+    assert evaluation.info.start_time == 1.5e12
+    assert tracking.epoch_checkpoint_artifact(7) == "checkpoints/epoch-007"
