@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sing-ray needs on a fresh Debian machine: system packages
 # (FluidSynth and a General MIDI SoundFont, libsndfile), a virtual environment
-# in .venv, and the package with its dev extra, torch pinned by constraints.txt.
+# in .venv, and the package with its dev extra (the test tools, import-linter
+# among them), torch pinned by constraints.txt.
 # Idempotent: a second run checks and returns in a second or two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/pip install -q --upgrade pip >"$log" 2>&1 || true      # an older pip still installs
   .venv/bin/pip install -q -c constraints.txt -e '.[dev]' >>"$log" 2>&1 \
     || { tail -n 40 "$log" >&2; echo "setup: pip failed; the whole log is $log" >&2; exit 1; }
-  .venv/bin/python -c "import torch, ray, mlflow, soundfile, pyarrow, fluidsynth, selenium, pysfizz, PIL" \
+  .venv/bin/python -c "import torch, ray, mlflow, soundfile, pyarrow, fluidsynth, selenium, pysfizz, PIL, importlinter" \
     || { tail -n 40 "$log" >&2; echo "setup: the install did not complete; log: $log" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
