@@ -110,6 +110,17 @@ def test_the_tools_run_on_a_dataset_and_a_run(made, capsys):
     assert "| flute_synthetic_001 |" in capsys.readouterr().out
 
 
+def test_the_tools_start_no_ray_and_no_mlflow(made):
+    dataset, run = made
+    script = (f"import sys; from tools import levels, timbre; "
+              f"timbre.main([{str(run / 'models' / 'finetune.pt')!r}, {str(dataset)!r}, '--train-notes', '2']); "
+              f"levels.main([{str(run)!r}, {str(dataset)!r}]); "
+              f"print('loaded:', sorted({{'ray', 'mlflow'}} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stdout
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without CUDA gives")
 def test_the_gpu_check_says_clearly_that_there_is_no_cuda():
     done = subprocess.run([sys.executable, "-m", "tools.gpucheck"], cwd=ROOT, capture_output=True, text=True,
