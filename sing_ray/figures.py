@@ -296,29 +296,18 @@ def plot_spectrogram_grid(real: np.ndarray, generated: np.ndarray, labels: Seque
                                          n_fft, hop_length, sample_rate), path)
 
 
-def _phase_of(run) -> str | None:
-    tags, name = run.data.tags, (run.info.run_name or "")
-    for key in ("sing_ray.phase", "phase"):
-        if tags.get(key) in PHASES:
-            return tags[key]
-    for phase in PHASES:
-        if phase in name:
-            return phase
-    return None
-
-
 def load_training_histories(run_id: str, tracking_uri: str | None = None) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """Metric histories of a training run's phases from MLflow.
 
-    The phases are the nested runs of ``run_id`` (found by their ``phase`` tag or their name);
-    a run without nested phase runs counts as one phase of its own name.
+    The phases are the nested runs of ``run_id`` (:func:`sing_ray.tracking.phase_runs`: by their
+    phase tag or their name); a run without nested phase runs counts as one phase of its own name.
 
     Returns:
         ``{phase: {metric key: [(step, value), ...]}}`` in the order autoencoder, sequence, finetune.
     """
     import mlflow
 
-    from .tracking import configure_mlflow
+    from .tracking import configure_mlflow, phase_of, phase_runs
 
     configure_mlflow(tracking_uri)
     client = mlflow.MlflowClient()
@@ -326,10 +315,7 @@ def load_training_histories(run_id: str, tracking_uri: str | None = None) -> dic
         parent = client.get_run(run_id)
     except Exception as err:  # MLflow raises store-specific exception types
         raise UserError(f"MLflow run {run_id}: cannot be read ({err})") from None
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{run_id}'", max_results=100)
-    runs = {p: r for r in children if (p := _phase_of(r))} or {
-        (_phase_of(parent) or parent.info.run_name or run_id): parent}
+    runs = phase_runs(client, parent) or {(phase_of(parent) or parent.info.run_name or run_id): parent}
     order = [p for p in PHASES if p in runs] + [p for p in runs if p not in PHASES]
     out: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for phase in order:

@@ -367,7 +367,7 @@ def reproduce_table1(dataset: str, *, preset: str = "table1", overrides: Sequenc
 
     from .config import load_config
     from .data.dataset import load_manifest
-    from .tracking import configure_mlflow, log_dataset_input
+    from .tracking import PRESET_TAG, STAGE_TAG, TABLE1_STAGE, configure_mlflow, log_dataset_input
 
     started = time.monotonic()
     out = Path(out)
@@ -378,7 +378,7 @@ def reproduce_table1(dataset: str, *, preset: str = "table1", overrides: Sequenc
     results: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
     with mlflow.start_run(run_name=name) as parent:
-        mlflow.set_tags({"sing_ray.stage": "table1", "sing_ray.preset": preset})
+        mlflow.set_tags({STAGE_TAG: TABLE1_STAGE, PRESET_TAG: preset})
         mlflow.log_params({"dataset": str(dataset), "preset": preset, "overrides": " ".join(overrides) or "-",
                            "runs": ",".join(runs)})
         log_dataset_input(mlflow.MlflowClient(), parent.info.run_id, str(dataset), load_manifest(dataset), "training")

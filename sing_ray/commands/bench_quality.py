@@ -55,35 +55,28 @@ def find_phase_runs(client, run: str) -> tuple[object, dict[str, object]]:
     Raises:
         UserError when no such run exists or it has no sequence phase.
     """
-    from mlflow.exceptions import MlflowException
-
     from ..errors import UserError
+    from ..tracking import find_run, phase_runs
 
-    parent = None
-    try:
-        parent = client.get_run(run)
-    except MlflowException:
-        experiments = [e.experiment_id for e in client.search_experiments()]
-        found = client.search_runs(experiments, filter_string=f"attributes.run_name = '{run}'",
-                                   order_by=["attributes.start_time DESC"])
-        found = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
-        parent = found[0] if found else None
+    parent = find_run(client, run)
     if parent is None:
         raise UserError(f"--run {run}: no training run of that name or id in this tracking store")
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    phases = {r.info.run_name: r for r in children}
+    phases = phase_runs(client, parent)
     if "sequence" not in phases or "autoencoder" not in phases:
         raise UserError(f"--run {run}: it has no sequence phase yet (phases: {', '.join(sorted(phases)) or 'none'})")
     return parent, phases
 
 
 def _epoch_seconds(client, run) -> dict[int, float]:
-    return {int(m.step): float(m.value) for m in client.get_metric_history(run.info.run_id, "epoch_seconds")}
+    from ..tracking import EPOCH_SECONDS_METRIC
+
+    return {int(m.step): float(m.value) for m in client.get_metric_history(run.info.run_id, EPOCH_SECONDS_METRIC)}
 
 
 def _model_bytes(client, run, epoch: int, tmp: Path) -> bytes:
-    path = client.download_artifacts(run.info.run_id, f"checkpoints/epoch-{epoch:03d}/model.pt", str(tmp))
+    from ..tracking import epoch_checkpoint_artifact
+
+    path = client.download_artifacts(run.info.run_id, f"{epoch_checkpoint_artifact(epoch)}/model.pt", str(tmp))
     return Path(path).read_bytes()
 
 
@@ -152,7 +145,8 @@ def score_run(client, parent, phases: dict, args: argparse.Namespace) -> list[di
     import torch
 
     from ..errors import UserError
-    from ..evaluate import score_split_here, summarize_group, audible_in_tune
+    from ..evaluate import audible_in_tune, score_split_here, summarize_group
+    from ..tracking import NOTES_PER_SECOND_METRIC
 
     torch.set_num_threads(1)
     seconds = {name: _epoch_seconds(client, r) for name, r in phases.items()}
@@ -164,7 +158,7 @@ def score_run(client, parent, phases: dict, args: argparse.Namespace) -> list[di
         for epoch in sorted(seconds.get(name, {})):
             clock += seconds[name][epoch]
             elapsed[(name, epoch)] = clock / 60
-    rate = {name: float(np.median([m.value for m in client.get_metric_history(r.info.run_id, "notes_per_second")]
+    rate = {name: float(np.median([m.value for m in client.get_metric_history(r.info.run_id, NOTES_PER_SECOND_METRIC)]
                                   or [0.0])) for name, r in phases.items()}
     print(f"run {parent.info.run_name} ({parent.info.run_id}): "
           + ", ".join(f"{n} {len(seconds.get(n, {}))} epochs, {sum(seconds.get(n, {}).values()) / 60:.1f} min, "

@@ -39,7 +39,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import time
 import uuid
@@ -51,19 +50,15 @@ from ..config import PHASES, Config, ConfigError, flatten
 from ..errors import UserError
 from .. import console
 from ..console import PhaseProgress
-from ..tracking import log_dataset_input
+from .. import tracking
 from .faults import faults_from_env
 
 log = logging.getLogger(__name__)
 
-STAGE_TAG = "sing_ray.stage"
-STAGE = "train"
-PHASE_TAG = "sing_ray.phase"
 CHECKPOINTS_TO_KEEP = 2         # Ray Train storage; every epoch's model is in MLflow anyway
 MATERIALIZE_BYTES = 1 << 30     # splits smaller than this are decoded once per phase (see _datasets)
 INTERPOLATED = "interpolated"   # run_dir/embeddings/<this>: train.sequence_interpolated's notes
 NOTES_PER_EMBED_ACTOR = 256
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class NonFiniteLossError(UserError):
@@ -218,51 +213,16 @@ def check_resources(cfg: Config) -> None:
 
 
 # ---------------------------------------------------------------------------
-# MLflow runs
+# MLflow runs (the run tree's names and lookups are :mod:`sing_ray.tracking`'s)
 # ---------------------------------------------------------------------------
-
-
-def _client(uri: str):
-    import mlflow
-
-    return mlflow.MlflowClient(uri)
-
-
-def _experiment_id(client, name: str) -> str:
-    from ..tracking import mark_training_experiment
-
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment.experiment_id)
-        experiment_id = experiment.experiment_id
-    else:
-        experiment_id = client.create_experiment(name)
-    mark_training_experiment(client, experiment_id)
-    return experiment_id
-
-
-def _find_parent(client, experiment_id: str, name: str):
-    """The pipeline's parent run called ``name`` (or with id ``name``), or None."""
-    if _RUN_ID.match(name):
-        try:
-            run = client.get_run(name)
-            if run.data.tags.get(STAGE_TAG) == STAGE:
-                return run
-        except Exception:  # MLflow raises store-specific types for an unknown id
-            pass
-    runs = client.search_runs([experiment_id], filter_string=(
-        f"tags.mlflow.runName = '{name}' and tags.`{STAGE_TAG}` = '{STAGE}'"),
-        order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0] if runs else None
 
 
 def _check_resumable(run, plan: _Plan) -> None:
     """A resumed run must train the same model on the same dataset; other changes are recorded."""
     params = run.data.params
     tags = run.data.tags
-    if tags.get("sing_ray.dataset") not in (None, plan.dataset):
-        raise ConfigError(f"run {run.info.run_name!r} trained on {tags['sing_ray.dataset']}, not {plan.dataset}; "
+    if tags.get(tracking.DATASET_TAG) not in (None, plan.dataset):
+        raise ConfigError(f"run {run.info.run_name!r} trained on {tags[tracking.DATASET_TAG]}, not {plan.dataset}; "
                           "choose another --run-name for a new run")
     current = {k: str(v) for k, v in flatten(plan.cfg).items()}
     model_diff = [f"{k}: {params[k]} -> {current[k]}" for k in sorted(current)
@@ -284,25 +244,16 @@ def _dataset_params(plan: _Plan) -> dict[str, Any]:
 def _open_parent(client, plan: _Plan, experiment_id: str, run_name: str, run_dir: Path,
                  parent_of: str | None):
     """Find the run to resume, or create it. Returns (run, run_dir, resumed)."""
-    from mlflow.entities import Param, RunStatus
-
-    run = _find_parent(client, experiment_id, run_name)
+    run = tracking.find_pipeline_run(client, experiment_id, run_name)
     if run is not None:
         _check_resumable(run, plan)
-        run_dir = Path(run.data.tags.get("sing_ray.run_dir", run_dir))
-        client.update_run(run.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        run_dir = Path(run.data.tags.get(tracking.RUN_DIR_TAG, run_dir))
+        tracking.mark_running(client, run.info.run_id)
         log.info("resuming pipeline run %s (%s) in %s", run.info.run_name, run.info.run_id, run_dir)
         return run, run_dir, True
-    tags = {STAGE_TAG: STAGE, "sing_ray.dataset": plan.dataset, "sing_ray.preset": plan.cfg.preset,
-            "sing_ray.run_dir": str(run_dir)}
-    if parent_of:
-        tags["mlflow.parentRunId"] = parent_of
-    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
-    log_dataset_input(client, run.info.run_id, plan.dataset, plan.manifest, "training")
-    params = {**flatten(plan.cfg), **_dataset_params(plan)}
-    items = [Param(k, str(v)) for k, v in params.items()]
-    for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-        client.log_batch(run.info.run_id, params=items[i:i + 100])
+    run = tracking.create_pipeline_run(client, experiment_id, run_name, dataset=plan.dataset, preset=plan.cfg.preset,
+                                       run_dir=run_dir, params={**flatten(plan.cfg), **_dataset_params(plan)},
+                                       manifest=plan.manifest, nest_under=parent_of)
     log.info("pipeline run %s (%s) in %s", run_name, run.info.run_id, run_dir)
     return run, run_dir, False
 
@@ -310,26 +261,15 @@ def _open_parent(client, plan: _Plan, experiment_id: str, run_name: str, run_dir
 def _phase_run(client, parent, phase: str, plan: _Plan, reopen: bool = True):
     """The nested run of ``phase`` under ``parent``: found again (and marked running if
     ``reopen``), or created with the phase's params."""
-    from mlflow.entities import Param, RunStatus
-
-    runs = client.search_runs([parent.info.experiment_id], filter_string=(
-        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`{PHASE_TAG}` = '{phase}'"), max_results=1)
-    if runs:
-        if reopen:
-            client.update_run(runs[0].info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-        return runs[0]
     cfg = plan.cfg
-    run = client.create_run(parent.info.experiment_id, run_name=phase, tags={
-        "mlflow.parentRunId": parent.info.run_id, PHASE_TAG: phase, STAGE_TAG: STAGE})
-    log_dataset_input(client, run.info.run_id, plan.dataset, plan.manifest, "training")
     p = cfg.train.phase(phase)
     params = {"phase": phase, "epochs": p.epochs, "lr": p.lr, "lr_final": p.lr_final, "batch_size": p.batch_size,
               "loss": "mse (embeddings)" if phase == "sequence" else cfg.train.phase_loss(phase),
               "num_workers": cfg.run.num_workers, "use_gpu": cfg.run.use_gpu}
     if phase == "sequence":
         params["truncated_steps"] = cfg.train.truncated_steps
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-    return run
+    return tracking.phase_run(client, parent, phase, params=params, dataset=plan.dataset, manifest=plan.manifest,
+                              reopen=reopen)
 
 
 def _latest_metrics(client, run_id: str) -> dict[str, float]:
@@ -497,35 +437,6 @@ def _fit_phase(plan: _Plan, phase: str, phase_run, tracking_uri: str, run_dir: P
 # ---------------------------------------------------------------------------
 
 
-def _tracking(cfg: Config) -> tuple[str, str | None, str]:
-    """(tracking URI, run to nest under, experiment name), honouring a caller's active MLflow run."""
-    import mlflow
-
-    from ..tracking import resolve_tracking_uri
-
-    active = mlflow.active_run()
-    if active is not None and cfg.run.tracking_uri is None:
-        experiment = mlflow.MlflowClient().get_experiment(active.info.experiment_id).name
-        return mlflow.get_tracking_uri(), active.info.run_id, experiment
-    return resolve_tracking_uri(cfg.run.tracking_uri), None, cfg.run.experiment
-
-
-def _register(client, tracking_uri: str, parent_id: str, checkpoint: Path) -> str:
-    """Log the SING checkpoint as a pyfunc model in the parent run and register it. Returns models:/sing/N."""
-    import mlflow
-
-    from ..tracking import REGISTERED_MODEL, log_sing_model
-
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=parent_id, nested=mlflow.active_run() is not None):
-        info = log_sing_model(checkpoint)
-    version = getattr(info, "registered_model_version", None)
-    if version is None:
-        versions = client.search_model_versions(f"name='{REGISTERED_MODEL}' and run_id='{parent_id}'")
-        version = max(int(v.version) for v in versions)
-    return f"models:/{REGISTERED_MODEL}/{version}"
-
-
 def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
                  register: bool = True, autoencoder_from: str | Path | None = None) -> PipelineResult:
     """Train SING's phases on Ray Train, tracked in MLflow; resume the run if it exists.
@@ -551,16 +462,17 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
         ConfigError / UserError (exit 2) before any worker starts for a config or input
         that cannot run; NonFiniteLossError, PhaseFailedError (exit 1) when a phase fails.
     """
-    from mlflow.entities import RunStatus, RunTag
+    import mlflow
 
     from ..runtime import init_ray
 
     plan = check_inputs(cfg, dataset, phases)
     init_ray()
     check_resources(plan.cfg)
-    tracking_uri, nest_under, experiment = _tracking(plan.cfg)
-    client = _client(tracking_uri)
-    experiment_id = _experiment_id(client, experiment)
+    tracking_uri, nest_under, experiment = tracking.pipeline_tracking(plan.cfg.run.tracking_uri,
+                                                                      plan.cfg.run.experiment)
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = tracking.training_experiment(client, experiment)
     run_name = plan.cfg.run.run_name or f"{plan.cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     storage = Path(plan.cfg.run.storage_path).expanduser().resolve()
     parent, run_dir, resumed = _open_parent(client, plan, experiment_id, run_name, storage / run_name, nest_under)
@@ -570,7 +482,6 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
     plan = replace(plan, cfg=replace(plan.cfg, run=replace(plan.cfg.run, run_name=run_name)))
     result = PipelineResult(run_id=parent.info.run_id, run_name=run_name, experiment_id=experiment_id,
                             tracking_uri=tracking_uri, run_dir=run_dir)
-    failed = RunStatus.to_string(RunStatus.FAILED)
     phase_run = None
     try:
         init: dict[str, str | None] = {"autoencoder": None, "sequence": None}
@@ -578,21 +489,21 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
         for phase in plan.phases:
             tags = client.get_run(parent.info.run_id).data.tags
             final = run_dir / "models" / f"{phase}.pt"
-            finished = tags.get(f"sing_ray.phase.{phase}") == "finished" and final.exists()
+            finished = tracking.is_phase_finished(tags, phase) and final.exists()
             adopted = phase == "autoencoder" and autoencoder_from is not None and not finished
             if adopted:
                 _adopt_autoencoder(client, parent.info.run_id, plan, Path(autoencoder_from), run_dir)
                 tags, finished = client.get_run(parent.info.run_id).data.tags, True
             phase_run = _phase_run(client, parent, phase, plan, reopen=not finished)
             if adopted:
-                client.set_tag(phase_run.info.run_id, "sing_ray.autoencoder_from", str(autoencoder_from))
-                client.set_terminated(phase_run.info.run_id)
+                client.set_tag(phase_run.info.run_id, tracking.AUTOENCODER_FROM_TAG, str(autoencoder_from))
+                tracking.end_run(client, phase_run.info.run_id)
             if finished:
                 if not adopted:
                     log.info("%s: finished in an earlier invocation; skipping (%s)", phase, final)
                 metrics = _latest_metrics(client, phase_run.info.run_id)
                 result.phases[phase] = PhaseResult(phase, phase_run.info.run_id, final,
-                                                   int(tags.get(f"sing_ray.epochs.{phase}", 0)), metrics,
+                                                   int(tags.get(tracking.epochs_tag(phase), 0)), metrics,
                                                    skipped=True)
                 phase_run = None
             else:
@@ -602,27 +513,24 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
                          " with GPUs" if plan.cfg.run.use_gpu else "")
                 path, epochs, resumed_from = _fit_phase(plan, phase, phase_run, tracking_uri, run_dir, init, notes)
                 metrics = _latest_metrics(client, phase_run.info.run_id)
-                client.log_batch(parent.info.run_id, metrics=_parent_metrics(phase, metrics), tags=[
-                    RunTag(f"sing_ray.phase.{phase}", "finished"), RunTag(f"sing_ray.checkpoint.{phase}", str(path)),
-                    RunTag(f"sing_ray.epochs.{phase}", str(epochs))])
-                client.set_terminated(phase_run.info.run_id)
+                tracking.finish_phase(client, parent.info.run_id, phase, path, epochs, metrics)
+                tracking.end_run(client, phase_run.info.run_id)
                 result.phases[phase] = PhaseResult(phase, phase_run.info.run_id, path, epochs, metrics,
                                                    resumed_from_epoch=resumed_from)
             phase_run = None
             init[phase] = str(result.phases[phase].checkpoint)
         if register and "finetune" in result.phases:
             tags = client.get_run(parent.info.run_id).data.tags
-            result.model_uri = tags.get("sing_ray.registered_model")
+            result.model_uri = tags.get(tracking.REGISTERED_MODEL_TAG)
             if not result.model_uri:
-                result.model_uri = _register(client, tracking_uri, parent.info.run_id, result.checkpoint)
-                client.set_tag(parent.info.run_id, "sing_ray.registered_model", result.model_uri)
+                result.model_uri = tracking.register_model(client, tracking_uri, parent.info.run_id, result.checkpoint)
                 log.info("registered %s", result.model_uri)
     except BaseException:
         if phase_run is not None:
-            client.set_terminated(phase_run.info.run_id, status=failed)
-        client.set_terminated(parent.info.run_id, status=failed)
+            tracking.end_run(client, phase_run.info.run_id, failed=True)
+        tracking.end_run(client, parent.info.run_id, failed=True)
         raise
-    client.set_terminated(parent.info.run_id)
+    tracking.end_run(client, parent.info.run_id)
     return result
 
 
@@ -632,8 +540,6 @@ def _adopt_autoencoder(client, parent_id: str, plan: _Plan, source: Path, run_di
     Raises:
         UserError: no finished autoencoder in ``source``, or one of other sizes than ``plan.cfg``'s.
     """
-    from mlflow.entities import RunTag
-
     from ..checkpoint import load_checkpoint
     from ..models.sing import autoencoder_kwargs
     from .embeddings import SUCCESS
@@ -655,21 +561,11 @@ def _adopt_autoencoder(client, parent_id: str, plan: _Plan, source: Path, run_di
         shutil.rmtree(mine, ignore_errors=True)
         shutil.copytree(embeddings, mine)
     epochs = int(ckpt.get("epoch") or 0)
-    client.log_batch(parent_id, tags=[
-        RunTag("sing_ray.phase.autoencoder", "finished"), RunTag("sing_ray.checkpoint.autoencoder", str(final)),
-        RunTag("sing_ray.epochs.autoencoder", str(epochs)), RunTag("sing_ray.autoencoder_from", str(source))])
+    tracking.finish_phase(client, parent_id, "autoencoder", final, epochs,
+                          extra_tags={tracking.AUTOENCODER_FROM_TAG: str(source)})
     log.info("autoencoder: taken from %s (%d epochs)%s", source, epochs,
              "" if not (mine / SUCCESS).exists() else ", with its embeddings")
     return final
-
-
-def _parent_metrics(phase: str, metrics: dict[str, float]):
-    """The phase's end-of-phase scores, copied to the parent run as ``<phase>.<metric>``."""
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    keys = [k for k in metrics if k.startswith(("test_", "train_", "valid_"))]
-    return [Metric(f"{phase}.{k}", float(metrics[k]), now, 0) for k in keys]
 
 
 def _embed(plan: _Plan, run_dir: Path, autoencoder: str | None) -> Path:
