@@ -3,17 +3,17 @@
 :func:`run_pipeline` is the library entry point (the CLI, ``pipelines/train.py``, the
 quick start and the Table 1 reproduction call it). What it does:
 
-1. Checks everything it can before any worker starts: the config, the dataset
-   (a finished dataset with a train split, notes of the model's length), the
-   cluster's resources (on a local Ray), and, when resuming, that the run's
+1. Checks everything it can before any worker starts (:mod:`.plan`): the config,
+   the dataset (a finished dataset with a train split, notes of the model's length),
+   the cluster's resources (on a local Ray), and, when resuming, that the run's
    model config and dataset have not changed.
 2. Opens (or finds again) one MLflow parent run per pipeline run, logs the whole
    resolved config as its params, and one nested run per phase, named
-   ``autoencoder`` / ``sequence`` / ``finetune``.
+   ``autoencoder`` / ``sequence`` / ``finetune`` (the run tree of :mod:`sing_ray.tracking`).
 3. Runs each phase as a ``TorchTrainer`` (DDP; gloo on CPU) with
    ``RunConfig(name=<phase>, storage_path=<run dir>)`` and
-   ``FailureConfig(max_failures)``. Before the sequence phase, the trained
-   encoder embeds the train split once (:mod:`sing_ray.train.embeddings`).
+   ``FailureConfig(max_failures)`` (:mod:`.phase`). Before the sequence phase, the
+   trained encoder embeds the train split once (:mod:`sing_ray.train.embeddings`).
 4. Copies each phase's final model to ``<run dir>/models/<phase>.pt``, marks the
    phase finished (tags on the parent run), and after ``finetune`` logs the SING
    model and registers it as ``models:/sing/N``.
@@ -35,42 +35,25 @@ Run folder::
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from .. import console, tracking
 from ..config import PHASES, Config, ConfigError, flatten
 from ..errors import UserError
-from .. import console
-from ..console import PhaseProgress
-from .. import tracking
-from .faults import faults_from_env
+from .phase import NonFiniteLossError, PhaseFailedError, embed_train_split, fit_phase, make_loop_config
+from .plan import Plan, check_inputs, check_resources
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS_TO_KEEP = 2         # Ray Train storage; every epoch's model is in MLflow anyway
-MATERIALIZE_BYTES = 1 << 30     # splits smaller than this are decoded once per phase (see _datasets)
-INTERPOLATED = "interpolated"   # run_dir/embeddings/<this>: train.sequence_interpolated's notes
-NOTES_PER_EMBED_ACTOR = 256
-
-
-class NonFiniteLossError(UserError):
-    """A phase stopped on a NaN or infinite loss. Its last good checkpoint is kept. Exit status 1."""
-
-    exit_code = 1
-
-
-class PhaseFailedError(UserError):
-    """A phase failed beyond ``run.max_failures`` worker restarts. Exit status 1."""
-
-    exit_code = 1
+# The driver's API, with the names it takes from .plan and .phase (the CLI imports check_inputs from here).
+__all__ = ["NonFiniteLossError", "PhaseFailedError", "PhaseResult", "PipelineResult", "Plan", "check_inputs",
+           "check_resources", "make_loop_config", "run_pipeline"]
 
 
 @dataclass
@@ -138,86 +121,11 @@ class PipelineResult:
 
 
 # ---------------------------------------------------------------------------
-# Checks before any worker starts
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Plan:
-    cfg: Config
-    dataset: str
-    manifest: dict
-    phases: tuple[str, ...]
-    faults: list[dict]
-
-    @property
-    def instruments(self) -> list[str]:
-        return list(self.manifest["instruments"])
-
-    def count(self, split: str) -> int:
-        return int(self.manifest.get("splits", {}).get(split, {}).get("accepted", 0))
-
-
-def check_inputs(cfg: Config, dataset: str, phases: Sequence[str] = PHASES) -> _Plan:
-    """Everything that can be checked without Ray: config, phases, dataset, faults.
-
-    Raises:
-        ConfigError or UserError (exit status 2) with a message naming the problem.
-    """
-    from ..data.dataset import load_manifest
-    from ..data.storage import resolve
-
-    cfg = cfg.validate()
-    phases = tuple(phases)
-    if not phases or phases != PHASES[:len(phases)]:
-        raise ConfigError(f"phases must be a prefix of {', '.join(PHASES)} (each needs the one before); "
-                          f"got {', '.join(phases) or 'none'}")
-    if "://" in cfg.run.storage_path:
-        raise ConfigError(f"run.storage_path {cfg.run.storage_path!r}: training runs need a local or shared "
-                          "file-system path (mounted on every node); object-store URIs are not supported")
-    manifest = load_manifest(dataset)
-    uri = resolve(dataset).uri
-    train = int(manifest.get("splits", {}).get("train", {}).get("accepted", 0))
-    if train == 0:
-        raise UserError(f"{uri}: the dataset has no notes in its train split; nothing to train on")
-    for split in ("valid", "test"):
-        if not int(manifest.get("splits", {}).get(split, {}).get("accepted", 0)):
-            log.warning("%s: the %s split is empty; its metrics will be missing", uri, split)
-    length = int(manifest.get("audio", {}).get("num_frames", cfg.model.wav_length))
-    if length != cfg.model.wav_length:
-        raise ConfigError(f"model.wav_length ({cfg.model.wav_length}) does not fit the dataset's notes of "
-                          f"{length} samples")
-    if not manifest.get("instruments"):
-        raise UserError(f"{uri}: the manifest lists no instruments")
-    return _Plan(cfg, uri, manifest, phases, faults_from_env())
-
-
-def check_resources(cfg: Config) -> None:
-    """On a local Ray, fail now if the workers can never be placed (Ray Train would wait forever).
-
-    On a cluster (``RAY_ADDRESS`` set) the autoscaler may add the nodes later, so nothing is checked.
-    """
-    import ray
-
-    if os.environ.get("RAY_ADDRESS"):
-        return
-    total = ray.cluster_resources()
-    cpus, gpus = total.get("CPU", 0), total.get("GPU", 0)
-    needed = cfg.run.num_workers * cfg.run.cpus_per_worker
-    if cpus < needed:
-        raise ConfigError(f"run.num_workers = {cfg.run.num_workers} x run.cpus_per_worker = "
-                          f"{cfg.run.cpus_per_worker} needs {needed} CPUs; this Ray has {cpus:g}")
-    if cfg.run.use_gpu and gpus < cfg.run.num_workers:
-        raise ConfigError(f"--gpu with {cfg.run.num_workers} worker(s) needs {cfg.run.num_workers} GPUs; "
-                          f"this Ray has {gpus:g}")
-
-
-# ---------------------------------------------------------------------------
 # MLflow runs (the run tree's names and lookups are :mod:`sing_ray.tracking`'s)
 # ---------------------------------------------------------------------------
 
 
-def _check_resumable(run, plan: _Plan) -> None:
+def _check_resumable(run, plan: Plan) -> None:
     """A resumed run must train the same model on the same dataset; other changes are recorded."""
     params = run.data.params
     tags = run.data.tags
@@ -236,12 +144,12 @@ def _check_resumable(run, plan: _Plan) -> None:
         log.warning("run %s resumes with changed training settings: %s", run.info.run_name, "; ".join(train_diff))
 
 
-def _dataset_params(plan: _Plan) -> dict[str, Any]:
+def _dataset_params(plan: Plan) -> dict[str, Any]:
     return {"dataset": plan.dataset, "dataset.num_instruments": len(plan.instruments),
             **{f"dataset.num_{s}": plan.count(s) for s in ("train", "valid", "test")}}
 
 
-def _open_parent(client, plan: _Plan, experiment_id: str, run_name: str, run_dir: Path,
+def _open_parent(client, plan: Plan, experiment_id: str, run_name: str, run_dir: Path,
                  parent_of: str | None):
     """Find the run to resume, or create it. Returns (run, run_dir, resumed)."""
     run = tracking.find_pipeline_run(client, experiment_id, run_name)
@@ -258,7 +166,7 @@ def _open_parent(client, plan: _Plan, experiment_id: str, run_name: str, run_dir
     return run, run_dir, False
 
 
-def _phase_run(client, parent, phase: str, plan: _Plan, reopen: bool = True):
+def _phase_run(client, parent, phase: str, plan: Plan, reopen: bool = True):
     """The nested run of ``phase`` under ``parent``: found again (and marked running if
     ``reopen``), or created with the phase's params."""
     cfg = plan.cfg
@@ -274,162 +182,6 @@ def _phase_run(client, parent, phase: str, plan: _Plan, reopen: bool = True):
 
 def _latest_metrics(client, run_id: str) -> dict[str, float]:
     return dict(client.get_run(run_id).data.metrics)
-
-
-# ---------------------------------------------------------------------------
-# One phase on Ray Train
-# ---------------------------------------------------------------------------
-
-
-def make_loop_config(plan: _Plan, phase: str, run_id: str, tracking_uri: str, run_dir: Path,
-                     init: dict[str, str | None], datasets: Sequence[str]) -> dict:
-    """The plain dict every worker of ``phase`` receives (see :mod:`sing_ray.train.loops`)."""
-    cfg = plan.cfg
-    return {
-        "datasets": list(datasets),
-        "config": asdict(cfg),
-        "phase": phase,
-        "run_id": run_id,
-        "tracking_uri": tracking_uri,
-        "dataset": plan.dataset,
-        "instruments": plan.instruments,
-        "init": init,
-        "run_dir": str(run_dir),
-        "snapshot_path": str(run_dir / phase / "checkpoint_manager_snapshot.json"),
-        "status_path": str(_status_path(run_dir, phase)),
-        "progress_path": str(run_dir / "progress" / f"{phase}.json"),
-        "journal_path": str(run_dir / "progress" / f"{phase}.jsonl"),
-        "faults": plan.faults,
-        "num_train_notes": plan.count("train") + (
-            round(math.prod(_interpolated_share(plan, run_dir))) if phase == "sequence" else 0),
-        "batch_size": cfg.train.phase(phase).batch_size // cfg.run.num_workers,
-        "threads": cfg.run.cpus_per_worker,
-        "log_every_s": 10.0,
-    }
-
-
-def _interpolated_share(plan: _Plan, run_dir: Path) -> tuple[float, int]:
-    """(share of the interpolated notes each sequence epoch draws, how many there are)."""
-    from .embeddings import SUCCESS, count_rows
-
-    folder = run_dir / "embeddings" / INTERPOLATED
-    if not plan.cfg.train.sequence_interpolated or not (folder / SUCCESS).exists():
-        return 0.0, 0
-    count = count_rows(folder)
-    if not count:
-        return 0.0, 0
-    return min(1.0, plan.cfg.train.sequence_interpolated * plan.count("train") / count), count
-
-
-def _status_path(run_dir: Path, phase: str) -> Path:
-    return run_dir / "status" / f"{phase}.json"
-
-
-def _datasets(plan: _Plan, phase: str, run_dir: Path, notes: dict | None = None) -> dict:
-    """The Ray Datasets of a phase: ``train`` (split), ``train_eval`` (split), ``valid``, ``test`` (whole).
-
-    A split whose float32 waveforms fit in ``MATERIALIZE_BYTES`` is read and decoded
-    once, here on the driver, into Ray's object store (:func:`read_note_split`): every
-    epoch iterates it again (and every worker iterates ``valid`` whole), and re-running
-    the Parquet read and decode tasks each time costs more than the training step on
-    small data. ``notes``, a dict kept by the caller, holds those splits from one phase
-    to the next. Larger splits stream.
-    """
-    from ..data.dataset import make_note_dataset, read_note_split
-    from .embeddings import make_embedding_dataset
-
-    columns = ["note_str", "instrument", "pitch", "velocity", "wav"]
-    bytes_per_note = plan.cfg.model.wav_length * 4
-    notes = {} if notes is None else notes
-    for split in ("train", "valid", "test"):
-        if plan.count(split) and split not in notes:
-            if plan.count(split) * bytes_per_note <= MATERIALIZE_BYTES:
-                notes[split] = read_note_split(plan.dataset, split, columns)
-            else:
-                notes[split] = make_note_dataset(plan.dataset, split).select_columns(columns)
-    if phase == "sequence":
-        bytes_per_embedding = plan.cfg.num_frames * plan.cfg.model.dimension * 4
-        train = make_embedding_dataset(run_dir / "embeddings" / "train")
-        if plan.count("train") * bytes_per_embedding <= MATERIALIZE_BYTES:
-            train = train.materialize()
-        fraction, count = _interpolated_share(plan, run_dir)
-        if fraction:
-            # A fresh draw every epoch: Ray Train runs the dataset's plan again for each.
-            extra = make_embedding_dataset(run_dir / "embeddings" / INTERPOLATED)
-            if count * bytes_per_embedding <= MATERIALIZE_BYTES:
-                extra = extra.materialize()
-            train = train.union(extra.random_sample(fraction))
-    else:
-        train = notes["train"]
-    datasets = {"train": train.randomize_block_order(), "train_eval": notes["train"]}
-    datasets.update({s: notes[s] for s in ("valid", "test") if s in notes})
-    return datasets
-
-
-def _fit_phase(plan: _Plan, phase: str, phase_run, tracking_uri: str, run_dir: Path,
-               init: dict[str, str | None], notes: dict | None = None):
-    """Run one phase's TorchTrainer to the end. Returns (final model path, epochs, resumed_from_epoch)."""
-    import ray.data
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    from .loops import TRAIN_LOOPS, copy_model_file, resume_folder
-
-    cfg = plan.cfg
-    status_path = _status_path(run_dir, phase)
-    status_path.unlink(missing_ok=True)
-    ctx = ray.data.DataContext.get_current()
-    saved = ctx.enable_progress_bars
-    # The loops log epoch, step, loss and notes/s themselves; Ray Data's bars per
-    # epoch and split would bury those lines.
-    ctx.enable_progress_bars = False
-    try:
-        datasets = _datasets(plan, phase, run_dir, notes)
-        trainer = TorchTrainer(
-            TRAIN_LOOPS[phase],
-            train_loop_config=make_loop_config(plan, phase, phase_run.info.run_id, tracking_uri, run_dir, init,
-                                               list(datasets)),
-            scaling_config=ray.train.ScalingConfig(num_workers=cfg.run.num_workers, use_gpu=cfg.run.use_gpu,
-                                                   resources_per_worker={"CPU": cfg.run.cpus_per_worker}),
-            run_config=ray.train.RunConfig(
-                name=phase, storage_path=str(run_dir),
-                failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP)),
-            datasets=datasets,
-            dataset_config=ray.train.DataConfig(datasets_to_split=["train", "train_eval"]),
-        )
-        started = time.monotonic()
-        try:
-            with PhaseProgress(phase, run_dir / "progress" / f"{phase}.json", run_dir / "progress" / f"{phase}.jsonl",
-                               show_bar=console.progress_bars(), logger=log):
-                result = trainer.fit()
-        except ray.train.TrainingFailedError as err:
-            raise PhaseFailedError(
-                f"phase {phase} failed (after up to run.max_failures = {cfg.run.max_failures} worker restarts): "
-                f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}. "
-                f"Re-run the same command with --run-name {run_dir.name} to resume from its last checkpoint; "
-                f"worker logs are under /tmp/ray/session_latest/logs") from err
-    finally:
-        ctx.enable_progress_bars = saved
-    metrics = result.metrics or {}
-    if status_path.exists():
-        status = json.loads(status_path.read_text())
-        last = "none (it diverged in its first epoch)"
-        if result.checkpoint is not None:
-            last = f"{result.checkpoint.path} (epoch {metrics.get('epoch', '?')})"
-        raise NonFiniteLossError(
-            f"phase {phase}: the training loss became non-finite at epoch {status.get('diverged_epoch')} "
-            f"step {status.get('diverged_step')}; training stopped. The last good checkpoint is {last}. "
-            f"Lower train.{phase}.lr (--set train.{phase}.lr=...) and re-run with --run-name {run_dir.name} "
-            "to resume from it")
-    if metrics.get("status") != "finished" or result.checkpoint is None:
-        raise RuntimeError(f"phase {phase}: Ray Train ended without the loop's final report ({metrics})")
-    with result.checkpoint.as_directory() as folder:
-        path = copy_model_file(folder, run_dir / "models" / f"{phase}.pt")
-    # The phase is done: its resume point (a model and optimizer state) is no longer needed.
-    shutil.rmtree(resume_folder(run_dir, phase), ignore_errors=True)
-    log.info("%s: finished in %.0f s; model %s", phase, time.monotonic() - started, path)
-    return path, int(metrics.get("epoch", 0)), int(metrics.get("resumed_from_epoch", 0))
 
 
 # ---------------------------------------------------------------------------
@@ -485,7 +237,7 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
     phase_run = None
     try:
         init: dict[str, str | None] = {"autoencoder": None, "sequence": None}
-        notes: dict = {}            # the splits read once, for every phase (see _datasets)
+        notes: dict = {}            # the splits read once, for every phase (see phase_datasets)
         for phase in plan.phases:
             tags = client.get_run(parent.info.run_id).data.tags
             final = run_dir / "models" / f"{phase}.pt"
@@ -508,10 +260,10 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
                 phase_run = None
             else:
                 if phase == "sequence":
-                    _embed(plan, run_dir, init["autoencoder"])
+                    embed_train_split(plan, run_dir, init["autoencoder"])
                 log.info("%s: training on %d worker(s)%s", phase, plan.cfg.run.num_workers,
                          " with GPUs" if plan.cfg.run.use_gpu else "")
-                path, epochs, resumed_from = _fit_phase(plan, phase, phase_run, tracking_uri, run_dir, init, notes)
+                path, epochs, resumed_from = fit_phase(plan, phase, phase_run, tracking_uri, run_dir, init, notes)
                 metrics = _latest_metrics(client, phase_run.info.run_id)
                 tracking.finish_phase(client, parent.info.run_id, phase, path, epochs, metrics)
                 tracking.end_run(client, phase_run.info.run_id)
@@ -534,7 +286,7 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
     return result
 
 
-def _adopt_autoencoder(client, parent_id: str, plan: _Plan, source: Path, run_dir: Path) -> Path:
+def _adopt_autoencoder(client, parent_id: str, plan: Plan, source: Path, run_dir: Path) -> Path:
     """Take a finished run's autoencoder (and its train embeddings) as this run's phase 1.
 
     Raises:
@@ -566,27 +318,3 @@ def _adopt_autoencoder(client, parent_id: str, plan: _Plan, source: Path, run_di
     log.info("autoencoder: taken from %s (%d epochs)%s", source, epochs,
              "" if not (mine / SUCCESS).exists() else ", with its embeddings")
     return final
-
-
-def _embed(plan: _Plan, run_dir: Path, autoencoder: str | None) -> Path:
-    """Phase 2's input: embed the train split with phase 1's encoder (reused when complete)."""
-    from ..data.dataset import make_note_dataset
-    from .embeddings import precompute_embeddings, precompute_interpolated
-
-    if autoencoder is None:
-        raise RuntimeError("the sequence phase needs the autoencoder phase's model")
-    cfg = plan.cfg
-    # One encoder per NOTES_PER_EMBED_ACTOR notes, at most one per training worker: on
-    # a small split, starting more actors costs more than the encoding they share.
-    actors = max(1, min(cfg.run.num_workers, math.ceil(plan.count("train") / NOTES_PER_EMBED_ACTOR)))
-    out = precompute_embeddings(
-        make_note_dataset(plan.dataset, "train"), autoencoder, run_dir / "embeddings" / "train",
-        num_actors=actors, batch_size=max(1, cfg.train.sequence.batch_size // cfg.run.num_workers),
-        use_gpu=cfg.run.use_gpu, threads=cfg.run.cpus_per_worker)
-    if cfg.train.sequence_interpolated:
-        folder, count = precompute_interpolated(out, run_dir / "embeddings" / INTERPOLATED)
-        fraction, _ = _interpolated_share(plan, run_dir)
-        log.info("embeddings: %d interpolated notes between the trained pitches of %d train notes; each "
-                 "sequence epoch draws %.0f%% of them (train.sequence_interpolated = %g)", count,
-                 plan.count("train"), 100 * fraction, cfg.train.sequence_interpolated)
-    return out
