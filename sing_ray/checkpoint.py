@@ -3,7 +3,8 @@
 A checkpoint is a plain dict of tensors and primitives, so it loads with
 ``torch.load(path, weights_only=True)``: no pickled module, no code run on load.
 It is written under a temporary name and renamed, so a crash mid-write never
-leaves a truncated file under the final name.
+leaves a truncated file under the final name. Checkpoints from before the model was built of
+named parts load in today's terms (:func:`sing_ray.models.legacy.upgrade_checkpoint`).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .models import MODEL_CLASSES
+from .models import MODEL_CLASSES, upgrade_checkpoint
 
 FORMAT = "sing-ray-checkpoint/1"
 
@@ -70,7 +71,10 @@ def load_checkpoint(source: str | Path | bytes, map_location: str | torch.device
         raise UserError(f"{source}: not a sing-ray checkpoint (no {FORMAT!r} format tag)")
     if ckpt.get("class") not in MODEL_CLASSES:
         raise UserError(f"{source}: unknown model class {ckpt.get('class')!r}")
-    return ckpt
+    try:
+        return upgrade_checkpoint(ckpt)
+    except ValueError as err:
+        raise UserError(f"{source}: {err}") from None
 
 
 def build_from_checkpoint(ckpt: Mapping, map_location: str | torch.device = "cpu") -> nn.Module:

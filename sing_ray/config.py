@@ -25,9 +25,12 @@ import yaml
 
 PHASES = ("autoencoder", "sequence", "finetune")
 PRESETS = ("paper", "small", "quick", "tiny", "table1")
+# What the frames can be (model.frames): the encoder that writes them, sing_ray.models.encoders.
+FRAMES = ("learnt", "harmonic")
+# What the decoder can play (model.heads), in the order it builds and sums them: sing_ray.models.heads.
+HEADS = ("transposed_conv", "partials", "noise")
 # The terms a loss expression (``train.loss``) may sum; sing_ray.losses builds each.
 LOSS_TERMS = ("spectral", "wav", "mrstft", "loudness")
-LOSSES = LOSS_TERMS
 SPECTRAL_DISTANCES = ("l1", "mse")
 LOUDNESS_WEIGHTINGS = ("frames", "level")
 
@@ -38,7 +41,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of SING's parts (defaults: the paper's)."""
+    """SING's parts, chosen by name, and their sizes (defaults: the paper's).
+
+    The presets run: ``paper`` and ``tiny`` learnt frames and the transposed conv (the paper's
+    SING; ``tiny`` with the decoder's phase clock); ``table1`` learnt frames, the transposed
+    conv and partials; ``quick`` harmonic frames, partials and noise; ``small`` harmonic frames
+    and partials at multiples of half the pitch. :func:`check_parts` holds the rules between them.
+    """
 
     dimension: int = 128          # embedding size per frame (62.5 Hz)
     channels: int = 4096          # encoder/decoder width
@@ -61,33 +70,166 @@ class ModelConfig:
     # Dropout between the LSTM's layers in training (0: the paper, none); needs num_layers > 1.
     lstm_dropout: float = 0.0
     # Partials whose phase at each frame the decoder is given beside the frame (0: the paper):
-    # the decoder then turns the partials itself (ConvolutionalDecoder, docs/quality.md).
+    # the decoder then turns the partials itself (models/decoder.py, docs/quality.md).
     decoder_harmonics: int = 0
-    # Partials the decoder plays at the MIDI pitch, their amplitudes per frame its own output
-    # (0: the paper's decoder, the transposed conv alone); ConvolutionalDecoder, docs/quality.md.
+    # What the frames are (models/encoders.py): "learnt", the paper's, written by a windowed conv
+    # of the waveform, or "harmonic", not in the paper: the log magnitudes (over 4) of the note's
+    # partials, then its noise levels, measured, plus corrections the layers learn from zero; the
+    # decoder's heads play exp(4 x) of each. Harmonic frames need dimension == partials +
+    # noise_bands and no transposed conv (docs/quality.md, "Frames that are partials").
+    frames: str = "learnt"
+    # What the decoder plays, each frame's windows summed (models/heads.py): "transposed_conv",
+    # the paper's learnt 1,024-sample kernel; "partials", not in the paper, the note's first
+    # `partials` partials at the MIDI pitch; "noise", not in the paper, filtered noise in
+    # `noise_bands` mel bands (models/noise.py). In YAML a list, in --set comma-separated.
+    heads: tuple[str, ...] = ("transposed_conv",)
+    # The partials head's partials (0 without it; docs/quality.md, section 7).
     partials: int = 0
-    # False leaves out the decoder's transposed conv: the waveform is the partials alone.
-    conv_synthesis: bool = True
-    # Bands of noise the decoder adds, spaced evenly in mel from 0 Hz to Nyquist (0: the
-    # paper's decoder, no noise). With harmonic_frames their levels are the frames' last
-    # noise_bands values, measured by the encoder as what each frame holds beside its partials
-    # (noise, vibrato's spread, inharmonic partials, what lies above the last partial); without,
-    # the decoder's own output (models/noise.py, docs/quality.md).
+    # The noise head's bands, spaced evenly in mel from 0 Hz to Nyquist (0 without it): what the
+    # note holds beside its partials (noise, vibrato's spread, inharmonic partials, what lies
+    # above the last partial); with harmonic frames its levels are the frames' last values.
     noise_bands: int = 0
-    # Partials whose magnitude per frame the encoder reads in place of its learnt windowed conv
-    # (0: the paper's encoder); ConvolutionalEncoder, docs/quality.md.
-    analysis_partials: int = 0
-    # Frames that are the note's partials: the encoder writes each partial's log magnitude
-    # (over 4) and the decoder plays exp(4 x) of each, the layers of both adding corrections
-    # that start at zero. Needs dimension == partials + noise_bands, partials == analysis_partials,
-    # no transposed conv.
-    harmonic_frames: bool = False
     # The partials of decoder and encoder at multiples of f0 / 2^N, N octaves under the MIDI
     # pitch (0: at multiples of f0): 1 adds the half-multiples an organ's 16-foot stop sounds;
-    # the partials then reach half as high (ConvolutionalDecoder, docs/quality.md, section 13).
+    # the partials then reach half as high (models/partials.py, docs/quality.md, section 13).
     sub_octaves: int = 0
     wav_length: int = 64000       # 4 s at 16 kHz
     pad: int = 2304               # padding on each side, as in the public code: 265 frames
+
+    def __post_init__(self) -> None:
+        # YAML and JSON give lists, --set a comma-separated string; the heads are kept in the
+        # order the decoder builds them (HEADS), so that equal choices compare equal.
+        heads = self.heads
+        if isinstance(heads, str):
+            heads = [h.strip() for h in heads.split(",") if h.strip()]
+        order = {name: i for i, name in enumerate(HEADS)}
+        object.__setattr__(self, "heads", tuple(sorted(heads, key=lambda h: order.get(h, len(HEADS)))))
+
+
+HARMONIC_NEEDS = "harmonic frames (model.frames=harmonic, formerly model.harmonic_frames)"
+
+
+def check_parts(frames: str, heads: Sequence[str], dimension: int, partials: int = 0, noise_bands: int = 0,
+                sub_octaves: int = 0) -> tuple[str, ...]:
+    """The rules between the model's parts, in one place: the config's validation and the
+    models' constructors (whose arguments have these names) both call it.
+
+    Returns:
+        the heads in the order the decoder builds them (:data:`HEADS`).
+    Raises:
+        ConfigError: naming the ``model.*`` options that do not fit together.
+    """
+    if frames not in FRAMES:
+        raise ConfigError(f"model.frames: {frames!r} is not one of {', '.join(FRAMES)}")
+    if isinstance(heads, str):
+        raise ConfigError(f"model.heads: expected a list of heads, got the string {heads!r}")
+    heads = tuple(heads)
+    for name in heads:
+        if name not in HEADS:
+            close = difflib.get_close_matches(str(name), HEADS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"model.heads: unknown head {name!r}{hint}; known heads: {', '.join(HEADS)}")
+    if not heads:
+        raise ConfigError(f"model.heads is empty: the decoder would play nothing (choose from {', '.join(HEADS)})")
+    if len(set(heads)) != len(heads):
+        raise ConfigError(f"model.heads names a head twice: {', '.join(heads)}")
+    for name, size in (("partials", partials), ("noise_bands", noise_bands), ("sub_octaves", sub_octaves)):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ConfigError(f"model.{name} must be >= 0, got {size!r}")
+    if "partials" in heads and not partials:
+        raise ConfigError("model.heads names partials: set model.partials > 0, the partials it plays")
+    if partials and "partials" not in heads:
+        raise ConfigError(f"model.partials ({partials}) sizes a partials head that model.heads "
+                          f"({', '.join(heads)}) does not name: add partials to model.heads or set model.partials=0")
+    if "noise" in heads and noise_bands < 2:
+        raise ConfigError(f"model.heads names noise: model.noise_bands must be 2 or more, got {noise_bands}")
+    if noise_bands and "noise" not in heads:
+        raise ConfigError(f"model.noise_bands ({noise_bands}) sizes a noise head that model.heads "
+                          f"({', '.join(heads)}) does not name: add noise to model.heads or set model.noise_bands=0")
+    if sub_octaves and "partials" not in heads:
+        raise ConfigError(f"model.sub_octaves ({sub_octaves}) places the decoder's partials: "
+                          "set model.partials > 0 (and partials in model.heads)")
+    if frames == "harmonic":
+        if "transposed_conv" in heads or "partials" not in heads:
+            raise ConfigError(f"{HARMONIC_NEEDS} are played by the partials head (and the noise head), "
+                              f"without the transposed conv; model.heads is {', '.join(heads)}")
+        if dimension != partials + noise_bands:
+            raise ConfigError(f"{HARMONIC_NEEDS} are the partials' log magnitudes and the noise levels: "
+                              f"model.dimension ({dimension}) must equal model.partials ({partials}) plus "
+                              f"model.noise_bands ({noise_bands})")
+    return tuple(h for h in HEADS if h in heads)
+
+
+# The model's flags before its parts had names (issue 35), as old checkpoints' configs and
+# documented --set overrides give them, with a value of their type (for --set's parsing).
+LEGACY_MODEL_FLAGS = {"conv_synthesis": True, "harmonic_frames": False, "analysis_partials": 0}
+# The size option of each head that has one.
+HEAD_SIZES = {"partials": "partials", "noise_bands": "noise"}
+
+
+def parts_from_flags(conv_synthesis: bool = True, harmonic_frames: bool = False, analysis_partials: int = 0,
+                     partials: int = 0, noise_bands: int = 0) -> tuple[str, tuple[str, ...]]:
+    """``(frames, heads)`` of a model given by the flags of before issue 35: the transposed conv
+    unless ``conv_synthesis`` was false, the partials head where ``partials`` > 0, the noise head
+    where ``noise_bands`` > 0; harmonic frames where ``harmonic_frames`` was true.
+
+    Raises:
+        ConfigError: ``analysis_partials`` without harmonic frames (:data:`LEARNT_ANALYSIS`).
+    """
+    if analysis_partials and not harmonic_frames:
+        raise ConfigError(f"model.analysis_partials ({analysis_partials}) without harmonic frames: {LEARNT_ANALYSIS}")
+    heads = tuple(h for h, on in (("transposed_conv", conv_synthesis), ("partials", partials > 0),
+                                  ("noise", noise_bands > 0)) if on)
+    return ("harmonic" if harmonic_frames else "learnt"), heads
+
+
+# Why model.analysis_partials without harmonic frames has no meaning now.
+LEARNT_ANALYSIS = ("an encoder that measures partials to write learnt frames was used by no preset and is no "
+                   "longer built; the encoder that measures them writes harmonic frames (model.frames=harmonic)")
+
+
+def _model_mapping(data: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> dict:
+    """A model mapping in today's fields, read on top of ``base`` (the model it changes).
+
+    A mapping that names ``heads`` is today's and taken as it is. One that does not is read
+    as before the parts had names, so that old checkpoints' configs and the documented
+    ``--set`` overrides keep their meaning: a head's size adds the head (``partials`` > 0,
+    ``noise_bands`` > 0) or removes it (0), ``conv_synthesis`` adds or removes the transposed
+    conv, ``harmonic_frames`` and ``analysis_partials`` choose the frames.
+    """
+    legacy = [k for k in LEGACY_MODEL_FLAGS if k in data]
+    if "heads" in data:
+        if legacy:
+            raise ConfigError(f"model.heads and the older model.{legacy[0]} both given: give model.heads and "
+                              "model.frames alone")
+        return dict(data)
+    if not legacy and not any(k in data for k in HEAD_SIZES):
+        return dict(data)
+    base = {f.name: f.default for f in fields(ModelConfig)} | dict(base or {})
+    out = {k: v for k, v in data.items() if k not in LEGACY_MODEL_FLAGS}
+    heads = set(base["heads"])
+    for size, head in HEAD_SIZES.items():
+        if size in data:
+            (heads.add if data[size] else heads.discard)(head)
+    if "conv_synthesis" in data:
+        (heads.add if data["conv_synthesis"] else heads.discard)("transposed_conv")
+    frames = out.get("frames", base["frames"])
+    if "harmonic_frames" in data:
+        frames = "harmonic" if data["harmonic_frames"] else "learnt"
+    if "analysis_partials" in data:
+        analysis, partials = data["analysis_partials"], out.get("partials", base["partials"])
+        if analysis and data.get("harmonic_frames") is False:
+            raise ConfigError(f"model.analysis_partials ({analysis}) with model.harmonic_frames=false: "
+                              f"{LEARNT_ANALYSIS}")
+        if analysis and analysis != partials:
+            raise ConfigError(f"model.analysis_partials ({analysis}) must equal model.partials ({partials}): "
+                              "harmonic frames measure the partials the decoder plays (set model.partials first)")
+        if not analysis and data.get("harmonic_frames"):
+            raise ConfigError("model.harmonic_frames=true with model.analysis_partials=0: harmonic frames measure "
+                              "model.partials partials")
+        frames = "harmonic" if analysis else "learnt"
+    out["frames"], out["heads"] = frames, tuple(h for h in HEADS if h in heads)
+    return out
 
 
 @dataclass(frozen=True)
@@ -135,17 +277,17 @@ class TrainConfig:
     mrstft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64)
     mrstft_eps: float = 1e-7      # floor of the power |STFT|^2 before the log (auraloss's eps)
     truncated_steps: int = 32     # truncated back-propagation through time (sequence phase)
-    # Not in the paper: with model.harmonic_frames, the sequence phase adds this weight times
+    # Not in the paper: with harmonic frames, the sequence phase adds this weight times
     # an L1 between the predicted and the encoded frames' levels (the log RMS of the partials
     # each frame plays; FrameLoss). MSE on log magnitudes alone is led by the many quiet
     # partials and leaves the loud ones, which set the note's level, short (docs/quality.md).
     sequence_loudness: float = 0.0
-    # Not in the paper: with model.harmonic_frames, the sequence phase adds this weight times
+    # Not in the paper: with harmonic frames, the sequence phase adds this weight times
     # the MSE over the bins where the encoded frame's partial is audible (above -70 dB;
     # FrameLoss). The MSE alone is mostly the floor (partials above Nyquist, silence, tails),
     # and fits a struck note's attack 15 to 20 dB short (docs/quality.md, section 14).
     sequence_audible: float = 0.0
-    # Not in the paper: with model.harmonic_frames, each sequence epoch also fits about this
+    # Not in the paper: with harmonic frames, each sequence epoch also fits about this
     # many notes per train note drawn afresh from the pitches each instrument lacks between
     # two it has, their frames interpolated in pitch from those two (interpolate_pitches):
     # the LSTM is shown what lies between an instrument's trained pitches (docs/quality.md).
@@ -202,8 +344,7 @@ class Config:
             if getattr(m, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(m, name)}")
         for name in ("velocity_dim", "instrument_dim", "pitch_dim", "time_dim", "rewrite_layers", "pad",
-                     "phase_harmonics", "pitch_features", "decoder_harmonics", "partials", "noise_bands",
-                     "analysis_partials", "sub_octaves"):
+                     "phase_harmonics", "pitch_features", "decoder_harmonics"):
             if getattr(m, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(m, name)}")
         if not 0 <= m.lstm_dropout < 1:
@@ -211,18 +352,7 @@ class Config:
         if m.lstm_dropout and m.num_layers < 2:
             raise ConfigError(f"model.lstm_dropout drops between LSTM layers: it needs model.num_layers >= 2, "
                               f"got {m.num_layers}")
-        if m.harmonic_frames and not (m.dimension == m.partials + m.noise_bands and m.partials == m.analysis_partials
-                                      and not m.conv_synthesis):
-            raise ConfigError(
-                f"model.harmonic_frames needs model.dimension ({m.dimension}) equal to model.partials ({m.partials}) "
-                f"plus model.noise_bands ({m.noise_bands}), model.analysis_partials ({m.analysis_partials}) equal to "
-                "model.partials, and model.conv_synthesis=false")
-        if m.sub_octaves and not m.partials:
-            raise ConfigError(f"model.sub_octaves ({m.sub_octaves}) places the decoder's partials: set model.partials > 0")
-        if m.noise_bands == 1:
-            raise ConfigError("model.noise_bands must be 0 (no noise) or 2 or more, got 1")
-        if not m.conv_synthesis and not m.partials:
-            raise ConfigError("model.conv_synthesis=false leaves the decoder nothing to play: set model.partials > 0")
+        check_parts(m.frames, m.heads, m.dimension, m.partials, m.noise_bands, m.sub_octaves)
         if m.kernel_size % m.stride:
             raise ConfigError(
                 f"model.kernel_size ({m.kernel_size}) must be a multiple of model.stride ({m.stride}) "
@@ -323,20 +453,21 @@ def _validate_loss(t: "TrainConfig", m: "ModelConfig") -> None:
     if t.sequence.loss:
         raise ConfigError("train.sequence.loss: the sequence phase fits the encoder's embeddings with MSE; "
                           "its loss cannot be set (train.sequence_loudness and train.sequence_audible add terms)")
+    harmonic = m.frames == "harmonic"
     if not t.sequence_loudness >= 0:
         raise ConfigError(f"train.sequence_loudness must be >= 0, got {t.sequence_loudness}")
-    if t.sequence_loudness and not m.harmonic_frames:
-        raise ConfigError("train.sequence_loudness needs model.harmonic_frames: only then do the frames "
+    if t.sequence_loudness and not harmonic:
+        raise ConfigError(f"train.sequence_loudness needs {HARMONIC_NEEDS}: only then do the frames "
                           "say how loud each partial is")
     if not t.sequence_audible >= 0:
         raise ConfigError(f"train.sequence_audible must be >= 0, got {t.sequence_audible}")
-    if t.sequence_audible and not m.harmonic_frames:
-        raise ConfigError("train.sequence_audible needs model.harmonic_frames: only then do the frames "
+    if t.sequence_audible and not harmonic:
+        raise ConfigError(f"train.sequence_audible needs {HARMONIC_NEEDS}: only then do the frames "
                           "say which partials sound")
     if not t.sequence_interpolated >= 0:
         raise ConfigError(f"train.sequence_interpolated must be >= 0, got {t.sequence_interpolated}")
-    if t.sequence_interpolated and not m.harmonic_frames:
-        raise ConfigError("train.sequence_interpolated needs model.harmonic_frames: only frames that are "
+    if t.sequence_interpolated and not harmonic:
+        raise ConfigError(f"train.sequence_interpolated needs {HARMONIC_NEEDS}: only frames that are "
                           "the partials' log magnitudes can be interpolated between pitches")
     if t.spectral_distance not in SPECTRAL_DISTANCES:
         raise ConfigError(
@@ -370,6 +501,8 @@ def _validate_loss(t: "TrainConfig", m: "ModelConfig") -> None:
 def _from_mapping(cls, data: Mapping[str, Any], where: str):
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    if cls is ModelConfig:
+        data = _model_mapping(data)
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for key, value in data.items():
@@ -433,12 +566,22 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
 
 
 def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
-    """Apply ``section.key=value`` strings (the CLI's ``--set``)."""
+    """Apply ``section.key=value`` strings (the CLI's ``--set``).
+
+    The model's flags of before its parts had names keep their meaning (:func:`_model_mapping`):
+    ``model.conv_synthesis``, ``model.harmonic_frames``, ``model.analysis_partials``, and a
+    head's size (``model.partials``, ``model.noise_bands``) adds or removes that head.
+    """
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form section.key=value")
         dotted, text = item.split("=", 1)
         parts = dotted.strip().split(".")
+        if len(parts) == 2 and parts[0] == "model" and (parts[1] in LEGACY_MODEL_FLAGS or parts[1] in HEAD_SIZES):
+            current = LEGACY_MODEL_FLAGS.get(parts[1], 0)
+            value = _parse_value(text.strip(), current, dotted.strip())
+            cfg = replace(cfg, model=replace(cfg.model, **_model_mapping({parts[1]: value}, asdict(cfg.model))))
+            continue
         nodes = [cfg]
         for part in parts[:-1]:
             node = nodes[-1]
@@ -466,6 +609,8 @@ def load_config(preset: str = "paper", path: str | Path | None = None,
     cfg = _from_mapping(Config, {**_preset_dict(preset), "preset": preset}, "")
     if path is not None:
         data = yaml.safe_load(Path(path).read_text()) or {}
+        if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping):
+            data = {**data, "model": _model_mapping(data["model"], asdict(cfg.model))}
         merged = _merge(asdict(cfg), data, "")
         cfg = _from_mapping(Config, merged, "")
     return apply_overrides(cfg, overrides).validate()
@@ -502,7 +647,7 @@ def flatten(cfg: Config | Mapping) -> dict[str, Any]:
 
 
 __all__ = [
-    "PHASES", "PRESETS", "LOSSES", "LOSS_TERMS", "LOUDNESS_WEIGHTINGS", "ConfigError", "ModelConfig", "PhaseConfig", "TrainConfig",
-    "RunConfig", "parse_loss", "Config", "config_from_dict", "load_config", "apply_overrides", "flatten", "asdict",
-    "dataclasses",
+    "PHASES", "PRESETS", "FRAMES", "HEADS", "LOSS_TERMS", "LOUDNESS_WEIGHTINGS", "ConfigError", "ModelConfig",
+    "PhaseConfig", "TrainConfig", "RunConfig", "check_parts", "parts_from_flags", "parse_loss", "Config",
+    "config_from_dict", "load_config", "apply_overrides", "flatten", "asdict", "dataclasses",
 ]

@@ -153,7 +153,7 @@ def frame_levels(frames: torch.Tensor, scale: float) -> torch.Tensor:
     """The level of each harmonic frame: the natural log of the RMS of the partials it plays.
 
     Partial ``k`` of a frame has amplitude ``exp(scale * frames[:, k])`` (harmonic frames,
-    :class:`~sing_ray.models.ConvolutionalDecoder`), so the frame's level is
+    :class:`~sing_ray.models.heads.PartialsHead`), so the frame's level is
     ``0.5 * log(sum_k exp(2 * scale * frames[:, k]))``, its gradient shared among the partials
     in proportion to their power.
 

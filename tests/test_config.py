@@ -150,3 +150,46 @@ def test_phase_loss_and_crop():
         load_config("tiny", overrides=["train.autoencoder.crop=1000"])
     with pytest.raises(ConfigError, match="between model.kernel_size"):
         load_config("tiny", overrides=["train.finetune.crop=128000"])
+
+
+def test_presets_choose_the_models_parts_by_name():
+    parts = {p: (load_config(p).model.frames, load_config(p).model.heads) for p in ("paper", "tiny", "table1",
+                                                                                   "quick", "small")}
+    assert parts == {"paper": ("learnt", ("transposed_conv",)), "tiny": ("learnt", ("transposed_conv",)),
+                     "table1": ("learnt", ("transposed_conv", "partials")),
+                     "quick": ("harmonic", ("partials", "noise")), "small": ("harmonic", ("partials",))}
+    cfg = load_config("tiny", overrides=["model.heads=[transposed_conv, partials]", "model.partials=4"])
+    assert config_from_dict(json.loads(json.dumps(asdict(cfg)))) == cfg          # lists, as JSON gives
+
+
+def test_the_model_flags_of_before_its_parts_had_names_keep_their_meaning(tmp_path):
+    """Old checkpoints' configs, old YAML files and the --set overrides the docs cite read as the
+    parts those flags chose: conv_synthesis the transposed conv, harmonic_frames and
+    analysis_partials the frames, a head's size its head."""
+    quick = load_config("quick")
+    assert load_config("quick", overrides=["model.dimension=64", "model.noise_bands=0"]).model.heads == ("partials",)
+    assert load_config("small", overrides=["model.dimension=160", "model.noise_bands=32"]).model.heads == \
+        ("partials", "noise")
+    assert load_config("tiny", overrides=["model.conv_synthesis=false", "model.partials=8"]).model.heads == \
+        ("partials",)
+    old = load_config("tiny", overrides=["model.dimension=16", "model.partials=16", "model.analysis_partials=16",
+                                         "model.harmonic_frames=true", "model.conv_synthesis=false"])
+    new = load_config("tiny", overrides=["model.dimension=16", "model.frames=harmonic", "model.heads=partials",
+                                         "model.partials=16"])
+    assert old == new
+    # What the old code stored in every checkpoint: all the flags, no parts.
+    stored = asdict(quick)
+    del stored["model"]["frames"], stored["model"]["heads"]
+    stored["model"].update(conv_synthesis=False, analysis_partials=64, harmonic_frames=True)
+    stored["train"]["sequence_loudness"] = 0.0
+    assert config_from_dict(stored) == quick
+    path = tmp_path / "old.yaml"
+    path.write_text("model:\n  conv_synthesis: true\n  harmonic_frames: false\n  analysis_partials: 0\n"
+                    "  noise_bands: 0\ntrain:\n  sequence_audible: 0\n  sequence_interpolated: 0\n"
+                    "  sequence_loudness: 0\n")
+    assert load_config("quick", path=path).model.heads == ("transposed_conv", "partials")
+    path.write_text("model:\n  heads: [transposed_conv]\n  conv_synthesis: true\n")
+    with pytest.raises(ConfigError, match="model.heads and the older model.conv_synthesis"):
+        load_config("tiny", path=path)
+    with pytest.raises(ConfigError, match=r"analysis_partials \(16\) must equal model.partials \(64\)"):
+        load_config("quick", overrides=["model.analysis_partials=16"])

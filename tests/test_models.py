@@ -1,16 +1,18 @@
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 
-from sing_ray.config import ConfigError, load_config
+from sing_ray.config import ConfigError, config_from_dict, load_config
 from sing_ray.models.sequence import phase_clock, pitch_waves
-from sing_ray.models import (SING, Autoencoder, ConvolutionalDecoder, SequenceGenerator, build_autoencoder,
+from sing_ray.models import (SING, Autoencoder, Decoder, SequenceGenerator, TransposedConvHead, build_autoencoder,
                              build_sequence_generator, build_sing, num_parameters)
+from sing_ray.models.heads import Rows
 
 
 def test_paper_length_arithmetic():
-    dec = ConvolutionalDecoder(dimension=4, channels=4, kernel_size=1024, stride=256)
+    dec = Decoder(dimension=4, channels=4, kernel_size=1024, stride=256)
     # 64,000 samples padded by 2,304 on each side: 265 frames at 62.5 Hz.
     assert dec.embedding_length(64000 + 2 * 2304) == 265
     assert dec.wav_length(265) == 68608
@@ -77,13 +79,17 @@ def test_chunked_generation_equals_whole_note(phase_harmonics):
 
 
 def test_windowed_kernels_taper_to_zero():
-    """The squared Hann window makes the synthesis kernel start and end at zero."""
+    """The squared Hann window makes the transposed conv's window and the learnt encoder's
+    kernel start at zero; the transposed conv's bias is added once per sample."""
     ae = Autoencoder(dimension=4, channels=8, kernel_size=1024, stride=256, wav_length=4096, pad=0)
-    frames = torch.zeros(1, 4, ae.num_frames)
-    frames[0, :, 0] = 1.0
-    out = ae.decoder.synthesis(torch.relu(torch.randn(1, 8, 1)))
-    assert out.shape == (1, 1, 1024)
-    assert abs(float(out[0, 0, 0] - ae.decoder.synthesis.bias.detach())) < 1e-6
+    head = ae.decoder.synthesis
+    assert isinstance(head, TransposedConvHead)
+    weights = head.gemm_weights(lambda t: t)
+    with torch.no_grad():
+        out = head(torch.relu(torch.randn(1, 1, 8)), weights, Rows(None, 0, 0))
+        assert out.shape == (1, 1, 1024) and float(out[0, 0, 0]) == 0.0 and float(out[0, 0, 1]) != 0.0
+        torch.testing.assert_close(head.constant(weights), head.bias)
+        assert float((ae.encoder.analysis.weight * ae.encoder.analysis.window)[..., 0].abs().max()) == 0.0
 
 
 def test_sing_span_is_that_window_of_the_whole_note():
@@ -210,18 +216,17 @@ def _whole_note_by_every_path(model: SING) -> tuple[torch.Tensor, object]:
     return whole, bf16
 
 
-@pytest.mark.parametrize("conv_synthesis", [True, False])
-def test_a_decoder_with_partials_plays_them_in_tune_and_its_windows_match_the_whole_note(conv_synthesis):
+@pytest.mark.parametrize("heads", [("transposed_conv", "partials"), ("partials",)])
+def test_a_decoder_with_partials_plays_them_in_tune_and_its_windows_match_the_whole_note(heads):
     torch.manual_seed(0)
-    model = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1, partials=6,
-                 conv_synthesis=conv_synthesis)
-    if conv_synthesis:
+    model = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1, partials=6, heads=heads)
+    if "transposed_conv" in heads:
         # The transposed conv starts silent: at first the note is its partials alone.
         assert float(model.decoder.synthesis.weight.abs().max()) == 0.0
     else:
-        assert model.decoder.synthesis is None and model.decoder.gemm_weights().synthesis is None
+        assert model.decoder.synthesis is None and set(model.decoder.gemm_weights().heads) == {"partials"}
     whole, bf16 = _whole_note_by_every_path(model)
-    assert bf16.partials.dtype == torch.bfloat16
+    assert bf16.heads["partials"][0].dtype == torch.bfloat16
     # Its spectrum peaks at the MIDI pitch's partials: A3 is 220 Hz, 880 samples per 4 periods.
     spectrum = torch.fft.rfft(whole[0, 16000:48000]).abs()[1:]          # without DC (the bias)
     peaks = (torch.topk(spectrum, 6).indices.sort().values + 1).double() * 16000 / 32000
@@ -232,8 +237,8 @@ def test_a_decoder_with_partials_plays_them_in_tune_and_its_windows_match_the_wh
 
 def test_partial_windows_overlap_into_steady_sines():
     """Equal amplitudes in every frame overlap-add into a sine of that amplitude, whatever the offset."""
-    from sing_ray.models.autoencoder import partial_windows
-    decoder = ConvolutionalDecoder(dimension=4, channels=8, partials=3)
+    from sing_ray.models.partials import partial_windows
+    decoder = Decoder(dimension=4, channels=8, heads=("transposed_conv", "partials"), partials=3)
     amplitudes = torch.zeros(1, 40, 3)
     amplitudes[..., 1] = 0.25                                   # the 2nd partial only
     for first in (0, 768, 1000.0):
@@ -249,15 +254,15 @@ def test_partial_windows_overlap_into_steady_sines():
 def test_a_decoder_with_noise_renders_the_same_by_either_path_and_starts_under_its_partials():
     torch.manual_seed(0)
     model = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1, partials=6,
-                 conv_synthesis=False, noise_bands=8)
+                 heads=("partials", "noise"), noise_bands=8)
     whole, bf16 = _whole_note_by_every_path(model)
-    assert bf16.noise.dtype == torch.bfloat16
+    assert bf16.heads["noise"][0].dtype == torch.bfloat16
     args = NOTES
     # A note renders the same alone or in a batch, and again: the noise's phases are fixed.
     torch.testing.assert_close(model(*(a[1:] for a in args))[0], whole[1], rtol=1e-5, atol=1e-7)
     # At first the noise lies some 30 dB under the partials, so it cannot drown them.
     without = SING(num_instruments=3, dimension=8, channels=16, hidden_size=8, num_layers=1, partials=6,
-                   conv_synthesis=False)
+                   heads=("partials",))
     without.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("decoder.noise")})
     noise = whole - without(*args)
     ratio_db = 20 * torch.log10(noise.pow(2).mean().sqrt() / without(*args).pow(2).mean().sqrt())
@@ -267,36 +272,37 @@ def test_a_decoder_with_noise_renders_the_same_by_either_path_and_starts_under_i
 
 def test_noise_bands_shape_the_noise_spectrum():
     """Noise in one band puts its power around that band's centre, at the level asked."""
-    from sing_ray.models.autoencoder import noise_windows
-    decoder = ConvolutionalDecoder(dimension=4, channels=8, partials=3, conv_synthesis=False, noise_bands=9)
+    from sing_ray.models.noise import noise_windows
+    decoder = Decoder(dimension=4, channels=8, heads=("partials", "noise"), partials=3, noise_bands=9)
+    noise = decoder.noise
     levels = torch.zeros(1, 200, 9)
     levels[..., 6] = 0.1
     # The bands are spaced evenly in mel: band 6 of 9 spans its two neighbours' centres.
-    row = decoder.noise_bands_to_bins[6]
+    row = noise.bands_to_bins[6]
     bin_hz = torch.linspace(0, 8000, len(row))
     low, high = float(bin_hz[row > 0].min()) - 16, float(bin_hz[row > 0].max()) + 16
     assert 3000 < float(bin_hz[row.argmax()]) < 5000 and high - low < 4000
-    wav = decoder._overlap_add(noise_windows(levels, 0, decoder.noise_phases, decoder.noise_bands_to_bins))
+    wav = decoder._overlap_add(noise_windows(levels, 0, noise.phases, noise.bands_to_bins))
     middle = wav[0, 2048:-2048].double()
     power = torch.fft.rfft(middle * torch.hann_window(len(middle), dtype=torch.float64)).abs() ** 2
     hz = torch.fft.rfftfreq(len(middle), 1 / 16000)
     inside = power[(hz > low) & (hz < high)].sum()
     assert float(inside / power.sum()) > 0.95
     # Its RMS is about 0.7 x the RMS of the levels over the FFT bins (the windows' overlap).
-    per_bin = levels[0, 0] @ decoder.noise_bands_to_bins
+    per_bin = levels[0, 0] @ noise.bands_to_bins
     expected = 0.7 * float(per_bin.pow(2).mean().sqrt())
     assert abs(float(middle.pow(2).mean().sqrt()) / expected - 1) < 0.1
     # Two frames apart, the noise is not the same noise.
-    pieces = noise_windows(levels[:, :2], 0, decoder.noise_phases, decoder.noise_bands_to_bins)
+    pieces = noise_windows(levels[:, :2], 0, noise.phases, noise.bands_to_bins)
     assert float(torch.corrcoef(pieces[0])[0, 1].abs()) < 0.2
-    with pytest.raises(ValueError, match="noise_bands 1"):
-        ConvolutionalDecoder(dimension=4, channels=8, noise_bands=1)
+    with pytest.raises(ValueError, match="noise_bands must be 2 or more"):
+        Decoder(dimension=4, channels=8, heads=("transposed_conv", "noise"), noise_bands=1)
     with pytest.raises(ConfigError, match="noise_bands"):
         load_config("tiny", overrides=["model.noise_bands=1"])
 
 
 def test_partial_magnitudes_read_each_partials_amplitude_whatever_its_phase():
-    from sing_ray.models.autoencoder import partial_magnitudes
+    from sing_ray.models.partials import partial_magnitudes
     t = torch.arange(1024 + 39 * 256, dtype=torch.float64)
     f0 = 220.0                                                  # MIDI 57
     wav = (0.3 * torch.sin(2 * math.pi * 3 * f0 * t / 16000 + 0.7)
@@ -310,10 +316,14 @@ def test_partial_magnitudes_read_each_partials_amplitude_whatever_its_phase():
     assert float(partial_magnitudes(wav, torch.tensor([100]), 40)[0, 3:].max()) == 0.0
 
 
-def test_an_encoder_that_measures_partials_needs_the_pitch_and_feeds_the_decoder():
-    cfg = load_config("tiny", overrides=["model.analysis_partials=16"])
+HARMONIC_16 = ["model.dimension=16", "model.frames=harmonic", "model.heads=partials", "model.partials=16",
+               "model.decoder_harmonics=0"]
+
+
+def test_the_harmonic_encoder_needs_the_pitch_and_a_learnt_one_measures_no_partials():
+    cfg = load_config("tiny", overrides=HARMONIC_16)
     ae = build_autoencoder(cfg.model)
-    assert ae.kwargs["analysis_partials"] == 16
+    assert (ae.kwargs["frames"], ae.kwargs["heads"], ae.kwargs["partials"]) == ("harmonic", ("partials",), 16)
     wav, pitch = 0.1 * torch.randn(2, cfg.model.wav_length), torch.tensor([48, 60])
     embedding = ae.encode(wav, pitch)
     assert embedding.shape == (2, cfg.model.dimension, ae.num_frames)
@@ -321,16 +331,22 @@ def test_an_encoder_that_measures_partials_needs_the_pitch_and_feeds_the_decoder
     with pytest.raises(ValueError, match="MIDI pitches"):
         ae.encode(wav)
     # A checkpoint's kwargs rebuild the same model.
-    from sing_ray.models import Autoencoder
-    assert Autoencoder(**ae.kwargs).encoder.analysis_partials == 16
+    assert Autoencoder(**ae.kwargs).encoder.partials == 16
+    # An encoder that measures partials to write learnt frames (the old model.analysis_partials
+    # without model.harmonic_frames) ran in no preset and is no longer built.
+    with pytest.raises(ConfigError, match="analysis_partials"):
+        load_config("tiny", overrides=["model.analysis_partials=16"])
+    stored = asdict(load_config("tiny"))                                      # as the old code stored it
+    del stored["model"]["frames"], stored["model"]["heads"]
+    stored["model"].update(partials=16, analysis_partials=16, harmonic_frames=False, conv_synthesis=True)
+    with pytest.raises(ConfigError, match="no longer built"):
+        config_from_dict(stored)
 
 
 def test_harmonic_frames_start_as_the_notes_measured_partials_and_play_them_back():
     """Untrained, the autoencoder with harmonic frames already reconstructs a harmonic note."""
-    from sing_ray.models.autoencoder import partial_magnitudes
-    cfg = load_config("tiny", overrides=["model.dimension=16", "model.partials=16", "model.analysis_partials=16",
-                                         "model.conv_synthesis=false", "model.harmonic_frames=true",
-                                         "model.decoder_harmonics=0"])
+    from sing_ray.models.partials import partial_magnitudes
+    cfg = load_config("tiny", overrides=HARMONIC_16)
     ae = build_autoencoder(cfg.model)
     t = torch.arange(cfg.model.wav_length, dtype=torch.float64) / 16000
     amplitude = torch.tensor([0.2, 0.0, 0.08, 0.0, 0.03], dtype=torch.float64)   # odd partials, as a square
@@ -347,15 +363,17 @@ def test_harmonic_frames_start_as_the_notes_measured_partials_and_play_them_back
     centre = (100 * 256 + 512 - cfg.model.pad) / 16000                 # frame 100's middle, in s
     assert float(ae.encode(wav, pitch)[0, 0, 100]) == pytest.approx(math.log(0.2 * math.exp(-centre)) / 4, abs=0.01)
     model = SING(num_instruments=3, dimension=16, channels=16, hidden_size=8, num_layers=1, partials=16,
-                 conv_synthesis=False, harmonic_frames=True)
+                 heads=("partials",), frames="harmonic")
     _whole_note_by_every_path(model)
-    with pytest.raises(ConfigError, match="harmonic_frames"):
-        load_config("tiny", overrides=["model.harmonic_frames=true"])
+    with pytest.raises(ConfigError, match="harmonic frames .* without the transposed conv"):
+        load_config("tiny", overrides=["model.frames=harmonic"])
+    with pytest.raises(ConfigError, match=r"model.dimension \(32\) must equal model.partials \(16\)"):
+        load_config("tiny", overrides=["model.frames=harmonic", "model.heads=partials", "model.partials=16"])
 
 
 def test_sub_octaves_measure_and_play_the_partials_under_the_pitch_that_an_organs_16_foot_stop_sounds():
     """An organ note with a 16-foot stop: partials at 0.5, 1 and 1.5 times its MIDI pitch."""
-    from sing_ray.models.autoencoder import partial_magnitudes
+    from sing_ray.models.partials import partial_magnitudes
     pitch = torch.tensor([30])                                   # 46 Hz: the half-multiples lie 23 Hz apart,
     f0 = 440 * 2 ** ((30 - 69) / 12)                             # inside the window's main lobe
     t = torch.arange(16000 * 2, dtype=torch.float64) / 16000
@@ -371,13 +389,12 @@ def test_sub_octaves_measure_and_play_the_partials_under_the_pitch_that_an_organ
     # Untrained, an autoencoder with the option plays the stop back; without it, nothing under the pitch.
     made = {}
     for sub in (0, 1):
-        cfg = load_config("tiny", overrides=["model.dimension=16", "model.partials=16", "model.analysis_partials=16",
-                                             "model.conv_synthesis=false", "model.harmonic_frames=true",
-                                             "model.decoder_harmonics=0", f"model.sub_octaves={sub}",
-                                             "model.wav_length=16128", "model.pad=0"])
+        cfg = load_config("tiny", overrides=[*HARMONIC_16, f"model.sub_octaves={sub}", "model.wav_length=16128",
+                                             "model.pad=0"])
         ae = build_autoencoder(cfg.model)
-        assert ae.kwargs.get("sub_octaves", 0) == sub
-        assert Autoencoder(**ae.kwargs).decoder.sub_octaves == sub            # a checkpoint rebuilds it
+        assert ae.kwargs["sub_octaves"] == sub
+        again = Autoencoder(**ae.kwargs)                                          # a checkpoint rebuilds it
+        assert again.decoder.partials.sub_octaves == again.encoder.sub_octaves == sub
         with torch.no_grad():
             out = ae(wav[:, :16128], pitch)
         made[sub] = partial_magnitudes(out, pitch, 8, sub_octaves=1)[0, :, 8:-8].mean(-1)
@@ -395,7 +412,7 @@ def test_sub_octaves_measure_and_play_the_partials_under_the_pitch_that_an_organ
     # (what is read there is the leakage of its partials at multiples of f0: 20 dB down)
     assert float(made[0][0]) < 0.25 * parts[1]
     model = SING(num_instruments=3, dimension=16, channels=16, hidden_size=8, num_layers=1, partials=16,
-                 conv_synthesis=False, harmonic_frames=True, sub_octaves=1)
+                 heads=("partials",), frames="harmonic", sub_octaves=1)
     _whole_note_by_every_path(model)
     with pytest.raises(ConfigError, match="model.partials > 0"):
         load_config("tiny", overrides=["model.sub_octaves=1"])
@@ -403,13 +420,26 @@ def test_sub_octaves_measure_and_play_the_partials_under_the_pitch_that_an_organ
         load_config("tiny", overrides=["model.sub_octaves=-1"])
 
 
-def test_a_decoder_needs_its_transposed_conv_or_partials():
-    with pytest.raises(ValueError, match="partials > 0"):
-        ConvolutionalDecoder(dimension=4, channels=8, conv_synthesis=False)
+def test_heads_are_chosen_by_name_and_the_rules_between_them_are_the_configs():
+    """The decoder plays the heads it is given; what does not fit is refused by the same rule
+    (config.check_parts) in the config and in the constructors."""
+    with pytest.raises(ValueError, match="would play nothing"):
+        Decoder(dimension=4, channels=8, heads=())
+    with pytest.raises(ValueError, match="model.partials > 0"):
+        Decoder(dimension=4, channels=8, heads=("partials",))
     with pytest.raises(ConfigError, match="model.partials > 0"):
-        load_config("tiny", overrides=["model.conv_synthesis=false"])
-    cfg = load_config("tiny", overrides=["model.conv_synthesis=false", "model.partials=8"])
-    assert build_autoencoder(cfg.model).decoder.synthesis is None
+        load_config("tiny", overrides=["model.heads=partials"])
+    with pytest.raises(ConfigError, match="did you mean partials"):
+        load_config("tiny", overrides=["model.heads=partial"])
+    with pytest.raises(ConfigError, match="does not name"):
+        load_config("tiny", overrides=["model.heads=transposed_conv", "model.noise_bands=8",
+                                       "model.heads=transposed_conv"])
+    cfg = load_config("tiny", overrides=["model.heads=partials", "model.partials=8"])
+    decoder = build_autoencoder(cfg.model).decoder
+    assert decoder.synthesis is None and [name for name, _ in decoder.heads()] == ["partials"]
+    # In any order, the heads are built and summed in one: a seed builds the same model.
+    assert load_config("tiny", overrides=["model.heads=noise,transposed_conv", "model.noise_bands=4"]).model.heads \
+        == ("transposed_conv", "noise")
 
 
 @pytest.mark.parametrize("preset", ["tiny", "quick", "small"])

@@ -6,7 +6,7 @@ import scipy.signal
 import torch
 
 from sing_ray.models import Autoencoder
-from sing_ray.models.autoencoder import partial_magnitudes
+from sing_ray.models.partials import partial_magnitudes
 from sing_ray.models.noise import (NOISE_GAIN, mel_band_matrix, noise_phases, noise_windows,
                                    residual_levels)
 from sing_ray.timbre import timbre_metrics
@@ -91,8 +91,8 @@ def test_harmonic_frames_with_noise_play_a_breathy_note_closer_than_partials_alo
     note = tone + lowpassed * (tone.std() / lowpassed.std()) * 10 ** (-20 / 20)
     figures = {}
     for noise_bands in (0, 32):
-        model = Autoencoder(dimension=64 + noise_bands, channels=16, rewrite_layers=1, partials=64,
-                            conv_synthesis=False, analysis_partials=64, harmonic_frames=True,
+        model = Autoencoder(dimension=64 + noise_bands, channels=16, rewrite_layers=1, frames="harmonic",
+                            heads=("partials", "noise") if noise_bands else ("partials",), partials=64,
                             noise_bands=noise_bands)
         with torch.no_grad():
             out = model(note, torch.tensor([pitch]))
@@ -101,15 +101,14 @@ def test_harmonic_frames_with_noise_play_a_breathy_note_closer_than_partials_alo
     assert figures[0] > 4.0, figures
 
 
-def test_harmonic_frames_with_noise_render_the_same_by_either_path_and_in_windows():
-    """Training (forward) and rendering (synthesize, GEMMs over the frames it needs) play the
-    same note, noise included: its phases are fixed per note frame, so a window of the note
-    is that window of the whole."""
-    from sing_ray.models import ConvolutionalDecoder
+def test_harmonic_frames_with_noise_render_the_same_whole_or_in_windows():
+    """A window of the note (what training and the fast path compute: GEMMs over the frames it
+    needs) is that window of the whole note, noise included: its phases are fixed per note frame."""
+    from sing_ray.models import Decoder
 
     torch.manual_seed(0)
-    decoder = ConvolutionalDecoder(dimension=24, channels=16, partials=16, conv_synthesis=False, noise_bands=8,
-                                   harmonic_frames=True, rewrite_layers=1)
+    decoder = Decoder(dimension=24, channels=16, frames="harmonic", heads=("partials", "noise"), partials=16,
+                      noise_bands=8, rewrite_layers=1)
     for p in decoder.parameters():
         torch.nn.init.normal_(p, std=0.05)
     frames = torch.randn(2, 40, 24) * 0.3 - 1.5

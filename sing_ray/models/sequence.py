@@ -120,6 +120,14 @@ class SequenceGenerator(nn.Module):
                             dropout=lstm_dropout if num_layers > 1 else 0.0)
         self.output = nn.Linear(hidden_size, dimension)
 
+    def flops_per_step(self) -> float:
+        """Floating-point operations per step (a multiply-add is 2): the LSTM's gates and the
+        output layer; the tables, the clock and the gates' element-wise work are left out."""
+        hidden, inputs = self.lstm.hidden_size, self.lstm.input_size
+        layers = range(self.lstm.num_layers)
+        gates = sum(2 * 4 * hidden * ((inputs if layer == 0 else hidden) + hidden) for layer in layers)
+        return float(gates + 2 * hidden * self.output.out_features)
+
     def note_embedding(self, instrument: torch.Tensor, pitch: torch.Tensor, velocity: torch.Tensor,
                        instrument_embedding: torch.Tensor | None = None) -> torch.Tensor:
         """The constant part of each step's input.

@@ -49,7 +49,7 @@ from ..config import Config, config_from_dict
 from ..nsynth import SILENT_PEAK
 from ..losses import FrameLoss, build_loss
 from ..models import build_autoencoder, build_sequence_generator, build_sing
-from ..models.autoencoder import HARMONIC_SCALE
+from ..models.partials import HARMONIC_SCALE
 from ..runtime import keep_freed_memory
 from .faults import FaultInjector
 from .steps import (MetricSums, NonFiniteLoss, autoencoder_step, check_finite, finetune_step, sequence_step,
