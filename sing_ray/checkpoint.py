@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .models import MODEL_CLASSES, upgrade_checkpoint
+from .models import MODEL_CLASSES, SING, sing_kwargs_from_phases, upgrade_checkpoint
 
 FORMAT = "sing-ray-checkpoint/1"
 
@@ -88,3 +88,35 @@ def load_model(source: str | Path | bytes, map_location: str | torch.device = "c
     """Load a checkpoint and rebuild its model. Returns ``(model, checkpoint)``."""
     ckpt = load_checkpoint(source, map_location)
     return build_from_checkpoint(ckpt, map_location), ckpt
+
+
+def sing_from_phases(sequence: Mapping | str | Path | bytes, autoencoder: Mapping | str | Path | bytes) -> SING:
+    """SING as fine-tuning starts it: phase 2's LSTM before phase 1's decoder.
+
+    The one place SING is assembled from its phases (the finetune phase, ``sing-ray bench
+    quality``): built from the two checkpoints' own arguments, so it needs no config, and
+    built as :func:`~sing_ray.models.build_sing` builds it (the same random draws before the
+    weights are loaded, so that what follows draws the same numbers).
+
+    Args:
+        sequence: phase 2's checkpoint (a ``SequenceGenerator``): as :func:`load_checkpoint`
+            returns it, or a path or its bytes.
+        autoencoder: phase 1's (an ``Autoencoder``), likewise.
+    Returns:
+        the SING on the CPU, in training mode.
+    Raises:
+        UserError: a checkpoint of another class, or phases whose frames do not fit.
+    """
+    seq = sequence if isinstance(sequence, Mapping) else load_checkpoint(sequence)
+    ae = autoencoder if isinstance(autoencoder, Mapping) else load_checkpoint(autoencoder)
+    for ckpt, want, name in ((seq, "SequenceGenerator", "sequence"), (ae, "Autoencoder", "autoencoder")):
+        if ckpt.get("class") != want:
+            raise UserError(f"the {name} phase's checkpoint holds a {ckpt.get('class')}, not a {want}")
+    seq, ae = upgrade_checkpoint(seq), upgrade_checkpoint(ae)
+    try:
+        model = SING(**sing_kwargs_from_phases(seq["kwargs"], ae["kwargs"]))
+    except ValueError as err:
+        raise UserError(f"phases that do not fit together: {err}") from None
+    model.sequence.load_state_dict(seq["state"])
+    model.decoder.load_state_dict({k[len("decoder."):]: v for k, v in ae["state"].items() if k.startswith("decoder.")})
+    return model

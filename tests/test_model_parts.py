@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from sing_ray.checkpoint import load_model
+from sing_ray.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint, sing_from_phases
 from sing_ray.config import config_from_dict
-from sing_ray.models import SING, Decoder
+from sing_ray.errors import UserError
+from sing_ray.models import SING, Decoder, SequenceGenerator, build_sing
 from sing_ray.models.legacy import upgrade_kwargs
 from sing_ray.models.sing import autoencoder_kwargs
 
@@ -86,6 +87,37 @@ def test_old_kwargs_map_onto_parts_and_a_model_no_part_builds_is_refused():
     assert upgrade_kwargs("Autoencoder", new) == new
     with pytest.raises(ValueError, match="no longer built"):
         upgrade_kwargs("Autoencoder", {**old, "analysis_partials": 4})
+
+
+def test_sing_is_assembled_from_its_phases_in_one_place(tmp_path):
+    """sing_from_phases: phase 2's LSTM before phase 1's decoder, built from the checkpoints'
+    own arguments as build_sing builds it (the same random draws), old checkpoints too."""
+    ae, _ = load_model(LEGACY / "harmonic_noise_autoencoder.pt")
+    cfg = config_from_dict(load_checkpoint(LEGACY / "harmonic_noise_sing.pt")["config"])
+    torch.manual_seed(3)
+    sequence = SequenceGenerator(num_instruments=3, dimension=24, hidden_size=8, num_layers=1, num_frames=265,
+                                 phase_harmonics=4)
+    seq_path = save_checkpoint(tmp_path / "sequence.pt", sequence, config=cfg, phase="sequence", epoch=1)
+    torch.manual_seed(7)
+    sing = sing_from_phases(seq_path, LEGACY / "harmonic_noise_autoencoder.pt")
+    after_assembly = torch.rand(1)
+    torch.manual_seed(7)
+    build_sing(cfg.model, num_instruments=3)
+    assert torch.equal(torch.rand(1), after_assembly)               # what follows draws the same numbers
+    assert sing.kwargs == {**build_sing(cfg.model, num_instruments=3).kwargs}
+    for key, value in sing.sequence.state_dict().items():
+        assert torch.equal(value, sequence.state_dict()[key])
+    for key, value in sing.decoder.state_dict().items():
+        assert torch.equal(value, ae.decoder.state_dict()[key])
+    # What it plays is the autoencoder's decoder on the LSTM's frames.
+    symbols = (torch.tensor([0, 2]), PITCH, torch.tensor([1, 4]))
+    with torch.inference_mode():
+        torch.testing.assert_close(sing.eval()(*symbols), ae.decode(sequence(*symbols), PITCH), rtol=1e-5, atol=1e-6)
+    assert sing_from_phases(make_checkpoint(sequence), make_checkpoint(ae)).kwargs == sing.kwargs
+    with pytest.raises(UserError, match="not a SequenceGenerator"):
+        sing_from_phases(LEGACY / "tiny_sing.pt", LEGACY / "tiny_autoencoder.pt")
+    with pytest.raises(UserError, match="frames of 24 values"):
+        sing_from_phases(seq_path, LEGACY / "tiny_autoencoder.pt")
 
 
 def test_training_and_rendering_share_one_path():

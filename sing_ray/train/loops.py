@@ -44,11 +44,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint, load_model, save_checkpoint
+from ..checkpoint import load_checkpoint, load_model, save_checkpoint, sing_from_phases
 from ..config import Config, config_from_dict
 from ..nsynth import SILENT_PEAK
 from ..losses import FrameLoss, build_loss
-from ..models import build_autoencoder, build_sequence_generator, build_sing
+from ..models import build_autoencoder, build_sequence_generator
 from ..models.partials import HARMONIC_SCALE
 from ..runtime import keep_freed_memory
 from .faults import FaultInjector
@@ -311,14 +311,8 @@ def _finetune_spec(worker: Worker) -> PhaseSpec:
     t = worker.cfg.train
 
     def build(w):
-        model = build_sing(w.cfg.model, num_instruments=len(w.loop["instruments"]))
         # Start from phase 2's LSTM and phase 1's decoder.
-        sequence = load_checkpoint(w.loop["init"]["sequence"])
-        autoencoder = load_checkpoint(w.loop["init"]["autoencoder"])
-        model.sequence.load_state_dict(sequence["state"])
-        decoder = {k[len("decoder."):]: v for k, v in autoencoder["state"].items() if k.startswith("decoder.")}
-        model.decoder.load_state_dict(decoder)
-        return model
+        return sing_from_phases(w.loop["init"]["sequence"], w.loop["init"]["autoencoder"])
 
     def train_batch(model, optimizer, batch, loss_fn, guard, w):
         return finetune_step(model, optimizer, *_symbols(batch, w.device), _wav(batch, w.device), loss_fn, guard,

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sing_ray.checkpoint import make_checkpoint, sing_from_phases
 from sing_ray.config import ConfigError, load_config
 from sing_ray.losses import build_loss
 from sing_ray.models import SequenceGenerator, build_autoencoder, build_sing
@@ -204,9 +205,8 @@ def _memorise(cfg, notes, ae_steps=200, seq_steps=100, ft_steps=100, device="cpu
     optimizer = torch.optim.Adam(seq.parameters(), t.sequence.lr)
     for _ in range(seq_steps):
         sequence_step(seq, optimizer, instrument, pitch, vi, embedding, t.truncated_steps)
-    sing = build_sing(m, num_instruments=2).to(device)
-    sing.sequence.load_state_dict(seq.state_dict())
-    sing.decoder.load_state_dict(ae.decoder.state_dict())
+    # Assembled as the finetune phase assembles it.
+    sing = sing_from_phases(make_checkpoint(seq), make_checkpoint(ae)).to(device)
     optimizer = torch.optim.Adam(sing.parameters(), t.finetune.lr)
     loss_fn = build_loss(t, phase="finetune")
     for _ in range(ft_steps):
