@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from sing_ray.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint, sing_from_phases
-from sing_ray.config import config_from_dict
+from sing_ray.config import config_from_dict, load_config
 from sing_ray.errors import UserError
 from sing_ray.models import SING, Decoder, SequenceGenerator, build_sing
 from sing_ray.models.legacy import upgrade_kwargs
@@ -133,3 +134,51 @@ def test_training_and_rendering_share_one_path():
         frames = torch.randn(2, 8, 40)
         assert torch.equal(model.decoder(frames, symbols[1]),
                            model.decoder.synthesize(frames.transpose(1, 2), pitch=symbols[1]))
+
+
+def _paper_formula(k: dict) -> float:
+    """The FLOPs of a note as ``sing-ray bench render`` counted them before the parts did: right
+    for the paper's decoder (the transposed conv alone)."""
+    stride, kernel, context = k["stride"], k["kernel_size"], k["context_size"]
+    num_frames = (k["wav_length"] + 2 * k["pad"] - kernel) // stride + 1
+    first = max(0, (k["pad"] - kernel) // stride + 1)
+    last = min(num_frames - 1, (k["pad"] + k["wav_length"] - 1) // stride)
+    steps = min(num_frames, last + context // 2 + 1)
+    hidden, layers, dim, channels = k["hidden_size"], k["num_layers"], k["dimension"], k["channels"]
+    inputs = k["velocity_dim"] + k["instrument_dim"] + k["pitch_dim"] + k["time_dim"] + 2 * k["phase_harmonics"]
+    lstm = sum(2 * 4 * hidden * ((inputs if layer == 0 else hidden) + hidden) for layer in range(layers))
+    per_frame = 2 * dim * context * channels + k["rewrite_layers"] * 2 * channels * channels + 2 * channels * kernel
+    return float(steps * (lstm + 2 * hidden * dim) + (last - first + 1) * per_frame)
+
+
+def test_the_flops_of_a_note_come_from_its_parts():
+    """Each part counts its own products (the noise head also its inverse FFT): what torch's
+    FlopCounterMode counts of the decoder, for every head; the paper's count as before."""
+    paper = load_config("paper").model
+    with torch.device("meta"):
+        sing = build_sing(paper, num_instruments=1006)
+    assert sing.flops_per_note() == _paper_formula(sing.kwargs)
+    for heads, extra in [(("transposed_conv",), {}), (("transposed_conv", "partials"), dict(partials=6)),
+                         (("partials", "noise"), dict(partials=6, noise_bands=8, frames="harmonic"))]:
+        dimension = 14 if "noise" in heads else 8
+        decoder = Decoder(dimension=dimension, channels=16, heads=heads, clock_harmonics=2, **extra)
+        with FlopCounterMode(display=False) as counter:
+            decoder.synthesize(torch.randn(2, 30, dimension), pitch=torch.tensor([60, 61]))
+        fft = 2.5 * 1024 * 10 if "noise" in heads else 0.0
+        assert decoder.flops_per_frame() == counter.get_total_flops() / (2 * 30) + fft, heads
+    # The quick preset's frame costs its partials' and noise's windows, not a transposed conv's.
+    quick = build_sing(load_config("quick").model, num_instruments=2)
+    per_frame = quick.decoder.flops_per_frame()
+    assert per_frame == sum(h.flops_per_frame() for _, h in quick.decoder.heads()) + (
+        2 * 128 * 9 * 256 + 2 * 2 * 256 * 256)
+
+
+def test_the_render_bench_counts_a_checkpoints_flops_from_its_parts(tmp_path):
+    from sing_ray.commands.bench_render import flops_per_note
+
+    cfg = load_config("tiny", overrides=["model.heads=partials,noise", "model.frames=harmonic", "model.partials=16",
+                                         "model.noise_bands=16"])
+    model = build_sing(cfg.model, num_instruments=2)
+    path = save_checkpoint(tmp_path / "sing.pt", model, config=cfg, phase="finetune", epoch=0,
+                           extra={"instruments": ["a", "b"]})
+    assert flops_per_note(path) == model.flops_per_note() > 0

@@ -4,14 +4,15 @@ In one run, for each preset (``small``, ``paper``) and dtype (``float32``, ``bfl
 
 - the raw model forward pass over the grid (the Generator's fast path, batch by
   batch, no Ray, no files) in processes laid out as the render actors are
-  (``--workers`` x ``--threads``), and the plain ``SING.forward`` on a batch per
-  process for reference;
+  (``--workers`` x ``--threads``), and the plain ``SING.forward`` (its decoder's
+  weights laid out anew for every batch) on a batch per process for reference;
 - the whole ``render`` job over the same grid (Ray Data actor, model load, WAV
   encoding, files, manifest, SFZ) into a temporary folder;
 
 printed as seconds of audio per second, the ratio render / forward, and the
-achieved GFLOP/s of the forward pass against this machine's GEMM peak (a large
-matmul timed here in float32 and bfloat16). Then Ray Serve: p50 / p99 latency and
+achieved GFLOP/s of the forward pass (the FLOPs its parts count: LSTM, decoder trunk,
+each head) against this machine's GEMM peak (a large matmul timed here in float32
+and bfloat16). Then Ray Serve: p50 / p99 latency and
 notes per second at 1, 8 and 32 concurrent clients. Untrained weights: speed does
 not depend on what a model learnt.
 """
@@ -55,26 +56,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="CPUs of the local Ray started (default: all)")
 
 
-def flops_per_note(kwargs: dict) -> float:
-    """Floating-point operations of :meth:`SING.synthesize` for one note (multiply-add = 2).
+def flops_per_note(path: str | Path) -> float:
+    """Floating-point operations of one note rendered by the checkpoint at ``path`` (multiply-add = 2).
 
-    Counts the products (LSTM gates, output layer, decoder convs) over the steps and
-    frames the fast path actually computes; element-wise work is left out.
+    The model's parts count them (:meth:`sing_ray.models.SING.flops_per_note`): the LSTM's
+    steps and the decoder's trunk and heads (transposed conv, partials, noise) over the frames
+    the render path computes, so that the roofline holds for every preset's model.
     """
-    k = kwargs
-    stride, kernel, context = k["stride"], k["kernel_size"], k["context_size"]
-    num_frames = (k["wav_length"] + 2 * k["pad"] - kernel) // stride + 1
-    start, stop = k["pad"], k["pad"] + k["wav_length"]
-    first = max(0, (start - kernel) // stride + 1)
-    last = min(num_frames - 1, (stop - 1) // stride)
-    steps = min(num_frames, last + context // 2 + 1)
-    hidden, layers, dim, channels = k["hidden_size"], k["num_layers"], k["dimension"], k["channels"]
-    inputs = (k["velocity_dim"] + k["instrument_dim"] + k["pitch_dim"] + k["time_dim"]
-              + 2 * k.get("phase_harmonics", 0) + 2 * k.get("pitch_features", 0))
-    lstm = sum(2 * 4 * hidden * ((inputs if layer == 0 else hidden) + hidden) for layer in range(layers))
-    per_step = lstm + 2 * hidden * dim
-    per_frame = 2 * dim * context * channels + k["rewrite_layers"] * 2 * channels * channels + 2 * channels * kernel
-    return float(steps * per_step + (last - first + 1) * per_frame)
+    from ..checkpoint import load_model
+
+    model, _ = load_model(path)
+    return model.flops_per_note()
 
 
 def gemm_peak(dtype, size: int = 4096, repeats: int = 3) -> tuple[float, float]:
@@ -309,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
             for preset in presets:
                 path = _checkpoint(folder, preset)
                 ckpt = load_checkpoint(path)
-                flops = flops_per_note(ckpt["kwargs"])
+                flops = flops_per_note(path)
                 grid = _grid(int(counts.get(preset, 256)), ckpt["extra"]["instruments"])
                 del ckpt
                 notes = [(i, p, v) for i in grid[0].split(",") for p in parse_pitches(grid[1])
