@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
+
+log = logging.getLogger("sing_ray.config")
 
 PHASES = ("autoencoder", "sequence", "finetune")
 PRESETS = ("paper", "small", "quick", "tiny", "table1")
@@ -163,6 +166,8 @@ def check_parts(frames: str, heads: Sequence[str], dimension: int, partials: int
 # The model's flags before its parts had names (issue 35), as old checkpoints' configs and
 # documented --set overrides give them, with a value of their type (for --set's parsing).
 LEGACY_MODEL_FLAGS = {"conv_synthesis": True, "harmonic_frames": False, "analysis_partials": 0}
+# Options removed with no replacement; a stored config's default value for one is dropped.
+REMOVED_TRAIN_OPTIONS = {"sequence_loudness": 0.0}
 # The size option of each head that has one.
 HEAD_SIZES = {"partials": "partials", "noise_bands": "noise"}
 
@@ -232,6 +237,22 @@ def _model_mapping(data: Mapping[str, Any], base: Mapping[str, Any] | None = Non
     return out
 
 
+def _train_mapping(data: Mapping[str, Any], strict: bool = False) -> dict:
+    """A train mapping without the options removed since.
+
+    A stored config (an old checkpoint's, a run's) may hold one at any value: it only shaped
+    how that model was trained, so it is dropped, with a warning where it was on. ``strict``
+    (a ``--set`` override, which asks for it now): ConfigError where it is on.
+    """
+    for name, default in REMOVED_TRAIN_OPTIONS.items():
+        if name in data and data[name] != default:
+            if strict:
+                raise ConfigError(f"train.{name} ({data[name]!r}) was removed: no preset used it")
+            log.warning("train.%s (%r) was removed (no preset used it); this config's value is ignored",
+                        name, data[name])
+    return {k: v for k, v in data.items() if k not in REMOVED_TRAIN_OPTIONS}
+
+
 @dataclass(frozen=True)
 class PhaseConfig:
     """Optimisation of one training phase."""
@@ -277,11 +298,6 @@ class TrainConfig:
     mrstft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64)
     mrstft_eps: float = 1e-7      # floor of the power |STFT|^2 before the log (auraloss's eps)
     truncated_steps: int = 32     # truncated back-propagation through time (sequence phase)
-    # Not in the paper: with harmonic frames, the sequence phase adds this weight times
-    # an L1 between the predicted and the encoded frames' levels (the log RMS of the partials
-    # each frame plays; FrameLoss). MSE on log magnitudes alone is led by the many quiet
-    # partials and leaves the loud ones, which set the note's level, short (docs/quality.md).
-    sequence_loudness: float = 0.0
     # Not in the paper: with harmonic frames, the sequence phase adds this weight times
     # the MSE over the bins where the encoded frame's partial is audible (above -70 dB;
     # FrameLoss). The MSE alone is mostly the floor (partials above Nyquist, silence, tails),
@@ -452,13 +468,8 @@ def _validate_loss(t: "TrainConfig", m: "ModelConfig") -> None:
             terms.update(parse_loss(t.phase(phase).loss, f"train.{phase}.loss"))
     if t.sequence.loss:
         raise ConfigError("train.sequence.loss: the sequence phase fits the encoder's embeddings with MSE; "
-                          "its loss cannot be set (train.sequence_loudness and train.sequence_audible add terms)")
+                          "its loss cannot be set (train.sequence_audible adds a term)")
     harmonic = m.frames == "harmonic"
-    if not t.sequence_loudness >= 0:
-        raise ConfigError(f"train.sequence_loudness must be >= 0, got {t.sequence_loudness}")
-    if t.sequence_loudness and not harmonic:
-        raise ConfigError(f"train.sequence_loudness needs {HARMONIC_NEEDS}: only then do the frames "
-                          "say how loud each partial is")
     if not t.sequence_audible >= 0:
         raise ConfigError(f"train.sequence_audible must be >= 0, got {t.sequence_audible}")
     if t.sequence_audible and not harmonic:
@@ -503,6 +514,8 @@ def _from_mapping(cls, data: Mapping[str, Any], where: str):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     if cls is ModelConfig:
         data = _model_mapping(data)
+    elif cls is TrainConfig:
+        data = _train_mapping(data)
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for key, value in data.items():
@@ -582,6 +595,10 @@ def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
             value = _parse_value(text.strip(), current, dotted.strip())
             cfg = replace(cfg, model=replace(cfg.model, **_model_mapping({parts[1]: value}, asdict(cfg.model))))
             continue
+        if len(parts) == 2 and parts[0] == "train" and parts[1] in REMOVED_TRAIN_OPTIONS:
+            _train_mapping({parts[1]: _parse_value(text.strip(), REMOVED_TRAIN_OPTIONS[parts[1]], dotted.strip())},
+                           strict=True)
+            continue
         nodes = [cfg]
         for part in parts[:-1]:
             node = nodes[-1]
@@ -611,6 +628,8 @@ def load_config(preset: str = "paper", path: str | Path | None = None,
         data = yaml.safe_load(Path(path).read_text()) or {}
         if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping):
             data = {**data, "model": _model_mapping(data["model"], asdict(cfg.model))}
+        if isinstance(data, Mapping) and isinstance(data.get("train"), Mapping):
+            data = {**data, "train": _train_mapping(data["train"])}
         merged = _merge(asdict(cfg), data, "")
         cfg = _from_mapping(Config, merged, "")
     return apply_overrides(cfg, overrides).validate()

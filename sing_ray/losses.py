@@ -154,8 +154,9 @@ def frame_levels(frames: torch.Tensor, scale: float) -> torch.Tensor:
 
     Partial ``k`` of a frame has amplitude ``exp(scale * frames[:, k])`` (harmonic frames,
     :class:`~sing_ray.models.heads.PartialsHead`), so the frame's level is
-    ``0.5 * log(sum_k exp(2 * scale * frames[:, k]))``, its gradient shared among the partials
-    in proportion to their power.
+    ``0.5 * log(sum_k exp(2 * scale * frames[:, k]))``. No loss uses it now (the sequence
+    phase's level term went with ``train.sequence_loudness``, which no preset used);
+    scripts/probe/levels.py reads runs' levels with it.
 
     Args:
         frames: (B, D, F). Returns: (B, F).
@@ -171,9 +172,8 @@ AUDIBLE_DB = -70.0
 
 
 class FrameLoss(nn.Module):
-    """The sequence phase's loss: MSE between frames, plus ``loudness`` times the L1 between
-    their :func:`frame_levels`, plus ``audible`` times the MSE over the target's audible bins
-    alone (harmonic frames only; 0 and 0 are the paper's MSE alone).
+    """The sequence phase's loss: MSE between frames, plus ``audible`` times the MSE over the
+    target's audible bins alone (harmonic frames only; 0 is the paper's MSE alone).
 
     The MSE averages every (partial, frame) alike, and most of them are the encoder's floor:
     the partials above Nyquist, the silence before the onset, a decayed note's tail. A
@@ -181,31 +181,26 @@ class FrameLoss(nn.Module):
     LSTM fits the floor and leaves the attack 15 to 20 dB short, on its train notes too
     (docs/quality.md, section 14). The ``audible`` term is the mean over the bins where the
     target partial is louder than :data:`AUDIBLE_DB`, whatever their number: the notes' sound
-    counts as much as their floor. With noise bands the frames' noise levels count in both
-    terms as the partials do (a level above :data:`AUDIBLE_DB` is audible noise: white noise
-    at that density is -70 dBFS), and in neither's level: ``partials`` says where they start.
+    counts as much as their floor. With noise bands the frames' noise levels count as the
+    partials do (a level above :data:`AUDIBLE_DB` is audible noise: white noise at that
+    density is -70 dBFS).
+
+    Args:
+        audible: the weight of the audible bins' MSE (``train.sequence_audible``).
+        scale: frame value v plays amplitude ``exp(scale * v)`` (``HARMONIC_SCALE``).
     """
 
-    def __init__(self, loudness: float = 0.0, scale: float = 4.0, audible: float = 0.0,
-                 partials: int | None = None):
+    def __init__(self, audible: float = 0.0, scale: float = 4.0):
         super().__init__()
-        if not loudness >= 0:
-            raise ValueError(f"loudness must be >= 0, got {loudness}")
         if not audible >= 0:
             raise ValueError(f"audible must be >= 0, got {audible}")
-        self.loudness, self.scale, self.audible, self.partials = loudness, scale, audible, partials
+        self.audible, self.scale = audible, scale
         # frame value v plays amplitude exp(scale * v), 20 log10(e) * scale * v dB
         self.audible_value = AUDIBLE_DB / (20.0 / math.log(10.0)) / scale
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Args: (B, D, F) frames. Returns: scalar."""
         loss = F.mse_loss(output, target)
-        if self.loudness:
-            # The level is the partials' alone: a frame's noise levels (model.noise_bands, after
-            # its partials) are amplitude densities, not amplitudes.
-            k = self.partials
-            loss = loss + self.loudness * F.l1_loss(frame_levels(output[:, :k], self.scale),
-                                                    frame_levels(target[:, :k], self.scale))
         if self.audible:
             on = (target > self.audible_value).to(output.dtype)
             # The gradient reaches an audible bin whatever the output there (no clamp on it).
@@ -213,7 +208,7 @@ class FrameLoss(nn.Module):
         return loss
 
     def extra_repr(self) -> str:
-        return f"loudness={self.loudness}, audible={self.audible}"
+        return f"audible={self.audible}"
 
 
 class WeightedLoss(nn.Module):

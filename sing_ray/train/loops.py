@@ -302,8 +302,7 @@ def _sequence_spec(worker: Worker) -> PhaseSpec:
         return build_sequence_generator(w.cfg.model, num_instruments=len(w.loop["instruments"]))
 
     return PhaseSpec(build=build, train_batch=train_batch, predict=predict,
-                     loss_fn=FrameLoss(worker.cfg.train.sequence_loudness, HARMONIC_SCALE,
-                                       worker.cfg.train.sequence_audible, worker.cfg.model.partials or None),
+                     loss_fn=FrameLoss(worker.cfg.train.sequence_audible, HARMONIC_SCALE),
                      with_embedding=True)
 
 

@@ -327,7 +327,7 @@ def _phase_step(cfg, phase: str, device: str, models: dict, wav: torch.Tensor, s
                                 crop=t.autoencoder.crop, pitch=pitch)
     elif phase == "sequence":
         loss = sequence_step(model, optimizer, instrument, pitch, velocity, frames.to(device), t.truncated_steps,
-                             FrameLoss(t.sequence_loudness, HARMONIC_SCALE, t.sequence_audible))
+                             FrameLoss(t.sequence_audible, HARMONIC_SCALE))
     else:
         loss = finetune_step(model, optimizer, instrument, pitch, velocity, wav.to(device),
                              build_loss(t, phase="finetune"), crop=t.finetune.crop)
