@@ -264,8 +264,9 @@ class PhaseConfig:
     # fits embeddings with MSE and takes none.
     loss: str = ""
     # Samples each training example is cut to, at a random offset (0: the whole note).
-    # The decoder is convolutional, so a 1 s crop teaches it what the whole note does at
-    # a quarter of the cost per step; validation and test always score whole notes.
+    # Each of the decoder's windows depends on a few frames around it (its context conv),
+    # so a 1 s crop teaches it what the whole note does at a quarter of the cost per step;
+    # validation and test always score whole notes.
     crop: int = 0
     # The learning rate at the phase's last epoch, as a fraction of ``lr``: a cosine from
     # ``lr`` down to ``lr * lr_final``, set at the start of each epoch. 1.0 keeps it constant.

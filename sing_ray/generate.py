@@ -21,8 +21,9 @@ class Generator:
         model: a trained :class:`SING` (its weights are treated as frozen).
         instruments: the vocabulary, ``instruments[i]`` the name of dense id ``i``.
         device, dtype: where and in what precision the products run (bfloat16 via autocast).
-        fast: use :meth:`SING.synthesize` (the same waveform as ``forward``, less work,
-            decoder weights prepared once per dtype) instead of ``forward``.
+        fast: prepare the decoder's GEMM weights once (cast to ``dtype``) and reuse them for
+            every batch; otherwise every call of the model lays them out anew from its
+            parameters (the same path and waveform, a little more work).
     """
 
     def __init__(self, model: SING, instruments: Sequence[str], device: str | torch.device = "cpu",

@@ -81,9 +81,10 @@ def autoencoder_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, w
         loss_fn: ``loss_fn(output, target)`` (spectral or waveform loss).
         guard: sees the loss before backward (see module docstring).
         crop: train on a random ``crop``-sample window of each note (0: whole notes); the
-            encoder and decoder are convolutional, so a window costs its share of a note.
-        pitch: (B,) MIDI pitches, for a decoder with a phase clock (each window's clock starts
-            where the window sits in its note).
+            encoder and decoder read and write each frame from a few around it, so a window
+            costs its share of a note.
+        pitch: (B,) MIDI pitches, for a harmonic encoder, and a decoder with a phase clock or
+            partials (each window's clock and partials start where the window sits in its note).
     Returns:
         the loss (scalar, detached), the mean over this batch.
     """
