@@ -149,21 +149,6 @@ class LoudnessLoss(nn.Module):
         return f"weighting={self.weighting!r}"
 
 
-def frame_levels(frames: torch.Tensor, scale: float) -> torch.Tensor:
-    """The level of each harmonic frame: the natural log of the RMS of the partials it plays.
-
-    Partial ``k`` of a frame has amplitude ``exp(scale * frames[:, k])`` (harmonic frames,
-    :class:`~sing_ray.models.heads.PartialsHead`), so the frame's level is
-    ``0.5 * log(sum_k exp(2 * scale * frames[:, k]))``. No loss uses it now (the sequence
-    phase's level term went with ``train.sequence_loudness``, which no preset used);
-    scripts/probe/levels.py reads runs' levels with it.
-
-    Args:
-        frames: (B, D, F). Returns: (B, F).
-    """
-    return 0.5 * torch.logsumexp(2.0 * scale * frames.float(), dim=1)
-
-
 # A partial of a harmonic frame is audible from this level up (amplitude, dB re full scale):
 # 30 dB above the encoder's floor (-100 dB). On the quick start's set a velocity-25 note's
 # loudest partial is at -62 to -37 dB (median -45); 5 % of those notes' bins are above this,

@@ -17,11 +17,6 @@ from ..dsp import pad_wav, unpad_wav
 from .decoder import Decoder
 from .encoders import build_encoder
 
-# Names scripts/probe import from here, where they were before the model was split into parts.
-from .decoder import Decoder as ConvolutionalDecoder  # noqa: E402,F401
-from .noise import noise_windows  # noqa: E402,F401
-from .partials import HARMONIC_SCALE, partial_magnitudes, partial_windows  # noqa: E402,F401
-
 
 class Autoencoder(nn.Module):
     """Phase 1: encoder + decoder on notes of ``wav_length`` samples padded by ``pad`` each side.
