@@ -13,21 +13,31 @@ all-zero output's, over all the notes and per instrument.
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import numpy as np
 
 
 def phase_models(run: Path) -> dict[str, bytes]:
-    """The run's notes makers by phase, as checkpoint bytes: its autoencoder, SING before and after fine-tuning."""
-    from sing_ray.commands.bench_quality import sing_at
+    """The run's notes makers by phase, as checkpoint bytes: its autoencoder, SING before and after fine-tuning.
+
+    SING before fine-tuning is phase 1's decoder playing the sequence phase's LSTM, assembled as
+    the finetune phase starts it (``checkpoint.sing_from_phases``).
+    """
+    import torch
+
+    from sing_ray.checkpoint import load_checkpoint, make_checkpoint, sing_from_phases
 
     models = run / "models"
     missing = [p for p in ("autoencoder.pt", "sequence.pt", "finetune.pt") if not (models / p).is_file()]
     if missing:
         raise SystemExit(f"{run}: no {', '.join(missing)} under models/ (a finished `sing-ray train` run folder?)")
-    before = sing_at((models / "sequence.pt").read_bytes(), (models / "autoencoder.pt").read_bytes())
-    return {"autoencoder": (models / "autoencoder.pt").read_bytes(), "before finetune": before,
+    sequence, autoencoder = load_checkpoint(models / "sequence.pt"), load_checkpoint(models / "autoencoder.pt")
+    buffer = io.BytesIO()
+    torch.save(make_checkpoint(sing_from_phases(sequence, autoencoder), config=sequence["config"], phase="sequence",
+                               epoch=sequence["epoch"], extra={"instruments": sequence["extra"]["instruments"]}), buffer)
+    return {"autoencoder": (models / "autoencoder.pt").read_bytes(), "before finetune": buffer.getvalue(),
             "finetuned": (models / "finetune.pt").read_bytes()}
 
 
