@@ -56,6 +56,9 @@ MODEL_TAG = "sing_ray.model"                     # the model an evaluation score
 REGISTERED_MODEL_TAG = "sing_ray.registered_model"   # models:/sing/N, once registered
 AUTOENCODER_FROM_TAG = "sing_ray.autoencoder_from"   # the run folder a pipeline run took phase 1 from
 FINISHED = "finished"
+# Set on a phase run by its workers (sing_ray.train.loops): the model's output fell silent; the loss diverged.
+SILENT_OUTPUT_TAG = "sing_ray.silent_output"
+DIVERGED_TAG = "sing_ray.diverged"
 # The phase runs' per-epoch metrics that ``bench quality`` reads back.
 EPOCH_SECONDS_METRIC = "epoch_seconds"
 NOTES_PER_SECOND_METRIC = "notes_per_second"

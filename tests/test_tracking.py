@@ -125,4 +125,7 @@ def test_run_tree_names_and_lookups(tmp_path):
     assert {k: v for k, v in evaluation.data.tags.items() if k.startswith(("sing_ray.", "mlflow.parent"))} == {
         "sing_ray.stage": "evaluate", "sing_ray.model": "m.pt", "mlflow.parentRunId": parent.info.run_id}
     assert evaluation.info.start_time == 1.5e12
+    # The names the phase runs' workers write (train.loops) and bench quality reads.
     assert tracking.epoch_checkpoint_artifact(7) == "checkpoints/epoch-007"
+    assert (tracking.EPOCH_SECONDS_METRIC, tracking.NOTES_PER_SECOND_METRIC) == ("epoch_seconds", "notes_per_second")
+    assert (tracking.SILENT_OUTPUT_TAG, tracking.DIVERGED_TAG) == ("sing_ray.silent_output", "sing_ray.diverged")
