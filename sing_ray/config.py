@@ -32,6 +32,8 @@ PRESETS = ("paper", "small", "quick", "tiny", "table1")
 FRAMES = ("learnt", "harmonic")
 # What the decoder can play (model.heads), in the order it builds and sums them: sing_ray.models.heads.
 HEADS = ("transposed_conv", "partials", "noise")
+# Where the noise head's bands lie (model.noise_scale).
+NOISE_SCALES = ("mel", "pitch")
 # The terms a loss expression (``train.loss``) may sum; sing_ray.losses builds each.
 LOSS_TERMS = ("spectral", "wav", "mrstft", "loudness")
 SPECTRAL_DISTANCES = ("l1", "mse")
@@ -92,6 +94,12 @@ class ModelConfig:
     # note holds beside its partials (noise, vibrato's spread, inharmonic partials, what lies
     # above the last partial); with harmonic frames its levels are the frames' last values.
     noise_bands: int = 0
+    # Where the harmonic frames hold the noise's levels: "mel", in the noise bands themselves;
+    # "pitch", not in the paper, on as many bands spaced evenly in log frequency from 1/4 to
+    # 300 times the note's f0, so that an instrument's noise moves with its pitch as its
+    # partials do and as a sampler's stretched key does (models/noise.py). The noise is played
+    # in the mel bands either way. Needs harmonic frames and the noise head.
+    noise_scale: str = "mel"
     # The partials of decoder and encoder at multiples of f0 / 2^N, N octaves under the MIDI
     # pitch (0: at multiples of f0): 1 adds the half-multiples an organ's 16-foot stop sounds;
     # the partials then reach half as high (models/partials.py, docs/quality.md, section 13).
@@ -113,7 +121,7 @@ HARMONIC_NEEDS = "harmonic frames (model.frames=harmonic, formerly model.harmoni
 
 
 def check_parts(frames: str, heads: Sequence[str], dimension: int, partials: int = 0, noise_bands: int = 0,
-                sub_octaves: int = 0) -> tuple[str, ...]:
+                sub_octaves: int = 0, noise_scale: str = "mel") -> tuple[str, ...]:
     """The rules between the model's parts, in one place: the config's validation and the
     models' constructors (whose arguments have these names) both call it.
 
@@ -152,6 +160,11 @@ def check_parts(frames: str, heads: Sequence[str], dimension: int, partials: int
     if sub_octaves and "partials" not in heads:
         raise ConfigError(f"model.sub_octaves ({sub_octaves}) places the decoder's partials: "
                           "set model.partials > 0 (and partials in model.heads)")
+    if noise_scale not in NOISE_SCALES:
+        raise ConfigError(f"model.noise_scale: {noise_scale!r} is not one of {', '.join(NOISE_SCALES)}")
+    if noise_scale != "mel" and (frames != "harmonic" or "noise" not in heads):
+        raise ConfigError(f"model.noise_scale={noise_scale} places the noise levels that {HARMONIC_NEEDS} "
+                          f"hold: it needs model.frames=harmonic and noise in model.heads")
     if frames == "harmonic":
         if "transposed_conv" in heads or "partials" not in heads:
             raise ConfigError(f"{HARMONIC_NEEDS} are played by the partials head (and the noise head), "
@@ -369,7 +382,7 @@ class Config:
         if m.lstm_dropout and m.num_layers < 2:
             raise ConfigError(f"model.lstm_dropout drops between LSTM layers: it needs model.num_layers >= 2, "
                               f"got {m.num_layers}")
-        check_parts(m.frames, m.heads, m.dimension, m.partials, m.noise_bands, m.sub_octaves)
+        check_parts(m.frames, m.heads, m.dimension, m.partials, m.noise_bands, m.sub_octaves, m.noise_scale)
         if m.kernel_size % m.stride:
             raise ConfigError(
                 f"model.kernel_size ({m.kernel_size}) must be a multiple of model.stride ({m.stride}) "
@@ -667,7 +680,7 @@ def flatten(cfg: Config | Mapping) -> dict[str, Any]:
 
 
 __all__ = [
-    "PHASES", "PRESETS", "FRAMES", "HEADS", "LOSS_TERMS", "LOUDNESS_WEIGHTINGS", "ConfigError", "ModelConfig",
+    "PHASES", "PRESETS", "FRAMES", "HEADS", "NOISE_SCALES", "LOSS_TERMS", "LOUDNESS_WEIGHTINGS", "ConfigError", "ModelConfig",
     "PhaseConfig", "TrainConfig", "RunConfig", "check_parts", "parts_from_flags", "parse_loss", "Config",
     "config_from_dict", "load_config", "apply_overrides", "flatten", "asdict", "dataclasses",
 ]

@@ -16,6 +16,7 @@ from ..config import check_parts
 from ..dsp import pad_wav, unpad_wav
 from .decoder import Decoder
 from .encoders import build_encoder
+from .noise import noise_scale_kwargs
 
 
 class Autoencoder(nn.Module):
@@ -28,18 +29,19 @@ class Autoencoder(nn.Module):
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2,
                  wav_length: int = 64000, pad: int = 2304, clock_harmonics: int = 0, frames: str = "learnt",
-                 heads=("transposed_conv",), partials: int = 0, noise_bands: int = 0, sub_octaves: int = 0):
+                 heads=("transposed_conv",), partials: int = 0, noise_bands: int = 0, sub_octaves: int = 0,
+                 noise_scale: str = "mel"):
         super().__init__()
-        heads = check_parts(frames, heads, dimension, partials, noise_bands, sub_octaves)
+        heads = check_parts(frames, heads, dimension, partials, noise_bands, sub_octaves, noise_scale)
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers, wav_length=wav_length, pad=pad,
                            clock_harmonics=clock_harmonics, frames=frames, heads=heads, partials=partials,
-                           noise_bands=noise_bands, sub_octaves=sub_octaves)
+                           noise_bands=noise_bands, sub_octaves=sub_octaves, **noise_scale_kwargs(noise_scale))
         self.wav_length, self.pad = wav_length, pad
         self.encoder = build_encoder(frames, dimension, channels, kernel_size, stride, rewrite_layers, partials,
-                                     noise_bands, sub_octaves)
+                                     noise_bands, sub_octaves, noise_scale)
         self.decoder = Decoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
-                               clock_harmonics, frames, heads, partials, noise_bands, sub_octaves)
+                               clock_harmonics, frames, heads, partials, noise_bands, sub_octaves, noise_scale)
         self.num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
 
     def encode(self, wav: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:

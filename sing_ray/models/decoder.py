@@ -24,6 +24,7 @@ from torch import nn
 
 from ..config import check_parts
 from .heads import Head, Rows, build_heads
+from .noise import noise_scale_kwargs
 from .layers import rewrite_convs
 from .legacy import rename_legacy_decoder_keys
 from .sequence import SAMPLE_RATE, phase_clock
@@ -71,25 +72,28 @@ class Decoder(nn.Module):
             beside the partials, so that at first the note is its partials alone.
         partials, noise_bands, sub_octaves: the partials and noise heads' sizes; the rules
             between these are :func:`~sing_ray.config.check_parts`'s.
+        noise_scale: where harmonic frames hold the noise's levels, "mel" or "pitch"
+            (:class:`~sing_ray.models.heads.NoiseHead`); recorded in ``kwargs`` only when not "mel".
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, context_size: int = 9, rewrite_layers: int = 2, clock_harmonics: int = 0,
                  frames: str = "learnt", heads=("transposed_conv",), partials: int = 0, noise_bands: int = 0,
-                 sub_octaves: int = 0):
+                 sub_octaves: int = 0, noise_scale: str = "mel"):
         super().__init__()
-        heads = check_parts(frames, heads, dimension, partials, noise_bands, sub_octaves)
+        heads = check_parts(frames, heads, dimension, partials, noise_bands, sub_octaves, noise_scale)
         self.kwargs = dict(dimension=dimension, channels=channels, kernel_size=kernel_size, stride=stride,
                            context_size=context_size, rewrite_layers=rewrite_layers, clock_harmonics=clock_harmonics,
                            frames=frames, heads=heads, partials=partials, noise_bands=noise_bands,
-                           sub_octaves=sub_octaves)
+                           sub_octaves=sub_octaves, **noise_scale_kwargs(noise_scale))
         self.kernel_size, self.stride, self.context_size = kernel_size, stride, context_size
         self.dimension, self.channels, self.clock_harmonics = dimension, channels, clock_harmonics
         self.frames = frames
         self.body = nn.Sequential(
             nn.Conv1d(dimension + 2 * clock_harmonics, channels, context_size, padding=context_size // 2), nn.ReLU(),
             *rewrite_convs(channels, rewrite_layers))
-        built = build_heads(heads, channels, kernel_size, stride, frames, partials, noise_bands, sub_octaves)
+        built = build_heads(heads, channels, kernel_size, stride, frames, partials, noise_bands, sub_octaves,
+                            noise_scale)
         for name, attribute in HEAD_ATTRIBUTES.items():
             setattr(self, attribute, built.get(name))
         if self.synthesis is not None and self.partials is not None:

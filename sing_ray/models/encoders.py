@@ -16,7 +16,7 @@ from torch import nn
 
 from ..config import check_parts
 from .layers import WindowedConv1d, rewrite_convs
-from .noise import mel_band_matrix, residual_levels
+from .noise import mel_band_matrix, mel_to_pitch_bands, residual_levels
 from .partials import ANALYSIS_FLOOR, HARMONIC_SCALE, partial_magnitudes
 
 
@@ -55,14 +55,18 @@ class HarmonicEncoder(nn.Module):
         noise_bands: the noise bands measured (0: none); ``dimension`` must be their sum;
         sub_octaves: S > 0 measures the partials at multiples of f0 / 2^S, by least squares,
             since for low notes they lie closer than the window resolves.
+        noise_scale: "mel" writes the noise levels of the mel bands it measures them in;
+            "pitch" moves them to bands at fixed multiples of the note's f0
+            (:func:`~sing_ray.models.noise.mel_to_pitch_bands`).
     """
 
     def __init__(self, dimension: int = 128, channels: int = 4096, kernel_size: int = 1024,
                  stride: int = 256, rewrite_layers: int = 2, partials: int = 64, noise_bands: int = 0,
-                 sub_octaves: int = 0):
+                 sub_octaves: int = 0, noise_scale: str = "mel"):
         super().__init__()
         check_parts("harmonic", ("partials", "noise") if noise_bands else ("partials",), dimension, partials,
-                    noise_bands, sub_octaves)
+                    noise_bands, sub_octaves, noise_scale)
+        self.noise_scale = noise_scale
         self.kernel_size, self.stride = kernel_size, stride
         self.partials, self.noise_bands, self.sub_octaves = partials, noise_bands, sub_octaves
         self.analysis = nn.Conv1d(partials + noise_bands, channels, 1)
@@ -84,6 +88,9 @@ class HarmonicEncoder(nn.Module):
             magnitudes, frames, remade = partial_magnitudes(wav, pitch, self.partials, self.kernel_size,
                                                             self.stride, self.sub_octaves, remade=True)
             levels = residual_levels(frames, remade, self.noise_bands_to_bins)
+            if self.noise_scale == "pitch":
+                log_levels = mel_to_pitch_bands(torch.log(levels + ANALYSIS_FLOOR), pitch)
+                return torch.cat([torch.log(magnitudes + ANALYSIS_FLOOR), log_levels], dim=1)
             magnitudes = torch.cat([magnitudes, levels], dim=1)
         return torch.log(magnitudes + ANALYSIS_FLOOR)
 
@@ -100,9 +107,9 @@ ENCODERS = {"learnt": LearntEncoder, "harmonic": HarmonicEncoder}
 
 
 def build_encoder(frames: str, dimension: int, channels: int, kernel_size: int, stride: int, rewrite_layers: int,
-                  partials: int = 0, noise_bands: int = 0, sub_octaves: int = 0) -> nn.Module:
+                  partials: int = 0, noise_bands: int = 0, sub_octaves: int = 0, noise_scale: str = "mel") -> nn.Module:
     """The encoder that writes ``frames`` (``learnt`` reads no partials, noise or sub-octaves)."""
     if frames == "harmonic":
         return HarmonicEncoder(dimension, channels, kernel_size, stride, rewrite_layers, partials, noise_bands,
-                               sub_octaves)
+                               sub_octaves, noise_scale)
     return LearntEncoder(dimension, channels, kernel_size, stride, rewrite_layers)

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..dsp import hann_window
 from .layers import pointwise_parameters
-from .noise import NOISE_GAIN, mel_band_matrix, noise_phases, noise_windows
+from .noise import NOISE_GAIN, mel_band_matrix, noise_phases, noise_windows, pitch_to_mel_bands
 from .partials import ANALYSIS_FLOOR, HARMONIC_MAX_LOG, HARMONIC_SCALE, PARTIAL_BIAS, partial_windows
 
 # Starting level of every noise band, softplus(-7) = 0.0009: noise at about -63 dBFS RMS,
@@ -209,11 +209,15 @@ class NoiseHead(Head):
 
     Args:
         normed: as :class:`PartialsHead`'s (harmonic frames have no transposed conv: always).
+        scale: where the harmonic frames' levels lie: "mel", the bands it plays; "pitch", bands
+            at fixed multiples of the note's f0, moved to the mel bands (corrections included)
+            before they play (:func:`~sing_ray.models.noise.pitch_to_mel_bands`).
     """
 
     def __init__(self, channels: int, bands: int, kernel_size: int = 1024, harmonic: bool = False,
-                 normed: bool = False):
+                 normed: bool = False, scale: str = "mel"):
         super().__init__()
+        self.scale = scale
         self.weight, self.bias = pointwise_parameters(channels, bands)
         nn.init.constant_(self.bias, NOISE_BIAS)
         if harmonic:
@@ -230,17 +234,23 @@ class NoiseHead(Head):
         return cast(self.weight.squeeze(-1)), cast(self.bias)
 
     def levels(self, hidden: torch.Tensor, weights: tuple[torch.Tensor, ...],
-               values: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, n, channels) rows (and (B, n, bands) harmonic frame values) -> (B, n, bands)
-        non-negative float32 levels."""
+               values: torch.Tensor | None = None, pitch: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n, channels) rows (and (B, n, bands) harmonic frame values; the (B,) MIDI pitches
+        with ``scale="pitch"``) -> (B, n, bands) non-negative float32 levels of the mel bands."""
         out = _read(hidden, *weights, self.normed)
         if values is None:
             return F.softplus(out)
-        # What the encoder calls silence plays nothing (its floor is its log's offset).
-        return (_harmonic(out, values) - ANALYSIS_FLOOR).clamp(min=0) / NOISE_GAIN
+        log_levels = out + HARMONIC_SCALE * values.float()
+        if self.scale == "pitch":
+            if pitch is None:
+                raise ValueError("this noise head reads its levels at multiples of f0: pass the notes' MIDI pitches")
+            log_levels = pitch_to_mel_bands(log_levels, pitch)
+        # As _harmonic's; what the encoder calls silence plays nothing (its floor is its log's offset).
+        levels = torch.exp(log_levels.clamp(max=HARMONIC_MAX_LOG))
+        return (levels - ANALYSIS_FLOOR).clamp(min=0) / NOISE_GAIN
 
     def forward(self, hidden: torch.Tensor, weights: tuple[torch.Tensor, ...], rows: Rows) -> torch.Tensor:
-        return noise_windows(self.levels(hidden, weights, rows.values), rows.first_frame, self.phases,
+        return noise_windows(self.levels(hidden, weights, rows.values, rows.pitch), rows.first_frame, self.phases,
                              self.bands_to_bins, self.kernel_size)
 
     def flops_per_frame(self) -> float:
@@ -248,16 +258,19 @@ class NoiseHead(Head):
         # (about 2.5 K log2 K for K points).
         bins = self.kernel_size // 2 + 1
         fft = 2.5 * self.kernel_size * math.log2(self.kernel_size)
-        return 2.0 * self.channels * self.bands + 2.0 * self.bands * bins + fft
+        # With pitch bands, each row's levels are moved to the mel bands (a bands x bands product).
+        moved = 2.0 * self.bands * self.bands if self.scale == "pitch" else 0.0
+        return 2.0 * self.channels * self.bands + moved + 2.0 * self.bands * bins + fft
 
 
 def build_heads(names, channels: int, kernel_size: int, stride: int, frames: str = "learnt",
-                partials: int = 0, noise_bands: int = 0, sub_octaves: int = 0) -> dict[str, Head]:
+                partials: int = 0, noise_bands: int = 0, sub_octaves: int = 0,
+                noise_scale: str = "mel") -> dict[str, Head]:
     """The heads ``names`` (checked, in :data:`~sing_ray.config.HEADS` order), built in that order."""
     harmonic, normed = frames == "harmonic", "transposed_conv" not in names
     makers = {
         "transposed_conv": lambda: TransposedConvHead(channels, kernel_size, stride),
         "partials": lambda: PartialsHead(channels, partials, kernel_size, stride, sub_octaves, harmonic, normed),
-        "noise": lambda: NoiseHead(channels, noise_bands, kernel_size, harmonic, normed),
+        "noise": lambda: NoiseHead(channels, noise_bands, kernel_size, harmonic, normed, noise_scale),
     }
     return {name: makers[name]() for name in names}

@@ -120,3 +120,75 @@ def residual_levels(frames: torch.Tensor, remade: torch.Tensor | None, band_matr
     power = power / window.square().sum()
     weights = band_matrix / band_matrix.sum(-1, keepdim=True)                    # (N, bins), rows sum to 1
     return torch.sqrt(torch.matmul(power, weights.T) + 1e-20).transpose(1, 2)
+
+
+# model.noise_scale="pitch": the harmonic frames hold the noise's levels on bands at these
+# multiples of the note's f0, spaced evenly in log frequency: from two octaves under f0 (a
+# pick's or a hammer's thump under a bass note) to what 8 kHz is for the lowest piano key.
+PITCH_BANDS_LOW, PITCH_BANDS_HIGH = 0.25, 300.0
+
+
+def noise_scale_kwargs(noise_scale: str) -> dict:
+    """``noise_scale`` as a model's ``kwargs`` record it: nothing for "mel", so that the models
+    and checkpoints from before the option compare and load as they did."""
+    return {} if noise_scale == "mel" else {"noise_scale": noise_scale}
+
+
+def band_centres(bands: int, sample_rate: int = 16000) -> torch.Tensor:
+    """(bands,) the mel bands' centre frequencies in Hz, float64 (those of :func:`mel_band_matrix`)."""
+    centres_mel = torch.linspace(0.0, float(mel(sample_rate / 2)), bands, dtype=torch.float64)
+    return 700.0 * (10.0 ** (centres_mel / 2595.0) - 1.0)
+
+
+def _interpolation(x: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
+    """(B, M) points and (B, K) ascending knots -> (B, M, K): the weights that interpolate
+    values at the knots linearly at the points (the end values beyond the ends)."""
+    k = knots.shape[-1]
+    upper = torch.searchsorted(knots.contiguous(), x.contiguous()).clamp(1, k - 1)
+    lo, hi = torch.gather(knots, 1, upper - 1), torch.gather(knots, 1, upper)
+    w = ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+    out = torch.zeros(*x.shape, k, dtype=x.dtype, device=x.device)
+    out.scatter_(2, (upper - 1).unsqueeze(-1), (1.0 - w).unsqueeze(-1))
+    out.scatter_add_(2, upper.unsqueeze(-1), w.unsqueeze(-1))
+    return out
+
+
+def _log_axes(bands: int, pitch: torch.Tensor, sample_rate: int):
+    """(f0 (B, 1), the pitch bands' multiples of f0 (bands,), the mel bands' centres (bands,))
+    in Hz, float64; the 0 Hz centre is taken as 1 Hz so that it has a logarithm."""
+    f0 = 440.0 * 2.0 ** ((pitch.detach().double().reshape(-1, 1) - 69.0) / 12.0)
+    multiples = torch.logspace(math.log10(PITCH_BANDS_LOW), math.log10(PITCH_BANDS_HIGH), bands,
+                               dtype=torch.float64, device=pitch.device)
+    return f0, multiples, band_centres(bands, sample_rate).to(pitch.device).clamp(min=1.0)
+
+
+def mel_to_pitch_bands(log_levels: torch.Tensor, pitch: torch.Tensor, sample_rate: int = 16000) -> torch.Tensor:
+    """The noise's log levels moved from the mel bands to the pitch bands.
+
+    Each pitch band's value is the mel bands' interpolated linearly in log frequency at its
+    frequency. A pitch band above Nyquist holds the level at Nyquist (the top mel band's), so
+    that the mel bands between the last pitch band under Nyquist and Nyquist come back whole
+    (:func:`pitch_to_mel_bands`); nothing plays it.
+
+    Args:
+        log_levels: (B, N, n) log levels of N mel bands (:func:`residual_levels`'s, logged).
+        pitch: (B,) MIDI pitches.
+    Returns:
+        (B, N, n) on N pitch bands (:data:`PITCH_BANDS_LOW` to :data:`PITCH_BANDS_HIGH` x f0).
+    """
+    bands = log_levels.shape[1]
+    f0, multiples, centres = _log_axes(bands, pitch, sample_rate)
+    freqs = multiples.unsqueeze(0) * f0                                                # (B, N)
+    weights = _interpolation(freqs.log(), centres.log().expand(freqs.shape[0], -1))   # (B, N pitch, N mel)
+    return torch.matmul(weights.to(log_levels.dtype), log_levels)
+
+
+def pitch_to_mel_bands(log_levels: torch.Tensor, pitch: torch.Tensor, sample_rate: int = 16000) -> torch.Tensor:
+    """The inverse way: (B, n, N) log levels of the pitch bands, rows last -> (B, n, N) of the
+    mel bands, each interpolated linearly in log frequency (the lowest pitch band's value under
+    it, the highest's above it)."""
+    bands = log_levels.shape[-1]
+    f0, multiples, centres = _log_axes(bands, pitch, sample_rate)
+    ratio = centres.unsqueeze(0) / f0                                                  # (B, N mel)
+    weights = _interpolation(ratio.log(), multiples.log().expand(ratio.shape[0], -1))  # (B, N mel, N pitch)
+    return torch.matmul(log_levels, weights.transpose(1, 2).to(log_levels.dtype))

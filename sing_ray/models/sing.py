@@ -15,6 +15,7 @@ from torch import nn
 from ..config import ModelConfig
 from .autoencoder import Autoencoder
 from .decoder import Decoder, DecoderGemmWeights
+from .noise import noise_scale_kwargs
 from .sequence import SequenceGenerator, options_when_on
 
 
@@ -32,11 +33,12 @@ class SING(nn.Module):
                  velocity_dim: int = 2, instrument_dim: int = 16, pitch_dim: int = 8, time_dim: int = 4,
                  wav_length: int = 64000, pad: int = 2304, phase_harmonics: int = 0, clock_harmonics: int = 0,
                  frames: str = "learnt", heads=("transposed_conv",), partials: int = 0, noise_bands: int = 0,
-                 sub_octaves: int = 0, pitch_features: int = 0, lstm_dropout: float = 0.0):
+                 sub_octaves: int = 0, pitch_features: int = 0, lstm_dropout: float = 0.0,
+                 noise_scale: str = "mel"):
         super().__init__()
         self.wav_length, self.pad = wav_length, pad
         self.decoder = Decoder(dimension, channels, kernel_size, stride, context_size, rewrite_layers,
-                               clock_harmonics, frames, heads, partials, noise_bands, sub_octaves)
+                               clock_harmonics, frames, heads, partials, noise_bands, sub_octaves, noise_scale)
         num_frames = self.decoder.embedding_length(wav_length + 2 * pad)
         self.sequence = SequenceGenerator(num_instruments, dimension, hidden_size, num_layers, num_frames,
                                           velocity_dim, instrument_dim, pitch_dim, time_dim, phase_harmonics,
@@ -47,7 +49,8 @@ class SING(nn.Module):
                            velocity_dim=velocity_dim, instrument_dim=instrument_dim, pitch_dim=pitch_dim,
                            time_dim=time_dim, wav_length=wav_length, pad=pad, phase_harmonics=phase_harmonics,
                            clock_harmonics=clock_harmonics, frames=frames, heads=self.decoder.kwargs["heads"],
-                           partials=partials, noise_bands=noise_bands, sub_octaves=sub_octaves)
+                           partials=partials, noise_bands=noise_bands, sub_octaves=sub_octaves,
+                           **noise_scale_kwargs(noise_scale))
         self.kwargs.update(options_when_on(pitch_features=pitch_features, lstm_dropout=lstm_dropout))
 
     @property
@@ -113,7 +116,7 @@ def _decoder_kwargs(m: ModelConfig) -> dict:
     return dict(dimension=m.dimension, channels=m.channels, kernel_size=m.kernel_size, stride=m.stride,
                 context_size=m.context_size, rewrite_layers=m.rewrite_layers, wav_length=m.wav_length, pad=m.pad,
                 clock_harmonics=m.decoder_harmonics, frames=m.frames, heads=m.heads, partials=m.partials,
-                noise_bands=m.noise_bands, sub_octaves=m.sub_octaves)
+                noise_bands=m.noise_bands, sub_octaves=m.sub_octaves, **noise_scale_kwargs(m.noise_scale))
 
 
 def autoencoder_kwargs(m: ModelConfig) -> dict:
