@@ -322,6 +322,10 @@ class TrainConfig:
     # two it has, their frames interpolated in pitch from those two (interpolate_pitches):
     # the LSTM is shown what lies between an instrument's trained pitches (docs/quality.md).
     sequence_interpolated: float = 0.0
+    # How those notes' frames are made from the two trained pitches around them: "linear",
+    # weighted by distance; "nearest", not in the paper, the nearer one's (the upper one's half
+    # way), as a sampler stretches its nearest key (train/embeddings.py).
+    sequence_interpolation: str = "linear"
     seed: int = 1234
     num_examples: int = 4         # generated notes logged per phase
     autoencoder: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=50))
@@ -491,6 +495,8 @@ def _validate_loss(t: "TrainConfig", m: "ModelConfig") -> None:
                           "say which partials sound")
     if not t.sequence_interpolated >= 0:
         raise ConfigError(f"train.sequence_interpolated must be >= 0, got {t.sequence_interpolated}")
+    if t.sequence_interpolation not in ("linear", "nearest"):
+        raise ConfigError(f"train.sequence_interpolation: {t.sequence_interpolation!r} is not one of linear, nearest")
     if t.sequence_interpolated and not harmonic:
         raise ConfigError(f"train.sequence_interpolated needs {HARMONIC_NEEDS}: only frames that are "
                           "the partials' log magnitudes can be interpolated between pitches")

@@ -106,11 +106,17 @@ def _write_once(out: Path, write) -> Path:
     return out
 
 
-def interpolate_pitches(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+INTERPOLATIONS = ("linear", "nearest")
+
+
+def interpolate_pitches(group: dict[str, np.ndarray], mode: str = "linear") -> dict[str, np.ndarray]:
     """One instrument at one velocity: frames for each pitch it lacks between two it has.
 
     Each missing pitch ``q`` between trained pitches ``a < q < b`` (no trained pitch between
-    them) gets ``(1 - w) * frames(a) + w * frames(b)`` with ``w = (q - a) / (b - a)``. With
+    them) gets ``(1 - w) * frames(a) + w * frames(b)`` with ``w = (q - a) / (b - a)`` (``mode``
+    "linear"), or with ``w`` rounded to 0 or 1, the nearer pitch's frames, the upper one's
+    half way ("nearest": what a sampler plays, its nearest key stretched; with the noise in
+    pitch bands the frames are then a stretched key's, partials and noise). With
     harmonic frames, the log magnitudes of the note's partials over time, that is each
     partial's level in dB interpolated in pitch: the frozen decoder plays such frames for the
     held-out notes of the quick start's set at 0.42 x silence's spectral L1, where the LSTM
@@ -119,11 +125,14 @@ def interpolate_pitches(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     Args:
         group: the train embeddings of one (instrument, velocity), numpy columns of
             :func:`precompute_embeddings` (a group of Ray Data's ``map_groups``).
+        mode: one of :data:`INTERPOLATIONS` (``train.sequence_interpolation``).
     Returns:
         the same columns for the interpolated notes (none when no pitch is missing); their
         ``note_str`` is the NSynth name of the note they stand for. Two notes at one pitch
         (which a dataset does not hold) count as their mean.
     """
+    if mode not in INTERPOLATIONS:
+        raise ValueError(f"interpolation {mode!r} is not one of {', '.join(INTERPOLATIONS)}")
     pitch = np.asarray(group["pitch"], dtype=np.int64)
     frames = np.asarray(group["embedding"], dtype=np.float32)
     pitches = np.unique(pitch)
@@ -133,6 +142,8 @@ def interpolate_pitches(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         a, b = int(pitches[lo]), int(pitches[lo + 1])
         for q in range(a + 1, b):
             w = (q - a) / (b - a)
+            if mode == "nearest":
+                w = 1.0 if w >= 0.5 else 0.0
             new_pitch.append(q)
             new_frames.append((1.0 - w) * mean[lo] + w * mean[lo + 1])
     n = len(new_pitch)
@@ -147,8 +158,8 @@ def interpolate_pitches(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def precompute_interpolated(embeddings: str | Path, out: str | Path) -> tuple[Path, int]:
-    """Write :func:`interpolate_pitches` of every (instrument, velocity) of ``embeddings`` to ``out``.
+def precompute_interpolated(embeddings: str | Path, out: str | Path, mode: str = "linear") -> tuple[Path, int]:
+    """Write :func:`interpolate_pitches` (in ``mode``) of every (instrument, velocity) of ``embeddings`` to ``out``.
 
     Ray Data groups the train embeddings by instrument and velocity; ``out`` (Parquet, the
     columns of ``embeddings``) is reused as is when it holds ``_SUCCESS``.
@@ -157,14 +168,15 @@ def precompute_interpolated(embeddings: str | Path, out: str | Path) -> tuple[Pa
         ``out`` as a Path and the number of interpolated notes in it.
     """
     out = _write_once(Path(out), lambda folder: make_embedding_dataset(embeddings).groupby(["instrument", "velocity"])
-                      .map_groups(_interpolated_or_nothing, batch_format="numpy").write_parquet(str(folder)))
+                      .map_groups(_interpolated_or_nothing, batch_format="numpy", fn_kwargs={"mode": mode})
+                      .write_parquet(str(folder)))
     return out, count_rows(out)
 
 
-def _interpolated_or_nothing(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _interpolated_or_nothing(group: dict[str, np.ndarray], mode: str = "linear") -> dict[str, np.ndarray]:
     # An empty batch rather than empty columns: Ray Data cannot make a tensor column of
     # none and would pickle it.
-    out = interpolate_pitches(group)
+    out = interpolate_pitches(group, mode)
     return out if len(out["pitch"]) else {}
 
 

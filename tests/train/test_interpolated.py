@@ -113,3 +113,15 @@ def test_the_sequence_phase_trains_on_the_real_notes_and_the_interpolated_ones(t
     # ones, beside every real note, in every epoch.
     assert [e["train_notes"] for e in epochs if e.get("status") == "running"] == [real + count] * 3
     assert all(math.isfinite(e["train_loss"]) and e["train_loss"] > 0 for e in epochs if e.get("status") == "running")
+
+
+def test_nearest_gives_each_missing_pitch_the_nearer_neighbours_frames_the_upper_half_way():
+    out = interpolate_pitches(_group([60, 64, 67]), mode="nearest")
+    assert out["pitch"].tolist() == [61, 62, 63, 65, 66]
+    # 61 is nearer 60; 62 lies half way and takes 64's; 63 is nearer 64; 65 nearer 64; 66 nearer 67.
+    expected = np.stack([np.full((D, F), float(p)) + np.arange(F) for p in (60, 64, 64, 64, 67)])
+    np.testing.assert_array_equal(out["embedding"], expected.astype(np.float32))
+    with pytest.raises(ValueError, match="cubic"):
+        interpolate_pitches(_group([60, 64]), mode="cubic")
+    with pytest.raises(ConfigError, match="sequence_interpolation"):
+        load_config("quick", overrides=["train.sequence_interpolation=cubic"])
