@@ -20,12 +20,9 @@ from .sequence import SequenceGenerator
 from .sing import (SING, MODEL_CLASSES, build_autoencoder, build_sequence_generator, build_sing, num_parameters,
                    sing_kwargs_from_phases)
 
-# The decoder's name before it was split into parts; tests/render/test_render_fastpath.py imports it.
-ConvolutionalDecoder = Decoder
-
 __all__ = [
     "Autoencoder", "Decoder", "DecoderGemmWeights", "ENCODERS", "HarmonicEncoder", "LearntEncoder", "Head",
     "NoiseHead", "PartialsHead", "TransposedConvHead", "SequenceGenerator", "SING", "MODEL_CLASSES",
     "build_autoencoder", "build_sequence_generator", "build_sing", "num_parameters", "sing_kwargs_from_phases",
-    "upgrade_checkpoint", "ConvolutionalDecoder",
+    "upgrade_checkpoint",
 ]

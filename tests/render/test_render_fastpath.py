@@ -5,7 +5,7 @@ import torch
 
 from sing_ray.config import load_config
 from sing_ray.generate import Generator
-from sing_ray.models import SING, ConvolutionalDecoder, build_sing
+from sing_ray.models import SING, Decoder, build_sing
 
 from .conftest import INSTRUMENTS
 
@@ -46,8 +46,8 @@ def test_bfloat16_fast_path_is_as_close_to_float32_as_the_reference_bfloat16():
 def test_decoder_synthesize_any_window(kernel_size, stride, context_size):
     """Any sample range, kernels that are not a multiple of the stride (the fold path), context 1."""
     torch.manual_seed(1)
-    dec = ConvolutionalDecoder(dimension=6, channels=10, kernel_size=kernel_size, stride=stride,
-                               context_size=context_size, rewrite_layers=1).eval()
+    dec = Decoder(dimension=6, channels=10, kernel_size=kernel_size, stride=stride,
+                  context_size=context_size, rewrite_layers=1).eval()
     frames = torch.randn(2, 6, 12)
     full = dec(frames)
     total = dec.wav_length(12)
