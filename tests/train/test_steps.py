@@ -278,12 +278,13 @@ def test_harmonic_frames_memorise_a_few_notes_closer_than_silence_by_half(device
 
 
 def test_harmonic_frames_with_noise_fit_a_few_breathy_notes_in_their_long_term_spectrum():
-    """The quick preset's synth (harmonic frames with noise bands) at the tiny sizes,
-    the three phases a few hundred steps on four notes of partials over breath noise 20 dB
-    under them: the notes come back in tune and within 4.5 dB in their long-term spectrum over
-    all bands (:mod:`sing_ray.timbre`), where the partials alone leave the noise out (15 dB).
-    Over seeds 0 to 3 the notes land 2.6 to 4.3 dB off, with the model before it was split into
-    parts as after (the bar was 3 dB, which seed 0 alone met before)."""
+    """The quick preset's synth (harmonic frames with noise bands) and loss (with auraloss's
+    multi-resolution term, which sees the quiet bands) at the tiny sizes, the three phases a
+    few hundred steps on four notes of partials over breath noise 20 dB under them: the notes
+    come back in tune and within 3 dB in their long-term spectrum over all bands
+    (:mod:`sing_ray.timbre`), where the partials alone leave the noise out. Over seeds 0 to 3
+    the notes land 0.9 to 2.0 dB off; on the paper's loss without the multi-resolution term
+    they landed 2.6 to 4.3 dB off."""
     from sing_ray import evaluate as ev
     from sing_ray.timbre import timbre_metrics
 
@@ -301,13 +302,14 @@ def test_harmonic_frames_with_noise_fit_a_few_breathy_notes_in_their_long_term_s
         cfg = load_config("tiny", overrides=[
             f"model.dimension={16 + noise_bands}", "model.frames=harmonic",
             f"model.heads={'partials,noise' if noise_bands else 'partials'}", "model.partials=16",
-            f"model.noise_bands={noise_bands}", "model.decoder_harmonics=0", "train.loss=spectral + 0.05*loudness"])
+            f"model.noise_bands={noise_bands}", "model.decoder_harmonics=0",
+            "train.loss=spectral + mrstft + 0.05*loudness"])
         generated, real, pitches = _memorise(cfg, notes, ae_steps=50, transform=breathy)
         figures[noise_bands] = timbre_metrics(generated, real)["lts_db"]
         if noise_bands:
             f0 = np.array([ev.estimate_f0(g[:32000], int(p)) for g, p in zip(generated, pitches)])
             assert np.all(np.abs(np.asarray(ev.cents_off(f0, pitches))) <= 50), f0
-    assert np.all(figures[32] < 4.5), figures
+    assert np.all(figures[32] < 3.0), figures
     assert np.median(figures[0]) > np.median(figures[32]) + 2.0, figures
 
 
