@@ -46,7 +46,7 @@ def test_paper_preset_parameter_count():
         sing = build_sing(m, num_instruments=1006)
     lstm_and_decoder = num_parameters(sing.sequence.lstm) + num_parameters(sing.sequence.output) \
         + num_parameters(sing.decoder)
-    # The paper: 243 MB; DESIGN.md: LSTM + decoder ~ 63.7 M parameters.
+    # The paper: 243 MB; LSTM + decoder ~ 63.7 M parameters (docs/architecture.md#the-model-what-each-preset-runs).
     assert 63.6e6 < lstm_and_decoder < 63.8e6
     assert 242 < num_parameters(sing) * 4 / 2**20 < 244.5
 

@@ -110,9 +110,9 @@ def make_note_dataset(path: str, split: str, *, override_num_blocks: int | None 
             by name), and no other note's audio is decoded.
 
     Returns:
-        a ``ray.data.Dataset`` with the metadata columns of DESIGN.md (``note_str``,
-        ``instrument`` (dense id), ``pitch``, ``velocity``, ..., ``split``) and
-        ``wav``: (NUM_FRAMES,) float32 in [-1, 1) per row. The vocabulary and
+        a ``ray.data.Dataset`` with the note columns of docs/architecture.md#data-contracts
+        (``note_str``, ``instrument`` (dense id), ``pitch``, ``velocity``, ..., ``split``)
+        and ``wav``: (NUM_FRAMES,) float32 in [-1, 1) per row. The vocabulary and
         cardinalities are in :func:`load_manifest` (or :func:`load_vocabulary`,
         :func:`load_cardinalities`).
     """

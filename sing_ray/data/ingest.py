@@ -443,7 +443,7 @@ def _run_shards(shards, source: Location, staging: Location, vocab: list[str], s
 def ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, strict: bool = False,
            overwrite: bool = False, progress: bool = True,
            split_seed: int = nsynth.DEFAULT_SPLIT_SEED, num_cpus: int | None = None) -> IngestSummary:
-    """Validate an NSynth-layout folder and write it as a Parquet dataset (DESIGN.md layout).
+    """Validate an NSynth-layout folder and write it as a Parquet dataset (docs/architecture.md#data-contracts).
 
     Args:
         source: folder (or URI) with ``examples.json`` and ``audio/<note_str>.wav``.

@@ -1,4 +1,4 @@
-"""The Arrow schemas of an ingested dataset (see DESIGN.md, "Data contracts").
+"""The Arrow schemas of an ingested dataset (see docs/architecture.md#data-contracts).
 
 One row per accepted note. ``audio`` holds the note's raw samples as
 little-endian int16 PCM bytes (64,000 samples, 128,000 bytes): the exact
