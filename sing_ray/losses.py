@@ -164,7 +164,7 @@ class FrameLoss(nn.Module):
     the partials above Nyquist, the silence before the onset, a decayed note's tail. A
     struck note's attack, a few loud frames of a few partials, is a small share of it; the
     LSTM fits the floor and leaves the attack 15 to 20 dB short, on its train notes too
-    (docs/quality.md, section 14). The ``audible`` term is the mean over the bins where the
+    (docs/quality-diary.md, section 14). The ``audible`` term is the mean over the bins where the
     target partial is louder than :data:`AUDIBLE_DB`, whatever their number: the notes' sound
     counts as much as their floor. With noise bands the frames' noise levels count as the
     partials do (a level above :data:`AUDIBLE_DB` is audible noise: white noise at that

@@ -1,10 +1,11 @@
 """Timbre of a checkpoint beside the nearest key, on held-out and training notes, without Ray.
 
-The quick comparison of training runs that docs/quality.md's Timbre section and its diary's
-section 18 made: for the held-out (test) notes and a sample of training notes, the model's
-long-term spectrum distance (all bands, loud bands), envelope distance, level and spectral L1
-beside what the nearest-key sampler (the same instrument and velocity at the nearest training
-pitch, resampled) and silence get on the same notes, overall and per family:
+The quick comparison of training runs that docs/quality.md's Timbre section and
+docs/quality-diary.md's section 18 made: for the held-out (test) notes and a sample of
+training notes, the model's long-term spectrum distance (all bands, loud bands), envelope
+distance, level and spectral L1 beside what the nearest-key sampler (the same instrument and
+velocity at the nearest training pitch, resampled) and silence get on the same notes, overall
+and per family:
 
     python -m tools.timbre CHECKPOINT [DATASET] [--train-notes 70] [--pitches 36:84:4] [--save SAVE.npz]
 

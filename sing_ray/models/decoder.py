@@ -64,7 +64,7 @@ class Decoder(nn.Module):
             note's first K partials are in their cycles (:func:`~sing_ray.models.sequence.phase_clock`,
             not in the paper): a window every 256 samples can only make multiples of 62.5 Hz
             from frames that stay the same; with the clock the trunk turns the partials itself
-            (docs/quality.md, "Why the model made no notes"). The pitch is then an argument of
+            (docs/quality-diary.md, section 6). The pitch is then an argument of
             every call.
         frames: "learnt" or "harmonic" (the heads then play the frames' values; see
             :mod:`sing_ray.models.heads`).

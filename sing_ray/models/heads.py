@@ -178,7 +178,7 @@ class PartialsHead(Head):
             # The encoder's frames are log(magnitude + ANALYSIS_FLOOR): take the floor off, so
             # that a partial the frames call silent plays nothing. Left at the floor, the
             # partials under the pitch would fill a decayed note's tail at -120 dBFS with a
-            # sub-octave the pitch tracker follows (docs/quality.md, section 13).
+            # sub-octave the pitch tracker follows (docs/quality-diary.md, section 13).
             amplitudes = (amplitudes - ANALYSIS_FLOOR).clamp(min=0)
         return amplitudes
 

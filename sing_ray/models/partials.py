@@ -2,7 +2,7 @@
 
 Not in the paper. Partial ``k`` of a note is the sine at ``k * f0 / 2**sub_octaves`` (f0 from the
 MIDI pitch; ``sub_octaves`` S > 0 adds the partials under the pitch that an organ's 16-foot stop
-sounds, docs/quality.md, section 13). The decoder's partials head plays them
+sounds, docs/quality-diary.md, section 13). The decoder's partials head plays them
 (:func:`partial_windows`), the harmonic encoder measures them (:func:`partial_magnitudes`, its
 adjoint); with harmonic frames a frame value ``v`` is amplitude ``exp(HARMONIC_SCALE * v)``.
 Pure functions, no weights.

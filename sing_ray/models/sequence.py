@@ -87,7 +87,7 @@ class SequenceGenerator(nn.Module):
             decoder emits a window every 256 samples, so a frame sequence that makes a pitch
             other than a multiple of 62.5 Hz has to turn its partials' phase from frame to
             frame; without the clock the LSTM must learn that oscillator for every pitch,
-            which it does not in minutes of training (docs/quality.md).
+            which it does not in minutes of training (docs/quality-diary.md, section 4).
         pitch_features: N > 0 adds :func:`pitch_waves` to the note embedding (2 N inputs per
             step): the pitch as smooth functions, beside its table. Not in the paper (0 there).
             An instrument's held-out pitches then lie between the pitches it was trained on.
