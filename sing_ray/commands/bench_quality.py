@@ -81,23 +81,18 @@ def _model_bytes(client, run, epoch: int, tmp: Path) -> bytes:
 
 
 def sing_at(sequence_ckpt: bytes, autoencoder_ckpt: bytes) -> bytes:
-    """The SING of a run before fine-tuning: phase 1's decoder with a sequence checkpoint's LSTM (as checkpoint bytes)."""
+    """The SING of a run before fine-tuning: phase 1's decoder with a sequence checkpoint's LSTM, assembled
+    as the finetune phase assembles it (:func:`sing_ray.checkpoint.sing_from_phases`), as checkpoint bytes."""
     import torch
 
-    from ..checkpoint import load_checkpoint, make_checkpoint
+    from ..checkpoint import load_checkpoint, make_checkpoint, sing_from_phases
     from ..config import config_from_dict
-    from ..models import build_sing
 
     seq = load_checkpoint(sequence_ckpt)
-    ae = load_checkpoint(autoencoder_ckpt)
-    cfg = config_from_dict(seq["config"])
-    instruments = list(seq["extra"]["instruments"])
-    model = build_sing(cfg.model, num_instruments=len(instruments))
-    model.sequence.load_state_dict(seq["state"])
-    model.decoder.load_state_dict({k[len("decoder."):]: v for k, v in ae["state"].items() if k.startswith("decoder.")})
+    model = sing_from_phases(seq, autoencoder_ckpt)
     buffer = io.BytesIO()
-    torch.save(make_checkpoint(model, config=cfg, phase="sequence", epoch=seq["epoch"],
-                               extra={"instruments": instruments}), buffer)
+    torch.save(make_checkpoint(model, config=config_from_dict(seq["config"]), phase="sequence", epoch=seq["epoch"],
+                               extra={"instruments": list(seq["extra"]["instruments"])}), buffer)
     return buffer.getvalue()
 
 
