@@ -67,28 +67,28 @@ class ModelConfig:
     pitch_dim: int = 8
     time_dim: int = 4             # 0 removes the time lookup table (the paper's ablation)
     # Partials whose phase at each frame the LSTM is given (cos, sin): 0 is the paper's SING;
-    # see SequenceGenerator and docs/quality.md ("Why the model made no notes").
+    # see SequenceGenerator and docs/quality-diary.md ("Why the model made no notes").
     phase_harmonics: int = 0
     # The MIDI pitch as N cosine and sine pairs of periods 24, 48, ... semitones, beside its
-    # table, in the LSTM's input (0: the paper's table alone); SequenceGenerator, docs/quality.md.
+    # table, in the LSTM's input (0: the paper's table alone); SequenceGenerator, docs/quality-diary.md, section 4.
     pitch_features: int = 0
     # Dropout between the LSTM's layers in training (0: the paper, none); needs num_layers > 1.
     lstm_dropout: float = 0.0
     # Partials whose phase at each frame the decoder is given beside the frame (0: the paper):
-    # the decoder then turns the partials itself (models/decoder.py, docs/quality.md).
+    # the decoder then turns the partials itself (models/decoder.py, docs/quality-diary.md, section 6).
     decoder_harmonics: int = 0
     # What the frames are (models/encoders.py): "learnt", the paper's, written by a windowed conv
     # of the waveform, or "harmonic", not in the paper: the log magnitudes (over 4) of the note's
     # partials, then its noise levels, measured, plus corrections the layers learn from zero; the
     # decoder's heads play exp(4 x) of each. Harmonic frames need dimension == partials +
-    # noise_bands and no transposed conv (docs/quality.md, "Frames that are partials").
+    # noise_bands and no transposed conv (docs/quality-diary.md, section 10).
     frames: str = "learnt"
     # What the decoder plays, each frame's windows summed (models/heads.py): "transposed_conv",
     # the paper's learnt 1,024-sample kernel; "partials", not in the paper, the note's first
     # `partials` partials at the MIDI pitch; "noise", not in the paper, filtered noise in
     # `noise_bands` mel bands (models/noise.py). In YAML a list, in --set comma-separated.
     heads: tuple[str, ...] = ("transposed_conv",)
-    # The partials head's partials (0 without it; docs/quality.md, section 7).
+    # The partials head's partials (0 without it; docs/quality-diary.md, section 7).
     partials: int = 0
     # The noise head's bands, spaced evenly in mel from 0 Hz to Nyquist (0 without it): what the
     # note holds beside its partials (noise, vibrato's spread, inharmonic partials, what lies
@@ -102,7 +102,7 @@ class ModelConfig:
     noise_scale: str = "mel"
     # The partials of decoder and encoder at multiples of f0 / 2^N, N octaves under the MIDI
     # pitch (0: at multiples of f0): 1 adds the half-multiples an organ's 16-foot stop sounds;
-    # the partials then reach half as high (models/partials.py, docs/quality.md, section 13).
+    # the partials then reach half as high (models/partials.py, docs/quality-diary.md, section 13).
     sub_octaves: int = 0
     wav_length: int = 64000       # 4 s at 16 kHz
     pad: int = 2304               # padding on each side, as in the public code: 265 frames
@@ -315,12 +315,12 @@ class TrainConfig:
     # Not in the paper: with harmonic frames, the sequence phase adds this weight times
     # the MSE over the bins where the encoded frame's partial is audible (above -70 dB;
     # FrameLoss). The MSE alone is mostly the floor (partials above Nyquist, silence, tails),
-    # and fits a struck note's attack 15 to 20 dB short (docs/quality.md, section 14).
+    # and fits a struck note's attack 15 to 20 dB short (docs/quality-diary.md, section 14).
     sequence_audible: float = 0.0
     # Not in the paper: with harmonic frames, each sequence epoch also fits about this
     # many notes per train note drawn afresh from the pitches each instrument lacks between
     # two it has, their frames interpolated in pitch from those two (interpolate_pitches):
-    # the LSTM is shown what lies between an instrument's trained pitches (docs/quality.md).
+    # the LSTM is shown what lies between an instrument's trained pitches (docs/quality-diary.md, section 12).
     sequence_interpolated: float = 0.0
     # How those notes' frames are made from the two trained pitches around them: "linear",
     # weighted by distance; "nearest", not in the paper, the nearer one's (the upper one's half

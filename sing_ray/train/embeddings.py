@@ -120,7 +120,7 @@ def interpolate_pitches(group: dict[str, np.ndarray], mode: str = "linear") -> d
     harmonic frames, the log magnitudes of the note's partials over time, that is each
     partial's level in dB interpolated in pitch: the frozen decoder plays such frames for the
     held-out notes of the quick start's set at 0.42 x silence's spectral L1, where the LSTM
-    fitted to the trained pitches alone gives 0.53 x (docs/quality.md, section 12).
+    fitted to the trained pitches alone gives 0.53 x (docs/quality-diary.md, section 12).
 
     Args:
         group: the train embeddings of one (instrument, velocity), numpy columns of
