@@ -324,7 +324,8 @@ class TrainConfig:
     sequence_interpolated: float = 0.0
     # How those notes' frames are made from the two trained pitches around them: "linear",
     # weighted by distance; "nearest", not in the paper, the nearer one's (the upper one's half
-    # way), as a sampler stretches its nearest key (train/embeddings.py).
+    # way), as a sampler stretches its nearest key, and the edge keys' beyond the instrument's
+    # lowest and highest trained pitches (train/embeddings.py).
     sequence_interpolation: str = "linear"
     seed: int = 1234
     num_examples: int = 4         # generated notes logged per phase

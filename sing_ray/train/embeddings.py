@@ -107,6 +107,8 @@ def _write_once(out: Path, write) -> Path:
 
 
 INTERPOLATIONS = ("linear", "nearest")
+# The pitches "nearest" stretches an instrument's edge keys to, at most: NSynth's range.
+MIN_PITCH, MAX_PITCH = 21, 108
 
 
 def interpolate_pitches(group: dict[str, np.ndarray], mode: str = "linear") -> dict[str, np.ndarray]:
@@ -116,7 +118,11 @@ def interpolate_pitches(group: dict[str, np.ndarray], mode: str = "linear") -> d
     them) gets ``(1 - w) * frames(a) + w * frames(b)`` with ``w = (q - a) / (b - a)`` (``mode``
     "linear"), or with ``w`` rounded to 0 or 1, the nearer pitch's frames, the upper one's
     half way ("nearest": what a sampler plays, its nearest key stretched; with the noise in
-    pitch bands the frames are then a stretched key's, partials and noise). With
+    pitch bands the frames are then a stretched key's, partials and noise). A sampler also
+    stretches its lowest and highest keys beyond them: "nearest" gives the pitches under the
+    lowest trained pitch and over the highest, as far as the instrument's two closest trained
+    pitches lie apart (within NSynth's 21 to 108), their frames (a held-out note at the edge of
+    an instrument's range is otherwise a pitch the LSTM never saw it play). With
     harmonic frames, the log magnitudes of the note's partials over time, that is each
     partial's level in dB interpolated in pitch: the frozen decoder plays such frames for the
     held-out notes of the quick start's set at 0.42 x silence's spectral L1, where the LSTM
@@ -146,6 +152,12 @@ def interpolate_pitches(group: dict[str, np.ndarray], mode: str = "linear") -> d
                 w = 1.0 if w >= 0.5 else 0.0
             new_pitch.append(q)
             new_frames.append((1.0 - w) * mean[lo] + w * mean[lo + 1])
+    if mode == "nearest" and len(pitches) > 1:
+        reach = int(np.diff(pitches).min())
+        low, high = int(pitches[0]), int(pitches[-1])
+        for q in [*range(max(MIN_PITCH, low - reach), low), *range(high + 1, min(MAX_PITCH, high + reach) + 1)]:
+            new_pitch.append(q)
+            new_frames.append(mean[0] if q < low else mean[-1])
     n = len(new_pitch)
     name = str(group["note_str"][0]).rsplit("-", 2)[0] if len(pitch) else ""
     velocity = np.asarray(group["velocity"])
