@@ -86,7 +86,7 @@ def test_read_notes_gives_the_named_notes_in_order_with_their_audio(made):
 
 
 def test_the_tools_run_on_a_dataset_and_a_run(made, capsys):
-    from tools import levels, neighbours, note_shapes, timbre, untrained, where
+    from tools import levels, neighbours, note_shapes, stretch, timbre, untrained, where
 
     dataset, run = made
     finetune = str(run / "models" / "finetune.pt")
@@ -108,6 +108,20 @@ def test_the_tools_run_on_a_dataset_and_a_run(made, capsys):
     assert "2 held-out notes" in capsys.readouterr().out
     assert note_shapes.main([str(dataset.parent / "nsynth")]) == 0
     assert "| flute_synthetic_001 |" in capsys.readouterr().out
+    assert stretch.main([str(dataset), "--preset", "quick", "--variant", "model.noise_scale=pitch"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("2 held-out notes with a trained neighbour") == 2 and "| own | 2 |" in out
+    assert "| linear | 2 |" in out and "| sampler | 2 |" in out
+
+
+def test_stretch_takes_the_nearest_trained_pitch_and_the_chosen_one_half_way():
+    from tools.stretch import _neighbours
+
+    assert _neighbours(62, [60, 61, 63, 64], "lower") == (61, 61, 63)
+    assert _neighbours(62, [60, 61, 63, 64], "upper") == (63, 61, 63)
+    assert _neighbours(62, [60, 65], "upper") == (60, 60, 65)
+    assert _neighbours(36, [40, 44], "lower") == (40, None, 40)
+    assert _neighbours(36, [], "lower") == (None, None, None)
 
 
 def test_the_tools_start_no_ray_and_no_mlflow(made):
