@@ -324,9 +324,12 @@ class TrainConfig:
     sequence_interpolated: float = 0.0
     # How those notes' frames are made from the two trained pitches around them: "linear",
     # weighted by distance; "nearest", not in the paper, the nearer one's (the upper one's half
-    # way), as a sampler stretches its nearest key, and the edge keys' beyond the instrument's
-    # lowest and highest trained pitches (train/embeddings.py).
+    # way), as a sampler stretches its nearest key (train/embeddings.py).
     sequence_interpolation: str = "linear"
+    # Not in the paper: those notes also stretch an instrument's lowest and highest trained
+    # pitches beyond them, as far as its two closest trained pitches lie apart, as a sampler's
+    # edge keys reach the keyboard's ends (train/embeddings.py).
+    sequence_edges: bool = False
     seed: int = 1234
     num_examples: int = 4         # generated notes logged per phase
     autoencoder: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=50))
@@ -496,6 +499,9 @@ def _validate_loss(t: "TrainConfig", m: "ModelConfig") -> None:
                           "say which partials sound")
     if not t.sequence_interpolated >= 0:
         raise ConfigError(f"train.sequence_interpolated must be >= 0, got {t.sequence_interpolated}")
+    if t.sequence_edges and not t.sequence_interpolated:
+        raise ConfigError("train.sequence_edges adds notes to those train.sequence_interpolated draws from: "
+                          "set train.sequence_interpolated > 0")
     if t.sequence_interpolation not in ("linear", "nearest"):
         raise ConfigError(f"train.sequence_interpolation: {t.sequence_interpolation!r} is not one of linear, nearest")
     if t.sequence_interpolated and not harmonic:

@@ -38,6 +38,19 @@ def _neighbours(pitch: int, trained: list[int], ties: str) -> tuple[int | None, 
     return (below if ties == "lower" else above), below, above
 
 
+def faster(frames, semitones: float):
+    """(B, D, T) frames played ``2 ** (semitones / 12)`` times as fast, as a sampler plays a
+    key stretched up (linear between frames; the last frame held past the end)."""
+    import torch
+
+    steps = frames.shape[-1]
+    where = (torch.arange(steps, dtype=torch.float64) * 2.0 ** (semitones / 12)).clamp(max=steps - 1)
+    lo = where.floor().long()
+    hi = (lo + 1).clamp(max=steps - 1)
+    w = (where - lo).to(frames.dtype)
+    return frames[..., lo] * (1 - w) + frames[..., hi] * w
+
+
 def stretch_figures(dataset: str, preset: str, overrides: list[str], ties: str = "lower",
                     split: str = "test") -> dict[str, np.ndarray]:
     """``{row: (N, 2) long-term spectrum distances (all bands, loud bands)}`` of the held-out
@@ -58,7 +71,7 @@ def stretch_figures(dataset: str, preset: str, overrides: list[str], ties: str =
     held, train = read_notes(dataset, split), read_notes(dataset, "train")
     index = {(str(i), int(v), int(p)): n for n, (i, v, p) in
              enumerate(zip(train["instrument_str"], train["velocity"], train["pitch"]))}
-    rows: dict[str, list] = {"own": [], "nearest": [], "linear": [], "sampler": []}
+    rows: dict[str, list] = {"own": [], "nearest": [], "nearest, in time too": [], "linear": [], "sampler": []}
 
     def frames(wav: np.ndarray, pitch: int) -> torch.Tensor:
         return model.encode(torch.from_numpy(wav[None]).float(), torch.tensor([pitch]))
@@ -78,7 +91,9 @@ def stretch_figures(dataset: str, preset: str, overrides: list[str], ties: str =
             play = lambda f: model.decode(f, target)[0].numpy()   # noqa: E731
             rows["own"].append(score(play(frames(real, int(pitch))), real))
             source = train[WAV_COLUMN][index[(*key, near)]]
-            rows["nearest"].append(score(play(frames(source, near)), real))
+            near_frames = frames(source, near)
+            rows["nearest"].append(score(play(near_frames), real))
+            rows["nearest, in time too"].append(score(play(faster(near_frames, int(pitch) - near)), real))
             if below is not None and above is not None:
                 w = (int(pitch) - below) / (above - below)
                 mixed = ((1 - w) * frames(train[WAV_COLUMN][index[(*key, below)]], below)

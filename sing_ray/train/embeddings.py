@@ -111,7 +111,7 @@ INTERPOLATIONS = ("linear", "nearest")
 MIN_PITCH, MAX_PITCH = 21, 108
 
 
-def interpolate_pitches(group: dict[str, np.ndarray], mode: str = "linear") -> dict[str, np.ndarray]:
+def interpolate_pitches(group: dict[str, np.ndarray], mode: str = "linear", edges: bool = False) -> dict[str, np.ndarray]:
     """One instrument at one velocity: frames for each pitch it lacks between two it has.
 
     Each missing pitch ``q`` between trained pitches ``a < q < b`` (no trained pitch between
@@ -119,10 +119,10 @@ def interpolate_pitches(group: dict[str, np.ndarray], mode: str = "linear") -> d
     "linear"), or with ``w`` rounded to 0 or 1, the nearer pitch's frames, the upper one's
     half way ("nearest": what a sampler plays, its nearest key stretched; with the noise in
     pitch bands the frames are then a stretched key's, partials and noise). A sampler also
-    stretches its lowest and highest keys beyond them: "nearest" gives the pitches under the
+    stretches its lowest and highest keys beyond them: ``edges`` adds the pitches under the
     lowest trained pitch and over the highest, as far as the instrument's two closest trained
-    pitches lie apart (within NSynth's 21 to 108), their frames (a held-out note at the edge of
-    an instrument's range is otherwise a pitch the LSTM never saw it play). With
+    pitches lie apart (within NSynth's 21 to 108), with those keys' frames (a held-out note at
+    the edge of an instrument's range is otherwise a pitch the LSTM never saw it play). With
     harmonic frames, the log magnitudes of the note's partials over time, that is each
     partial's level in dB interpolated in pitch: the frozen decoder plays such frames for the
     held-out notes of the quick start's set at 0.42 x silence's spectral L1, where the LSTM
@@ -132,6 +132,7 @@ def interpolate_pitches(group: dict[str, np.ndarray], mode: str = "linear") -> d
         group: the train embeddings of one (instrument, velocity), numpy columns of
             :func:`precompute_embeddings` (a group of Ray Data's ``map_groups``).
         mode: one of :data:`INTERPOLATIONS` (``train.sequence_interpolation``).
+        edges: also the pitches beyond the trained ones (``train.sequence_edges``).
     Returns:
         the same columns for the interpolated notes (none when no pitch is missing); their
         ``note_str`` is the NSynth name of the note they stand for. Two notes at one pitch
@@ -152,7 +153,7 @@ def interpolate_pitches(group: dict[str, np.ndarray], mode: str = "linear") -> d
                 w = 1.0 if w >= 0.5 else 0.0
             new_pitch.append(q)
             new_frames.append((1.0 - w) * mean[lo] + w * mean[lo + 1])
-    if mode == "nearest" and len(pitches) > 1:
+    if edges and len(pitches) > 1:
         reach = int(np.diff(pitches).min())
         low, high = int(pitches[0]), int(pitches[-1])
         for q in [*range(max(MIN_PITCH, low - reach), low), *range(high + 1, min(MAX_PITCH, high + reach) + 1)]:
@@ -170,8 +171,9 @@ def interpolate_pitches(group: dict[str, np.ndarray], mode: str = "linear") -> d
     }
 
 
-def precompute_interpolated(embeddings: str | Path, out: str | Path, mode: str = "linear") -> tuple[Path, int]:
-    """Write :func:`interpolate_pitches` (in ``mode``) of every (instrument, velocity) of ``embeddings`` to ``out``.
+def precompute_interpolated(embeddings: str | Path, out: str | Path, mode: str = "linear",
+                            edges: bool = False) -> tuple[Path, int]:
+    """Write :func:`interpolate_pitches` (in ``mode``, with ``edges``) of every (instrument, velocity) of ``embeddings`` to ``out``.
 
     Ray Data groups the train embeddings by instrument and velocity; ``out`` (Parquet, the
     columns of ``embeddings``) is reused as is when it holds ``_SUCCESS``.
@@ -180,15 +182,16 @@ def precompute_interpolated(embeddings: str | Path, out: str | Path, mode: str =
         ``out`` as a Path and the number of interpolated notes in it.
     """
     out = _write_once(Path(out), lambda folder: make_embedding_dataset(embeddings).groupby(["instrument", "velocity"])
-                      .map_groups(_interpolated_or_nothing, batch_format="numpy", fn_kwargs={"mode": mode})
+                      .map_groups(_interpolated_or_nothing, batch_format="numpy", fn_kwargs={"mode": mode, "edges": edges})
                       .write_parquet(str(folder)))
     return out, count_rows(out)
 
 
-def _interpolated_or_nothing(group: dict[str, np.ndarray], mode: str = "linear") -> dict[str, np.ndarray]:
+def _interpolated_or_nothing(group: dict[str, np.ndarray], mode: str = "linear",
+                            edges: bool = False) -> dict[str, np.ndarray]:
     # An empty batch rather than empty columns: Ray Data cannot make a tensor column of
     # none and would pickle it.
-    out = interpolate_pitches(group, mode)
+    out = interpolate_pitches(group, mode, edges)
     return out if len(out["pitch"]) else {}
 
 

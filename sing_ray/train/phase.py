@@ -211,10 +211,10 @@ def embed_train_split(plan: Plan, run_dir: Path, autoencoder: str | None) -> Pat
         use_gpu=cfg.run.use_gpu, threads=cfg.run.cpus_per_worker)
     if cfg.train.sequence_interpolated:
         folder, count = precompute_interpolated(out, run_dir / "embeddings" / INTERPOLATED,
-                                                cfg.train.sequence_interpolation)
+                                                cfg.train.sequence_interpolation, cfg.train.sequence_edges)
         fraction, _ = interpolated_share(plan, run_dir)
         log.info("embeddings: %d interpolated notes between the trained pitches of %d train notes; each "
-                 "sequence epoch draws %.0f%% of them (train.sequence_interpolated = %g, %s)", count,
+                 "sequence epoch draws %.0f%% of them (train.sequence_interpolated = %g, %s%s)", count,
                  plan.count("train"), 100 * fraction, cfg.train.sequence_interpolated,
-                 cfg.train.sequence_interpolation)
+                 cfg.train.sequence_interpolation, ", and beyond the edges" if cfg.train.sequence_edges else "")
     return out

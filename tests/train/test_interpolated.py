@@ -117,17 +117,26 @@ def test_the_sequence_phase_trains_on_the_real_notes_and_the_interpolated_ones(t
 
 def test_nearest_gives_each_missing_pitch_the_nearer_neighbours_frames_the_upper_half_way():
     out = interpolate_pitches(_group([60, 64, 67]), mode="nearest")
-    # Between: 61 is nearer 60; 62 lies half way and takes 64's; 63 and 65 are nearer 64; 66
-    # nearer 67. Beyond, as far as the closest two trained pitches lie apart (67 - 64 = 3):
-    # 57 to 59 take 60's, 68 to 70 take 67's.
-    assert out["pitch"].tolist() == [61, 62, 63, 65, 66, 57, 58, 59, 68, 69, 70]
-    sources = (60, 64, 64, 64, 67, 60, 60, 60, 67, 67, 67)
+    # 61 is nearer 60; 62 lies half way and takes 64's; 63 and 65 are nearer 64; 66 nearer 67.
+    assert out["pitch"].tolist() == [61, 62, 63, 65, 66]
+    sources = (60, 64, 64, 64, 67)
     expected = np.stack([np.full((D, F), float(p)) + np.arange(F) for p in sources])
     np.testing.assert_array_equal(out["embedding"], expected.astype(np.float32))
-    # Not beyond NSynth's range; linear adds nothing beyond the trained pitches.
-    assert interpolate_pitches(_group([21, 25]), mode="nearest")["pitch"].tolist() == [22, 23, 24, 26, 27, 28, 29]
-    assert interpolate_pitches(_group([60, 64]))["pitch"].tolist() == [61, 62, 63]
     with pytest.raises(ValueError, match="cubic"):
         interpolate_pitches(_group([60, 64]), mode="cubic")
     with pytest.raises(ConfigError, match="sequence_interpolation"):
         load_config("quick", overrides=["train.sequence_interpolation=cubic"])
+
+
+def test_edges_stretch_the_lowest_and_highest_keys_as_far_as_the_closest_two_lie_apart():
+    out = interpolate_pitches(_group([60, 64, 67]), edges=True)
+    # Between, linear as ever; beyond, as far as 67 - 64 = 3: 57 to 59 take 60's frames, 68 to 70 67's.
+    assert out["pitch"].tolist() == [61, 62, 63, 65, 66, 57, 58, 59, 68, 69, 70]
+    np.testing.assert_allclose(out["embedding"][5:], np.stack(
+        [np.full((D, F), float(p)) + np.arange(F) for p in (60, 60, 60, 67, 67, 67)]), rtol=0, atol=1e-6)
+    # Not beyond NSynth's 21 to 108; nothing from a single pitch; nothing without edges.
+    assert interpolate_pitches(_group([21, 25]), edges=True)["pitch"].tolist() == [22, 23, 24, 26, 27, 28, 29]
+    assert len(interpolate_pitches(_group([72]), edges=True)["pitch"]) == 0
+    assert interpolate_pitches(_group([60, 64]))["pitch"].tolist() == [61, 62, 63]
+    with pytest.raises(ConfigError, match="sequence_edges"):
+        load_config("quick", overrides=["train.sequence_edges=true", "train.sequence_interpolated=0"])
