@@ -10,7 +10,7 @@ it and hands the faults to its workers) to a comma-separated list of
   worker group from the latest checkpoint (``FailureConfig(max_failures)``).
 - ``nan:sequence:2:3``: the loss of step 3 of epoch 2 becomes NaN on rank 0; the
   guard's all-reduce stops every rank at that step, and the phase ends with
-  :class:`~sing_ray.train.pipeline.NonFiniteLossError`.
+  :class:`~sing_ray.train.phase.NonFiniteLossError`.
 
 Epochs and steps count from 1. RANK defaults to the last worker for ``kill``
 (so that rank 0, which logs to MLflow, is not the one killed) and to rank 0 for

@@ -1,6 +1,6 @@
 """Ray Train worker entry points, one per phase: ``train_loop_autoencoder``, ``_sequence``, ``_finetune``.
 
-Each loop unpacks the plain dict the driver built (:func:`sing_ray.train.pipeline.make_loop_config`),
+Each loop unpacks the plain dict the driver built (:func:`sing_ray.train.phase.make_loop_config`),
 rebuilds the config dataclass, restores from ``ray.train.get_checkpoint()`` when Ray
 Train restarts it (a worker died) or when the pipeline run is resumed, and then, per epoch:
 
@@ -24,7 +24,7 @@ After the last epoch the phase is scored on ``test`` and on its train split
 references and a spectrogram comparison, and the loops report a final
 ``status: finished``. A non-finite loss makes every worker stop at the same step
 and report ``status: diverged`` *without* a checkpoint, so the last good one stays
-the latest; the driver turns that into :class:`~sing_ray.train.pipeline.NonFiniteLossError`.
+the latest; the driver turns that into :class:`~sing_ray.train.phase.NonFiniteLossError`.
 The loops return normally then: raising would make Ray Train retry a failure
 that is deterministic.
 """
@@ -51,6 +51,8 @@ from ..losses import FrameLoss, build_loss
 from ..models import build_autoencoder, build_sequence_generator
 from ..models.partials import HARMONIC_SCALE
 from ..runtime import keep_freed_memory
+from ..tracking import (DIVERGED_TAG, EPOCH_SECONDS_METRIC, NOTES_PER_SECOND_METRIC, SILENT_OUTPUT_TAG,
+                        epoch_checkpoint_artifact)
 from .faults import FaultInjector
 from .steps import (MetricSums, NonFiniteLoss, autoencoder_step, check_finite, finetune_step, sequence_step,
                     velocity_indices)
@@ -482,7 +484,7 @@ def _warn_if_silent(worker: Worker, examples: list | None) -> str | None:
                "collapsed to silence. Train longer at a lower learning rate, or with --loss wav")
     log.warning("%s", message)
     if worker.mlflow is not None:
-        worker.mlflow.set_tag(worker.run_id, "sing_ray.silent_output", "true")
+        worker.mlflow.set_tag(worker.run_id, SILENT_OUTPUT_TAG, "true")
     return message
 
 
@@ -510,7 +512,7 @@ class _Progress:
         if self.path and (force or now - self.last_file >= 1.0):
             self.last_file = now
             write_status(self.path, {"epoch": self.epoch, "epochs": self.epochs, "step": step,
-                                     "steps": self.steps, "loss": loss, "notes_per_second": rate})
+                                     "steps": self.steps, "loss": loss, NOTES_PER_SECOND_METRIC: rate})
         if not force and now - self.last < self.every:
             return
         self.last = now
@@ -598,7 +600,7 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
                 log.error("%s: non-finite loss at epoch %d step %d; stopping, the last good checkpoint is "
                           "epoch %d's", phase, epoch, diverged["diverged_step"], epoch - 1)
                 if worker.mlflow is not None:
-                    worker.mlflow.set_tag(worker.run_id, "sing_ray.diverged",
+                    worker.mlflow.set_tag(worker.run_id, DIVERGED_TAG,
                                           f"epoch {epoch} step {diverged['diverged_step']}")
                 # Ray Train's result carries the metrics of the latest *checkpoint*, and this
                 # report must not have one (the last good checkpoint has to stay the latest),
@@ -612,14 +614,14 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
         metrics = {"status": "running", "epoch": epoch,
                    "train_loss": float(totals[0] / totals[1]) if totals[1] else math.nan,
                    "train_notes": float(totals[1]),
-                   "notes_per_second": float(totals[1]) / max(seconds, 1e-9), "epoch_seconds": seconds,
+                   NOTES_PER_SECOND_METRIC: float(totals[1]) / max(seconds, 1e-9), EPOCH_SECONDS_METRIC: seconds,
                    "lr": float(optimizer.param_groups[0]["lr"])}
         metrics.update(evaluate(worker, model, spec, "valid", "valid"))
         folder = None
         if worker.is_chief:
             folder = save_resume_point(worker, model, optimizer, epoch, metrics)
             worker.log_metrics({k: v for k, v in metrics.items() if k not in ("epoch", "status")}, step=epoch)
-            worker.log_artifact(folder / MODEL_FILE, f"checkpoints/epoch-{epoch:03d}")
+            worker.log_artifact(folder / MODEL_FILE, epoch_checkpoint_artifact(epoch))
             log.info("%s epoch %d/%d: %s", phase, epoch, epochs, _format(metrics))
             append_journal(loop.get("journal_path"), {"epoch": epoch, "epochs": epochs, **metrics})
         _report(worker, metrics, folder)
