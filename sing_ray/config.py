@@ -98,7 +98,7 @@ class ModelConfig:
     # "pitch", not in the paper, on as many bands spaced evenly in log frequency from 1/4 to
     # 300 times the note's f0, so that an instrument's noise moves with its pitch as its
     # partials do and as a sampler's stretched key does (models/noise.py). The noise is played
-    # in the mel bands either way. Needs harmonic frames and the noise head.
+    # in the mel bands either way. Needs harmonic frames; without the noise head it means nothing.
     noise_scale: str = "mel"
     # The partials of decoder and encoder at multiples of f0 / 2^N, N octaves under the MIDI
     # pitch (0: at multiples of f0): 1 adds the half-multiples an organ's 16-foot stop sounds;
@@ -162,9 +162,9 @@ def check_parts(frames: str, heads: Sequence[str], dimension: int, partials: int
                           "set model.partials > 0 (and partials in model.heads)")
     if noise_scale not in NOISE_SCALES:
         raise ConfigError(f"model.noise_scale: {noise_scale!r} is not one of {', '.join(NOISE_SCALES)}")
-    if noise_scale != "mel" and (frames != "harmonic" or "noise" not in heads):
+    if noise_scale != "mel" and "noise" in heads and frames != "harmonic":
         raise ConfigError(f"model.noise_scale={noise_scale} places the noise levels that {HARMONIC_NEEDS} "
-                          f"hold: it needs model.frames=harmonic and noise in model.heads")
+                          f"hold: it needs model.frames=harmonic (or model.noise_scale=mel)")
     if frames == "harmonic":
         if "transposed_conv" in heads or "partials" not in heads:
             raise ConfigError(f"{HARMONIC_NEEDS} are played by the partials head (and the noise head), "
@@ -328,7 +328,8 @@ class TrainConfig:
     sequence_interpolation: str = "linear"
     # Not in the paper: those notes also stretch an instrument's lowest and highest trained
     # pitches beyond them, as far as its two closest trained pitches lie apart, as a sampler's
-    # edge keys reach the keyboard's ends (train/embeddings.py).
+    # edge keys reach the keyboard's ends (train/embeddings.py); nothing without
+    # sequence_interpolated.
     sequence_edges: bool = False
     seed: int = 1234
     num_examples: int = 4         # generated notes logged per phase
@@ -499,9 +500,6 @@ def _validate_loss(t: "TrainConfig", m: "ModelConfig") -> None:
                           "say which partials sound")
     if not t.sequence_interpolated >= 0:
         raise ConfigError(f"train.sequence_interpolated must be >= 0, got {t.sequence_interpolated}")
-    if t.sequence_edges and not t.sequence_interpolated:
-        raise ConfigError("train.sequence_edges adds notes to those train.sequence_interpolated draws from: "
-                          "set train.sequence_interpolated > 0")
     if t.sequence_interpolation not in ("linear", "nearest"):
         raise ConfigError(f"train.sequence_interpolation: {t.sequence_interpolation!r} is not one of linear, nearest")
     if t.sequence_interpolated and not harmonic:

@@ -159,7 +159,8 @@ def test_the_flops_of_a_note_come_from_its_parts():
         sing = build_sing(paper, num_instruments=1006)
     assert sing.flops_per_note() == _paper_formula(sing.kwargs)
     for heads, extra in [(("transposed_conv",), {}), (("transposed_conv", "partials"), dict(partials=6)),
-                         (("partials", "noise"), dict(partials=6, noise_bands=8, frames="harmonic"))]:
+                         (("partials", "noise"), dict(partials=6, noise_bands=8, frames="harmonic")),
+                         (("partials", "noise"), dict(partials=6, noise_bands=8, frames="harmonic", noise_scale="pitch"))]:
         dimension = 14 if "noise" in heads else 8
         decoder = Decoder(dimension=dimension, channels=16, heads=heads, clock_harmonics=2, **extra)
         with FlopCounterMode(display=False) as counter:

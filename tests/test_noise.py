@@ -194,8 +194,14 @@ def test_pitch_bands_play_back_what_the_encoder_measured():
 
 
 def test_noise_scale_is_checked_and_recorded_only_when_it_is_pitch():
-    with pytest.raises(ConfigError, match="noise_scale"):
-        load_config("tiny", overrides=["model.noise_scale=pitch"])          # learnt frames, no noise head
+    with pytest.raises(ConfigError, match="noise_scale"):                    # learnt frames
+        load_config("tiny", overrides=["model.heads=transposed_conv,noise", "model.noise_bands=8",
+                                       "model.noise_scale=pitch"])
+    # Without the noise head the option means nothing, and the model does not record it.
+    from sing_ray.models import build_autoencoder
+    partials_alone = load_config("quick", overrides=["model.dimension=64", "model.noise_bands=0"])
+    assert partials_alone.model.noise_scale == "pitch"
+    assert "noise_scale" not in build_autoencoder(partials_alone.model).kwargs
     with pytest.raises(ConfigError, match="noise_scale: 'bark'"):
         load_config("quick", overrides=["model.noise_scale=bark"])
     # "mel" is what every model was before the option: its checkpoints' kwargs stay as they were.

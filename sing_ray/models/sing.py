@@ -116,7 +116,8 @@ def _decoder_kwargs(m: ModelConfig) -> dict:
     return dict(dimension=m.dimension, channels=m.channels, kernel_size=m.kernel_size, stride=m.stride,
                 context_size=m.context_size, rewrite_layers=m.rewrite_layers, wav_length=m.wav_length, pad=m.pad,
                 clock_harmonics=m.decoder_harmonics, frames=m.frames, heads=m.heads, partials=m.partials,
-                noise_bands=m.noise_bands, sub_octaves=m.sub_octaves, **noise_scale_kwargs(m.noise_scale))
+                noise_bands=m.noise_bands, sub_octaves=m.sub_octaves,
+                **noise_scale_kwargs(m.noise_scale if "noise" in m.heads else "mel"))
 
 
 def autoencoder_kwargs(m: ModelConfig) -> dict:

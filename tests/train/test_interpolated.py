@@ -138,5 +138,3 @@ def test_edges_stretch_the_lowest_and_highest_keys_as_far_as_the_closest_two_lie
     assert interpolate_pitches(_group([21, 25]), edges=True)["pitch"].tolist() == [22, 23, 24, 26, 27, 28, 29]
     assert len(interpolate_pitches(_group([72]), edges=True)["pitch"]) == 0
     assert interpolate_pitches(_group([60, 64]))["pitch"].tolist() == [61, 62, 63]
-    with pytest.raises(ConfigError, match="sequence_edges"):
-        load_config("quick", overrides=["train.sequence_edges=true", "train.sequence_interpolated=0"])
