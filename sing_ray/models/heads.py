@@ -18,6 +18,7 @@ floating-point operations it costs per frame (:meth:`Head.flops_per_frame`), fro
 """
 from __future__ import annotations
 
+import abc
 import math
 from typing import NamedTuple
 
@@ -56,8 +57,9 @@ class Rows(NamedTuple):
     values: torch.Tensor | None = None
 
 
-class Head(nn.Module):
-    """One of the decoder's heads (see the module docstring).
+class Head(nn.Module, metaclass=abc.ABCMeta):
+    """One of the decoder's heads (see the module docstring); a head defines the three abstract
+    methods, or it cannot be built.
 
     Attributes:
         frame_values: how many of a harmonic frame's values it plays (0: none), in the order
@@ -66,21 +68,21 @@ class Head(nn.Module):
 
     frame_values = 0
 
+    @abc.abstractmethod
     def gemm_weights(self, cast) -> tuple[torch.Tensor, ...]:
         """Its weights as :meth:`forward` wants them, through ``cast`` (identity or a dtype change)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def forward(self, hidden: torch.Tensor, weights: tuple[torch.Tensor, ...], rows: Rows) -> torch.Tensor:
         """(B, n, channels) hidden rows -> (B, n, kernel_size) windows, float32."""
-        raise NotImplementedError
 
     def constant(self, weights: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
         """What the head adds to every sample of the overlap-added waveform (None: nothing)."""
         return None
 
+    @abc.abstractmethod
     def flops_per_frame(self) -> float:
         """Floating-point operations per frame (a multiply-add is 2; element-wise work left out)."""
-        raise NotImplementedError
 
 
 def _read(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, normed: bool) -> torch.Tensor:
