@@ -134,3 +134,24 @@ def test_the_tools_start_no_ray_and_no_mlflow(made):
     assert done.returncode == 0, done.stderr
     assert "loaded: []" in done.stdout
 
+
+
+def test_peakmem_counts_the_grandchildren_a_driver_starts(tmp_path):
+    """A local Ray's workers are the driver's grandchildren: the tree's peak must include them."""
+    from tools import peakmem
+
+    (tmp_path / "out").write_bytes(b"x" * 3_000_000)
+    (tmp_path / "grandchild.py").write_text("b = bytearray(400 * 2**20)\nimport time\ntime.sleep(1.5)\n")
+    (tmp_path / "child.py").write_text(f"import subprocess, sys\nsubprocess.run([sys.executable, "
+                                       f"{str(tmp_path / 'grandchild.py')!r}])\n")
+    driver = (f"import subprocess, sys; a = bytearray(50 * 2**20); "
+              f"subprocess.run([sys.executable, {str(tmp_path / 'child.py')!r}])")
+    out = tmp_path / "peak.json"
+    code = peakmem.main(["--every", "0.1", "--disk", str(tmp_path / "out"), "--json", str(out),
+                         "--", sys.executable, "-c", driver])
+    result = json.loads(out.read_text())
+    assert code == 0 and result["returncode"] == 0
+    assert 50 * 2**20 <= result["peak_driver"] < 400 * 2**20
+    assert result["peak_tree"] >= 450 * 2**20
+    assert result["disk_bytes"] == 3_000_000
+    assert peakmem.main(["--", sys.executable, "-c", "raise SystemExit(3)"]) == 3
