@@ -24,7 +24,8 @@ import pyarrow as pa
 
 from .. import nsynth
 from ..nsynth_io import write_examples_json, write_note_wav
-from .ingest import DEFAULT_ROWS_PER_SHARD, ingest, list_source, plan_shards, renumber_shards
+from .ingest import DEFAULT_ROWS_PER_SHARD, ingest, list_source, plan_shards
+from .layout import renumber_shards
 from .notes import audio_relpath, build_note_table, empty_audio, read_and_check, rejects_table, write_table
 from .storage import resolve
 
@@ -115,8 +116,7 @@ def plain_ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_S
             kept.update(n.meta["instrument_str"] for n in accepted)
     final = nsynth.build_vocabulary(kept)
     if final != vocab:
-        mapping = {vocab.index(name): i for i, name in enumerate(final)}
-        renumber_shards(pa.table({"path": written}), dst, mapping)
+        renumber_shards(pa.table({"path": written}), dst, final)
     write_table(rejects_table(rejects), dst, "rejects.parquet")
     accepted_total = listing.listed - len(rejects)
     return {"listed": listing.listed, "accepted": accepted_total, "rejected": len(rejects)}

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from .. import nsynth
 from ..errors import UserError
+from .codec import ENCODINGS, PCM, decode_int16
 from .schema import METADATA_COLUMNS, NOTE_SCHEMA, SCHEMA_VERSION
 from .storage import Location, resolve
 
@@ -46,6 +47,10 @@ def _load_manifest(where: Location) -> dict:
     if version != SCHEMA_VERSION:
         raise UserError(f"{where.uri}: schema version {version!r}, this sing-ray reads {SCHEMA_VERSION}; "
                         "ingest the source again")
+    encoding = audio_encoding(manifest)
+    if encoding not in ENCODINGS:
+        raise UserError(f"{where.display('manifest.json')}: audio encoding {encoding!r}, this sing-ray "
+                        f"reads {', '.join(ENCODINGS)}")
     return manifest
 
 
@@ -59,31 +64,26 @@ def load_cardinalities(path: str) -> dict[str, int]:
     return dict(load_manifest(path)["cardinalities"])
 
 
-def decode_audio(audio: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """The ``audio`` column (raw int16 PCM) as float32 waveforms in [-1, 1).
+def decode_audio(audio: pa.Array | pa.ChunkedArray, encoding: str | None = None) -> np.ndarray:
+    """The ``audio`` column (raw int16 PCM or FLAC, see :mod:`sing_ray.data.codec`) as float32 waveforms.
 
     Args:
-        audio: n binary values of NUM_FRAMES * 2 bytes each.
+        audio: n binary values, each one note.
+        encoding: the manifest's ``audio.encoding`` (``pcm_s16le`` or ``flac``; see
+            :func:`audio_encoding`); None tells it from the values.
 
     Returns:
-        (n, NUM_FRAMES) float32: samples / 32768.
+        (n, NUM_FRAMES) float32 in [-1, 1): samples / 32768, the same for either encoding.
     """
-    if isinstance(audio, pa.ChunkedArray):
-        audio = audio.combine_chunks()
-    n = len(audio)
-    if n == 0:
-        return np.zeros((0, nsynth.NUM_FRAMES), dtype=np.float32)
-    offsets = np.frombuffer(audio.buffers()[1], dtype=np.int32)[audio.offset:audio.offset + n + 1]
-    width = nsynth.NUM_FRAMES * 2
-    if not np.array_equal(np.diff(offsets), np.full(n, width)):
-        raise ValueError(f"audio values must all be {width} bytes (int16 x {nsynth.NUM_FRAMES})")
-    # All values are the same size and adjacent: view the data buffer directly.
-    data = np.frombuffer(audio.buffers()[2], dtype="<i2", count=n * nsynth.NUM_FRAMES,
-                         offset=int(offsets[0]))
-    return data.reshape(n, nsynth.NUM_FRAMES).astype(np.float32) * np.float32(1 / 32768)
+    return decode_int16(audio, encoding).astype(np.float32) * np.float32(1 / 32768)
 
 
-def _to_waveforms(batch: pa.Table) -> dict[str, np.ndarray]:
+def audio_encoding(manifest: dict) -> str:
+    """The encoding of a dataset's ``audio`` column, from its manifest (``pcm_s16le`` before FLAC existed)."""
+    return str(manifest.get("audio", {}).get("encoding", PCM))
+
+
+def _to_waveforms(batch: pa.Table, encoding: str | None = None) -> dict[str, np.ndarray]:
     """Ray Data UDF: replace ``audio`` by ``wav`` (float32) and keep the metadata columns."""
     out = {}
     for name in METADATA_COLUMNS:
@@ -93,7 +93,7 @@ def _to_waveforms(batch: pa.Table) -> dict[str, np.ndarray]:
             out[name] = flat.reshape(batch.num_rows, len(nsynth.QUALITIES)).astype(np.int8)
         else:
             out[name] = column.to_numpy()
-    out[WAV_COLUMN] = decode_audio(batch.column("audio"))
+    out[WAV_COLUMN] = decode_audio(batch.column("audio"), encoding)
     return out
 
 
@@ -134,7 +134,8 @@ def make_note_dataset(path: str, split: str, *, override_num_blocks: int | None 
 
             # An expression, not a Python predicate: Ray pushes it into the Parquet read.
             ds = ds.filter(expr=col("note_str").is_in(sorted({str(s) for s in note_strs})))
-    return ds.map_batches(_to_waveforms, batch_format="pyarrow", zero_copy_batch=True)
+    return ds.map_batches(_to_waveforms, batch_format="pyarrow", zero_copy_batch=True,
+                          fn_kwargs={"encoding": audio_encoding(manifest)})
 
 
 def read_split_metadata(path: str, split: str,
@@ -199,7 +200,7 @@ def read_note_split(path: str, split: str, columns: list[str] | None = None, row
         with where.fs.open_input_file(name) as handle:
             table = pq.read_table(handle)
         for start in range(0, table.num_rows, rows_per_block):
-            decoded = _to_waveforms(table.slice(start, rows_per_block))
+            decoded = _to_waveforms(table.slice(start, rows_per_block), audio_encoding(manifest))
             keep = columns or list(decoded)
             blocks.append(pa.table({c: ArrowTensorArray.from_numpy(decoded[c]) if decoded[c].ndim > 1
                                     else pa.array(decoded[c]) for c in keep}))

@@ -43,6 +43,9 @@ from .. import nsynth
 from ..errors import UserError, ValidationError
 from .notes import (Note, audio_relpath, build_note_table, check_metadata, decode_metas,
                     empty_audio, encode_metas, place_note, read_and_check, rejects_table, write_table)
+from .codec import DEFAULT_AUDIO, audio_choice
+from .layout import (UNKNOWN_SPLIT, build_manifest, renumber_shards, split_counts,  # noqa: F401
+                     write_manifest)
 from .schema import NOTE_SCHEMA, SCHEMA_VERSION
 from .storage import Location, resolve
 
@@ -51,9 +54,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ROWS_PER_SHARD = 512                                 # 64 MiB of audio per file
 TARGET_NOTES_PER_TASK = 4096                                 # about a second of work per write task
 MAX_ROWS_PER_SHARD = (2**31 - 1) // (nsynth.NUM_FRAMES * 2)  # Arrow binary: 2 GiB per column chunk
-UNKNOWN_SPLIT = "unknown"     # rejected notes whose metadata is too broken to place
 LOG_EVERY_SECONDS = 10.0
-NUM_UNLISTED_IN_MANIFEST = 20
 
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number",
                bool: "a boolean", type(None): "null"}
@@ -263,7 +264,8 @@ def _task_row(group: list, vocab_index: dict[str, int]) -> dict:
     }
 
 
-def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool) -> pa.Table:
+def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool,
+                 audio: str = DEFAULT_AUDIO) -> pa.Table:
     """Ray Data UDF: decode, check and write the shards of a batch (one row per task).
 
     Args:
@@ -271,6 +273,8 @@ def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool
         source: the NSynth-layout folder.
         dest: the folder being written (the hidden staging folder when local).
         strict: stop at the first bad note; its shard is not written.
+        audio: how the ``audio`` column is stored (``pcm``, ``zstd`` or ``flac``,
+            see :mod:`sing_ray.data.codec`).
 
     Every note's metadata is checked here, in parallel, before its WAV is read.
 
@@ -278,6 +282,7 @@ def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool
         one report row per shard: path, split, num_listed, num_rows, the accepted
         instrument names, and the rejected note_strs with their reasons.
     """
+    encoding, compression = audio_choice(audio)
     reports = []
     rows = batch.to_pylist()
     # One decode buffer for every shard of this task (see read_and_check).
@@ -287,11 +292,12 @@ def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool
                 row["paths"], row["splits"], row["note_strs"], row["metas"], row["instruments"]):
             notes = [Note(s, m, split) for s, m in zip(note_strs, decode_metas(metas))]
             ids = dict(zip(note_strs, instruments))
-            accepted, audio, rejects = read_and_check(source, notes, strict=strict, buffer=buffer)
+            accepted, samples, rejects = read_and_check(source, notes, strict=strict, buffer=buffer)
             written = 0
             if accepted and not (strict and rejects):
-                table = build_note_table(accepted, [ids[n.note_str] for n in accepted], audio)
-                write_table(table, dest, path)
+                table = build_note_table(accepted, [ids[n.note_str] for n in accepted], samples,
+                                         encoding)
+                write_table(table, dest, path, compression)
                 written = table.num_rows
             reports.append({
                 "path": path, "split": split, "num_listed": len(notes), "num_rows": written,
@@ -311,21 +317,6 @@ _REPORT_SCHEMA = pa.schema([
     ("reject_note_strs", pa.list_(pa.string())), ("reject_reasons", pa.list_(pa.string())),
     ("reject_sane", pa.list_(pa.bool_())),
 ])
-
-
-def renumber_shards(batch: pa.Table, dest: Location, mapping: dict[int, int]) -> pa.Table:
-    """Ray Data UDF: rewrite shards with new dense instrument ids (``mapping``: old -> new)."""
-    import numpy as np
-
-    lookup = np.full(max(mapping) + 1, -1, dtype=np.int32)
-    for old, new in mapping.items():
-        lookup[old] = new
-    for path in batch.column("path").to_pylist():
-        table = pq.read_table(dest.join(path), filesystem=dest.fs, schema=NOTE_SCHEMA)
-        ids = pa.array(lookup[table.column("instrument").to_numpy()], type=pa.int32())
-        columns = [ids if name == "instrument" else table.column(name) for name in NOTE_SCHEMA.names]
-        write_table(pa.Table.from_arrays(columns, schema=NOTE_SCHEMA), dest, path)
-    return pa.table({"path": batch.column("path")})
 
 
 def check_destination(out: Location, overwrite: bool) -> bool:
@@ -417,7 +408,7 @@ def _num_tasks(num_notes: int) -> int:
 
 
 def _run_shards(shards, source: Location, staging: Location, vocab: list[str], strict: bool,
-                progress: _Progress) -> list[dict]:
+                progress: _Progress, audio: str) -> list[dict]:
     import ray.data
 
     index = {name: i for i, name in enumerate(vocab)}
@@ -428,7 +419,7 @@ def _run_shards(shards, source: Location, staging: Location, vocab: list[str], s
     # blocks on the driver (from_arrow would run a remote task per block to describe it).
     ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         write_shards, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
-        fn_kwargs={"source": source, "dest": staging, "strict": strict})
+        fn_kwargs={"source": source, "dest": staging, "strict": strict, "audio": audio})
     reports = []
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
         for report in batch.to_pylist():
@@ -442,7 +433,8 @@ def _run_shards(shards, source: Location, staging: Location, vocab: list[str], s
 
 def ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, strict: bool = False,
            overwrite: bool = False, progress: bool = True,
-           split_seed: int = nsynth.DEFAULT_SPLIT_SEED, num_cpus: int | None = None) -> IngestSummary:
+           split_seed: int = nsynth.DEFAULT_SPLIT_SEED, num_cpus: int | None = None,
+           audio: str = DEFAULT_AUDIO) -> IngestSummary:
     """Validate an NSynth-layout folder and write it as a Parquet dataset (docs/architecture.md#data-contracts).
 
     Args:
@@ -455,12 +447,20 @@ def ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, 
         progress: show a progress bar (a periodic log line with notes/s is always on).
         split_seed: seed of the split hash, recorded in the manifest.
         num_cpus: CPUs of the local Ray started if none is running (None: all).
+        audio: how the ``audio`` column is stored: ``pcm`` (raw int16, the default),
+            ``zstd`` (raw int16 in a zstd-compressed column) or ``flac`` (one FLAC
+            stream per note); see :mod:`sing_ray.data.codec`. Every reader decodes
+            each to the same samples.
 
     Returns:
         the :class:`IngestSummary`. Raises UserError (exit 2) for bad input or an
         existing ``out``, ValidationError (exit 1) for a bad note under ``strict``.
     """
     started = time.monotonic()
+    try:
+        audio_choice(audio)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     if not 1 <= rows_per_shard <= MAX_ROWS_PER_SHARD:
         raise UserError(f"rows per shard must be between 1 and {MAX_ROWS_PER_SHARD}, got {rows_per_shard}")
     src, dst = resolve(source), resolve(out)
@@ -493,9 +493,10 @@ def ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, 
             vocab = nsynth.build_vocabulary(n.meta["instrument_str"] for n in listing.notes)
             shards = plan_shards(listing.notes, rows_per_shard)
             listed_at = time.monotonic()
-            reports = _run_shards(shards, src, staging, vocab, strict, bar) if shards else []
+            reports = _run_shards(shards, src, staging, vocab, strict, bar, audio) if shards else []
             written_at = time.monotonic()
-            manifest, rejects = _finish(src, staging, listing, reports, vocab, rows_per_shard, split_seed)
+            manifest, rejects = _finish(src, staging, listing, reports, vocab, rows_per_shard, split_seed,
+                                        audio)
         log.debug("timings: listing %.2f s, %d shard(s) %.2f s, finishing %.2f s",
                   listed_at - started, len(shards), written_at - listed_at, time.monotonic() - written_at)
     except BaseException:
@@ -525,7 +526,7 @@ def _reason_kind(reason: str) -> str:
 
 
 def _finish(src: Location, staging: Location, listing: Listing, reports: list[dict],
-            vocab: list[str], rows_per_shard: int, split_seed: int) -> tuple[dict, list]:
+            vocab: list[str], rows_per_shard: int, split_seed: int, audio: str) -> tuple[dict, list]:
     """Reconcile the reports, renumber if needed, write rejects, manifest and _SUCCESS."""
     split_of_note = {n.note_str: n.split for n in listing.notes}
     # A note whose metadata is not sane has no trustworthy split: "unknown".
@@ -541,55 +542,20 @@ def _finish(src: Location, staging: Location, listing: Listing, reports: list[di
         # hole, so the ids of the accepted notes are made dense again.
         log.warning("instrument(s) %s lost all their notes to the checks; renumbering instrument ids",
                     ", ".join(sorted(set(vocab) - set(final_vocab))))
-        mapping = {vocab.index(name): i for i, name in enumerate(final_vocab)}
         import ray.data
 
         ray.data.from_items([{"path": r["path"]} for r in shards]).map_batches(
             renumber_shards, batch_format="pyarrow", batch_size=1,
-            fn_kwargs={"dest": staging, "mapping": mapping}).materialize()
+            fn_kwargs={"dest": staging, "vocabulary": final_vocab,
+                       "compression": audio_choice(audio)[1]}).materialize()
 
     write_table(rejects_table([r[:3] for r in rejects]), staging, "rejects.parquet")
-    splits = {s: {"listed": 0, "accepted": 0, "rejected": 0} for s in (*nsynth.SPLITS, UNKNOWN_SPLIT)}
-    for report in reports:
-        splits[report["split"]]["accepted"] += report["num_rows"]
-    for *_, split in rejects:
-        splits[split or UNKNOWN_SPLIT]["rejected"] += 1
-    for c in splits.values():
-        c["listed"] = c["accepted"] + c["rejected"]
-    if not splits[UNKNOWN_SPLIT]["listed"]:
-        del splits[UNKNOWN_SPLIT]
-    accepted = sum(r["num_rows"] for r in reports)
-    if accepted + len(rejects) != listing.listed:
-        raise RuntimeError(f"ingest lost notes: {listing.listed} listed but {accepted} accepted "
-                           f"+ {len(rejects)} rejected")
-    manifest = {
-        "format": "sing-ray notes",
-        "schema_version": SCHEMA_VERSION,
-        "source": src.uri,
-        "examples_sha256": listing.sha256,
-        "counts": {"listed": listing.listed, "accepted": accepted, "rejected": len(rejects),
-                   "unlisted_wavs": len(listing.unlisted)},
-        "rejects": len(rejects),
-        "splits": splits,
-        "split": {"seed": split_seed, "valid_fraction": nsynth.VALID_FRACTION,
-                  "test_fraction": nsynth.TEST_FRACTION, "key": "instrument_str, pitch"},
-        "instruments": final_vocab,
-        "cardinalities": {
-            "instrument": len(final_vocab),
-            "pitch": nsynth.PITCH_RANGE[1] + 1,
-            "velocity": len(nsynth.VELOCITIES),
-            "instrument_family": len(nsynth.FAMILIES),
-            "instrument_source": len(nsynth.SOURCES),
-            "qualities": len(nsynth.QUALITIES),
-        },
-        "audio": {"column": "audio", "encoding": "pcm_s16le", "sample_rate": nsynth.SAMPLE_RATE,
-                  "num_frames": nsynth.NUM_FRAMES},
-        "rows_per_shard": rows_per_shard,
-        "shards": [{"path": r["path"], "split": r["split"], "num_rows": r["num_rows"]} for r in shards],
-        "unlisted_wavs": listing.unlisted[:NUM_UNLISTED_IN_MANIFEST],
-    }
-    staging.write_bytes((json.dumps(manifest, indent=2) + "\n").encode(), "manifest.json")
-    staging.write_bytes(b"", "_SUCCESS")
+    splits = split_counts(((r["split"], r["num_rows"]) for r in reports), (r[3] for r in rejects))
+    manifest = build_manifest(
+        source=src.uri, examples_sha256=listing.sha256, listed=listing.listed, splits=splits,
+        instruments=final_vocab, audio=audio, rows_per_shard=rows_per_shard, shards=shards,
+        split_seed=split_seed, unlisted=listing.unlisted)
+    write_manifest(staging, manifest)
     return manifest, rejects
 
 

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from .. import nsynth
-from .schema import NOTE_SCHEMA, PARQUET_OPTIONS, REJECT_SCHEMA
+from .codec import PCM, ZSTD_LEVEL, audio_column, parquet_compression
+from .schema import METADATA_COLUMNS, NOTE_SCHEMA, PARQUET_OPTIONS, REJECT_SCHEMA
 from .storage import Location
 
 EXPECTED_FORMAT = "WAV"
@@ -126,28 +127,29 @@ def empty_audio(num_notes: int) -> np.ndarray:
 
 
 def build_note_table(notes: Sequence[Note], instrument_ids: Sequence[int],
-                     audio: np.ndarray) -> pa.Table:
+                     audio: np.ndarray | pa.Array, encoding: str = PCM) -> pa.Table:
     """The Arrow table of accepted notes, in :data:`NOTE_SCHEMA`.
 
     Args:
         notes: the notes, in row order.
         instrument_ids: dense instrument id of each note.
-        audio: (len(notes), NUM_FRAMES) int16, C-contiguous; becomes the ``audio``
-            column without a copy (each value is one row's 128,000 bytes).
+        audio: (len(notes), NUM_FRAMES) int16, C-contiguous, encoded here by ``encoding``
+            (as PCM it becomes the ``audio`` column without a copy: each value is one
+            row's 128,000 bytes); or an already encoded binary array of len(notes) values.
+        encoding: :data:`~sing_ray.data.codec.PCM` or :data:`~sing_ray.data.codec.FLAC`.
 
     Returns:
         the table.
     """
     n = len(notes)
-    audio = np.ascontiguousarray(audio, dtype="<i2")
-    if audio.shape != (n, nsynth.NUM_FRAMES):
-        raise ValueError(f"audio is {audio.shape}, expected ({n}, {nsynth.NUM_FRAMES})")
-    width = nsynth.NUM_FRAMES * 2
-    if n * width >= 2**31:
-        # Arrow's binary type has 32-bit offsets: a shard holds at most 16,777 notes.
-        raise ValueError(f"{n} notes exceed one Parquet shard's 2 GiB of audio; use fewer rows per shard")
-    offsets = np.arange(n + 1, dtype=np.int32) * width
-    audio_col = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(audio)])
+    if isinstance(audio, pa.Array):
+        if len(audio) != n:
+            raise ValueError(f"{len(audio)} audio values for {n} notes")
+        audio_col = audio
+    else:
+        if audio.shape != (n, nsynth.NUM_FRAMES):
+            raise ValueError(f"audio is {audio.shape}, expected ({n}, {nsynth.NUM_FRAMES})")
+        audio_col = audio_column(audio, encoding)
     metas = [note.meta for note in notes]
     columns = {
         "note_str": [note.note_str for note in notes],
@@ -167,7 +169,8 @@ def build_note_table(notes: Sequence[Note], instrument_ids: Sequence[int],
     return pa.Table.from_arrays(arrays + [audio_col], schema=NOTE_SCHEMA)
 
 
-def write_table(table: pa.Table, where: Location, relpath: str) -> None:
+def write_table(table: pa.Table, where: Location, relpath: str, compression: str = "snappy",
+                atomic: bool = False) -> None:
     """Write one Parquet file under ``where`` with fixed options, so equal tables give equal bytes.
 
     Args:
@@ -175,9 +178,24 @@ def write_table(table: pa.Table, where: Location, relpath: str) -> None:
             or any small table such as the rejects.
         where: the dataset folder.
         relpath: the file's path inside it.
+        compression: Parquet compression of a shard's ``audio`` column (``snappy``,
+            ``zstd`` or ``none``; see :mod:`sing_ray.data.codec`).
+        atomic: build the file in memory and publish it whole
+            (:meth:`~sing_ray.data.storage.Location.write_atomic`), so that no reader,
+            nor a later run after a kill, ever finds it half written.
     """
-    options = PARQUET_OPTIONS if table.schema.equals(NOTE_SCHEMA) else {"compression": "snappy"}
-    pq.write_table(table, where.join(relpath), filesystem=where.fs, **options)
+    if table.schema.equals(NOTE_SCHEMA):
+        options = dict(PARQUET_OPTIONS, compression=parquet_compression(compression, METADATA_COLUMNS))
+        if compression == "zstd":
+            options["compression_level"] = {"audio": ZSTD_LEVEL}
+    else:
+        options = {"compression": "snappy"}
+    if not atomic:
+        pq.write_table(table, where.join(relpath), filesystem=where.fs, **options)
+        return
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **options)
+    where.write_atomic(sink.getvalue(), relpath)
 
 
 def rejects_table(rejects: Sequence[tuple[str, str, str]]) -> pa.Table:
