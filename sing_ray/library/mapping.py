@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -152,3 +152,113 @@ def instrument_maps(rows: Iterable[Mapping], instruments: Sequence[str] | None =
                                   _float32(_row_value(row, "release", 0.0)), str(_row_value(row, "sha256", ""))))
         maps.append(InstrumentMap(name, mixes[name], tuple(zones)))
     return maps
+
+
+# ----------------------------------------------------------------------------------------------- labels
+
+# What the page and the SoundFont split know of an instrument beyond its notes: NSynth's family
+# and source (from its name, or from the library's instruments.json), and where a corpus
+# instrument came from (its SoundFont file, bank, program and preset name) when the library's
+# metadata carries it.
+LABEL_FIELDS = ("family", "source", "soundfont", "bank", "program", "preset")
+MIX_FAMILY = "mix"
+OTHER = "other"
+# Keys that mean a label in the files render --instrument-info reads (an instruments.json, an
+# NSynth examples.json, a SoundFont corpus's metadata), first match wins.
+_ALIASES = {
+    "family": ("family", "instrument_family_str"),
+    "source": ("source", "instrument_source_str"),
+    "soundfont": ("soundfont", "soundfont_file", "sf2", "file"),
+    "bank": ("bank",),
+    "program": ("program",),
+    "preset": ("preset", "preset_name"),
+}
+_NAME_KEYS = ("instrument_str", "instrument", "name")
+
+
+def name_labels(name: str) -> tuple[str, str] | None:
+    """``(family, source)`` of an NSynth-form name ``<family>_<source>_<number>``; None for any other name."""
+    from ..nsynth import FAMILIES, SOURCES
+
+    stem, _, number = name.rpartition("_")
+    if not number.isdigit():
+        return None
+    for source in SOURCES:
+        if stem.endswith("_" + source) and stem[: -len(source) - 1] in FAMILIES:
+            return stem[: -len(source) - 1], source
+    return None
+
+
+def instrument_labels(name: str, mix: str = "", info: Mapping | None = None) -> dict:
+    """The labels of one instrument (:data:`LABEL_FIELDS`, those known).
+
+    ``family`` and ``source`` always: from ``info``, else from an NSynth-form name, else
+    ``mix`` (and ``synthetic``) for a timbre mix, else ``other``. ``soundfont`` (the file's
+    base name), ``bank``, ``program`` and ``preset`` only where ``info`` gives them.
+    """
+    info = dict(info or {})
+    parsed = name_labels(name)
+    if mix:
+        family, source = MIX_FAMILY, "synthetic"
+    elif parsed:
+        family, source = parsed
+    else:
+        family, source = OTHER, OTHER
+    labels = {"family": str(info.get("family") or family), "source": str(info.get("source") or source)}
+    for key in ("soundfont", "preset"):
+        if info.get(key):
+            labels[key] = str(info[key]).replace("\\", "/").rsplit("/", 1)[-1] if key == "soundfont" else str(info[key])
+    for key in ("bank", "program"):
+        if isinstance(info.get(key), (int, float)) and not isinstance(info.get(key), bool):
+            labels[key] = int(info[key])
+    return labels
+
+
+def _entry_labels(entry: Mapping) -> dict:
+    out = {}
+    for field, keys in _ALIASES.items():
+        for key in keys:
+            value = entry.get(key)
+            if value is not None and value != "" and not isinstance(value, (dict, list)):
+                out[field] = value
+                break
+    return out
+
+
+def read_instrument_info(data: Any) -> dict[str, dict]:
+    """``{instrument: labels}`` from the JSON of an instrument metadata file.
+
+    Takes ``{instrument: {field: value}}``, the same under an ``"instruments"`` key, a list
+    of objects naming their instrument (``instrument_str``, ``instrument`` or ``name``), or
+    an NSynth ``examples.json`` (``{note_str: {instrument_str: ..., ...}}``: one entry per
+    instrument is enough). Fields are read by the names of ``_ALIASES`` (``preset_name``,
+    ``instrument_family_str``...); other fields are ignored.
+
+    Raises:
+        ValueError naming what is not of that shape.
+    """
+    if isinstance(data, Mapping) and isinstance(data.get("instruments"), (Mapping, list)):
+        data = data["instruments"]
+    entries: list[tuple[str, Mapping]] = []
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if not isinstance(value, Mapping):
+                raise ValueError(f"instrument info: the entry of {key!r} is not an object")
+            named = next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), None)
+            entries.append((named or str(key), value))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            named = next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), None) \
+                if isinstance(value, Mapping) else None
+            if named is None:
+                raise ValueError(f"instrument info: item {i} is not an object naming its instrument "
+                                 f"({', '.join(_NAME_KEYS)})")
+            entries.append((named, value))
+    else:
+        raise ValueError(f"instrument info: expected an object or a list, got {type(data).__name__}")
+    info: dict[str, dict] = {}
+    for name, entry in entries:
+        labels = _entry_labels(entry)
+        if labels:
+            info.setdefault(name, {}).update(labels)
+    return info

@@ -6,7 +6,7 @@ list whose ``smpl`` chunk holds every sample as 16-bit PCM, each followed by the
 zero samples the specification asks for, and a ``pdta`` list of the nine "hydra"
 chunks (``phdr`` ... ``shdr``), each ending in its terminal record.
 
-Instrument ``i`` of the maps is preset ``i`` (of bank 0 up to 128 instruments, see
+Instrument ``i`` of a file's maps is preset ``i`` (of bank 0 up to 128 instruments, see
 below) and instrument ``i`` of the file, named after it (:func:`short_names`: at most 20 characters, distinct). Each
 :class:`~.mapping.Zone` becomes one instrument zone with, in this order:
 
@@ -38,10 +38,15 @@ the loop (``loop_end + 1``); a note without a loop gets a placeholder loop insid
 (never played: sample mode 0). Zones sharing a path share its PCM. A sample's name is
 its number in the file followed by the ``-<pitch>-<velocity>`` of its file name.
 
-Size: the RIFF chunk sizes are 32-bit, so the whole file must stay under 4 GiB (about
+Size: the RIFF chunk sizes are 32-bit, so a file must stay under 4 GiB (about
 33,500 notes of 64,000 frames; some samplers stop at 2 GiB), and the bags' indices
 into the generator list are 16-bit, so a file holds at most 10,922 zones (notes) of
-six generators. :func:`check_size` refuses libraries past either limit.
+six generators: what FluidSynth (and any reader of the specification) loads. A
+library past either limit is split (:func:`files`): one file per NSynth family
+(``library-<family>.sf2``, a timbre mix's family being ``mix``), and a family still
+past them in parts of whole instruments (``library-<family>-1.sf2``, ``-2``...). A
+library within them keeps its one ``library.sf2``. :func:`check_size` refuses only an
+instrument too large for a file of its own.
 
 Preset numbers are MIDI programs (0-127): instrument ``i`` is preset ``i % 128`` of
 bank ``i // 128``, so a library of more than 128 instruments goes on in bank 1.
@@ -56,11 +61,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import UserError
-from .mapping import InstrumentMap, Zone
+from .mapping import InstrumentMap, Zone, instrument_labels
 
 NAME = "sf2"
-PER_INSTRUMENT = False              # one file for the whole library
+PER_INSTRUMENT = False              # one file for the whole library (split by family past a file's limits)
 FILE_NAME = "library.sf2"
+NUM_FRAMES = 64000                  # a note's frames (4 s at 16 kHz), what files() sizes the split by
 SAMPLE_RATE = 16000
 
 # Zero samples after each sample (SF2.01 section 7.10): room for interpolation.
@@ -106,12 +112,52 @@ _PDTA_BYTES_PER_NOTE = 46 + 4 + 4 * GEN_COUNT_PER_ZONE
 _OVERHEAD_BYTES = 1 << 20
 
 
-def files(maps: Sequence[InstrumentMap]) -> dict[str, Sequence[InstrumentMap]]:
-    """``{"library.sf2": maps}``: one file for the whole library (none without instruments)."""
-    return {FILE_NAME: list(maps)} if maps else {}
+def files(maps: Sequence[InstrumentMap], max_notes: int | None = None,
+          frames: int = NUM_FRAMES) -> dict[str, list[InstrumentMap]]:
+    """The library's SoundFonts: ``{file name: its instruments}`` (none without instruments).
+
+    One ``library.sf2`` while every note fits one file; otherwise one file per family,
+    ``library-<family>.sf2``, and a family too large for one file in parts of whole
+    instruments in their order, ``library-<family>-<k>.sf2`` (k from 1).
+
+    Args:
+        maps: the instruments.
+        max_notes: notes (zones) per file; default :data:`MAX_NOTES`, lowered further to what
+            4 GiB holds at ``frames`` frames a note.
+        frames: a note's frames, for the size limit.
+    """
+    if not maps:
+        return {}
+    per_note = (frames + PAD_SAMPLES) * 2 + _PDTA_BYTES_PER_NOTE
+    limit = min(max_notes or MAX_NOTES, MAX_NOTES, (MAX_RIFF_SIZE - _OVERHEAD_BYTES) // per_note)
+    if sum(len(m.zones) for m in maps) <= limit:
+        return {FILE_NAME: list(maps)}
+    families: dict[str, list[InstrumentMap]] = {}
+    for m in maps:
+        families.setdefault(instrument_labels(m.name, m.mix)["family"], []).append(m)
+    out: dict[str, list[InstrumentMap]] = {}
+    for family in sorted(families):
+        parts: list[list[InstrumentMap]] = [[]]
+        count = 0
+        for m in families[family]:
+            if parts[-1] and count + len(m.zones) > limit:
+                parts.append([])
+                count = 0
+            parts[-1].append(m)
+            count += len(m.zones)
+        stem = "library-" + "".join(c if c.isalnum() or c in "_-" else "_" for c in family)
+        for k, part in enumerate(parts, 1):
+            out[f"{stem}.sf2" if len(parts) == 1 else f"{stem}-{k}.sf2"] = part
+    return out
 
 
-_FIX = ("render fewer notes (instruments, pitches or velocities), or leave sf2 out of "
+def presets(maps: Sequence[InstrumentMap], max_notes: int | None = None) -> dict[str, tuple[str, int, int]]:
+    """Where each instrument plays: ``{instrument: (file name, bank, program)}`` (see :func:`files`)."""
+    return {m.name: (name, i // 128, i % 128)
+            for name, group in files(maps, max_notes).items() for i, m in enumerate(group)}
+
+
+_FIX = ("render fewer pitches or velocities per instrument, or leave sf2 out of "
         "--formats (e.g. --formats sfz,dspreset)")
 
 
@@ -131,8 +177,12 @@ def file_size(notes: int, frames: int) -> int:
 
 
 def check_size(notes: int, frames: int) -> None:
-    """Refuse, before rendering, a library too large for one SoundFont.
+    """Refuse, before rendering, an instrument too large for a SoundFont of its own.
 
+    A library larger than one file is split (:func:`files`); an instrument is never split.
+
+    Args:
+        notes: the largest instrument's notes; frames: a note's frames.
     Raises:
         UserError naming the notes, the bytes they need and the limit (4 GiB, or
         :data:`MAX_NOTES` zones).

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, MutableMapping, Sequence
 
@@ -23,12 +24,28 @@ import numpy as np
 from ..audio import note_stats, read_pcm16
 from ..data.storage import Location
 from . import format_module, notes
-from .mapping import instrument_maps
+from .mapping import instrument_maps, read_instrument_info
 
 log = logging.getLogger(__name__)
 
 # Bump when a module's output changes for the same zones, so libraries get rewritten.
 FILE_VERSION = 1
+# The instruments' labels (SoundFont, preset, family, source) the page shows, where the corpus
+# gives them: written by ``render --instrument-info``, read back by every later run.
+INFO_FILE = "instruments.json"
+# Samples kept while the files are built (about 128 kB each at 4 s).
+CACHE_NOTES = 512
+
+
+def read_info(out: Location) -> dict[str, dict]:
+    """The library's ``instruments.json`` (:func:`.mapping.read_instrument_info`); {} without one."""
+    if not out.exists(INFO_FILE):
+        return {}
+    try:
+        return read_instrument_info(json.loads(out.read_bytes(INFO_FILE)))
+    except ValueError as err:
+        log.warning("%s: ignored (%s)", out.display(INFO_FILE), err)
+        return {}
 
 
 @dataclass
@@ -41,6 +58,8 @@ class LibraryFiles:
         digests: ``{relative path: digest}`` to keep in the manifest.
         pngs: spectrogram PNGs written for notes that had none.
         reshaped: notes given a loop and release here (older libraries, interrupted runs).
+        seconds: ``{format: seconds}`` spent building and writing each format's files (``page``:
+            index.html and the spectrograms it lacked).
     """
 
     files: dict[str, list[str]] = field(default_factory=dict)
@@ -48,6 +67,7 @@ class LibraryFiles:
     digests: dict[str, str] = field(default_factory=dict)
     pngs: int = 0
     reshaped: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def shape_note(out: Location, row: MutableMapping) -> bool:
@@ -126,6 +146,8 @@ def write_library_files(out: Location, rows: Sequence[MutableMapping], formats: 
 
     def read_pcm(path: str) -> np.ndarray:
         if path not in cache:
+            if len(cache) >= CACHE_NOTES:           # a SoundFont reads thousands of samples, once each
+                cache.clear()
             cache[path] = read_pcm16(out.read_bytes(path))
         return cache[path]
 
@@ -137,8 +159,12 @@ def write_library_files(out: Location, rows: Sequence[MutableMapping], formats: 
         compare = compare_module.read_entries(out, existing)
         if compare:
             options["compare"] = compare
+        info = read_info(out)
+        if info:
+            options["info"] = info
         modules.append((page_module.NAME, page_module, options))
     for name, module, options in modules:
+        started = time.perf_counter()
         result.files[name] = []
         for rel, group in module.files(maps).items():
             digest = _digest(name, group, options)
@@ -148,15 +174,16 @@ def write_library_files(out: Location, rows: Sequence[MutableMapping], formats: 
                 continue
             out.write_atomic(module.build(group, read_pcm, **options), rel)
             result.written.append(rel)
-            if len(cache) > 512:          # about 64 MB of samples
-                cache.clear()
+        result.seconds[name] = time.perf_counter() - started
     if page:
+        started = time.perf_counter()
         for m in maps:
             for z in m.zones:
                 png = page_module.png_path(z.path)
                 if png not in existing:
                     out.write_atomic(page_module.note_png(read_pcm(z.path)), png)
                     result.pngs += 1
+        result.seconds[page_module.NAME] += time.perf_counter() - started
     log.info("library files: %s (%d written, %d up to date)",
              ", ".join(f"{len(v)} {k}" for k, v in result.files.items()), len(result.written),
              sum(len(v) for v in result.files.values()) - len(result.written))

@@ -85,30 +85,52 @@ def test_png_path_and_note_names():
     assert [page.note_name(p) for p in (0, 21, 58, 60, 61, 127)] == ["C-1", "A0", "A#3", "C4", "C#4", "G9"]
 
 
-def test_html_lists_every_note_once_with_relative_links_only(library):
+def test_page_carries_every_note_once_and_no_audio_source(library):
     root, rows = library
     text = (root / "index.html").read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
-    assert "http://" not in text and "https://" not in text and "//" not in re.sub(r"<style>.*?</style>", "", text, flags=re.S)
-    for row in rows:
-        audio, png = html.escape(quote(row["path"])), html.escape(quote(page.png_path(row["path"])))
-        assert text.count(f'src="{audio}"') == 1, row["path"]
-        assert text.count(f'src="{png}"') == 1, row["path"]
-    assert text.count("<audio controls preload=\"none\"") == len(rows) == 12
-    assert text.count('<img loading="lazy"') == len(rows)
-    # Names escaped: the mix's name and spec appear, never raw '&' from it.
-    assert "mix a&amp;b #1" in text and "mix a&b" not in text
-    assert "guitar_acoustic_000:70,flute_synthetic_001:30" in text
+    assert "http://" not in text and "https://" not in text
+    # One player and no note's audio named in the markup: a note is fetched when played.
+    assert text.count("<audio") == 1 and '<audio id="player" controls preload="none"></audio>' in text
+    assert re.search(r"<audio[^>]*\ssrc=", text) is None and "<source" not in text
+    # The notes come back from the page's data, each once, with the labels and the files.
+    data = page.read_data(text)
+    by_name = {i["name"]: i for i in data["instruments"]}
+    assert set(by_name) == set(INSTRUMENTS)
+    paths = [p for i in data["instruments"] for p in page.note_paths(i).values()]
+    assert sorted(paths) == sorted(r["path"] for r in rows) and len(paths) == 12
+    guitar, mix = by_name["guitar_acoustic_000"], by_name["mix a&b #1"]
+    assert (guitar["family"], guitar["source"], guitar["mix"]) == ("guitar", "acoustic", "")
+    assert (mix["family"], mix["mix"]) == ("mix", "guitar_acoustic_000:70,flute_synthetic_001:30")
+    assert guitar["pitches"] == list(PITCHES) and guitar["velocities"] == list(VELOCITIES)
+    assert "missing" not in guitar and "paths" not in guitar
+    assert guitar["files"] == [["sfz", "guitar_acoustic_000.sfz"], ["dspreset", "guitar_acoustic_000.dspreset"]]
+    assert guitar["sf2"] == ["library.sf2", 0, 0] and mix["sf2"] == ["library.sf2", 0, 1]
+    # The data block cannot end its script element, whatever the names hold.
+    block = text[text.index('id="library-data">'):]
+    assert "</" not in block[:block.index("</script>")]
     assert "2 instruments, 12 notes" in text
-    # Pitches as MIDI numbers and note names, velocities as columns.
-    for pitch, name in ((58, "A#3"), (60, "C4"), (64, "E4")):
-        assert f"{pitch}<br>{name}" in text
-    assert "<th>velocity 25</th>" in text and "<th>velocity 127</th>" in text
-    # The sampler files the formats imply, linked by name; only those asked for.
-    for name in ("guitar_acoustic_000.sfz", "guitar_acoustic_000.dspreset", "mix%20a%26b%20%231.sfz", "library.sf2"):
-        assert f'href="{name}"' in text, name
-    only_sfz = page.build(instrument_maps(rows), None, formats=("sfz",)).decode()
-    assert 'href="guitar_acoustic_000.sfz"' in only_sfz and ".dspreset" not in only_sfz and "library.sf2" not in only_sfz
+    assert 'href="library.sf2"' in text
+    only_sfz = page.build(instrument_maps(rows), None, formats=("sfz",))
+    assert "library.sf2" not in only_sfz.decode()
+    assert [i["files"] for i in page.read_data(only_sfz)["instruments"]] == \
+        [[["sfz", "guitar_acoustic_000.sfz"]], [["sfz", "mix a&b #1.sfz"]]]
+
+
+def test_odd_paths_missing_cells_and_labels_from_instrument_info():
+    rows = [{"instrument": "piano", "pitch": p, "velocity": v, "path": f"elsewhere/{p}-{v}.flac", "mix": ""}
+            for p in (60, 62) for v in (50, 100) if (p, v) != (62, 50)]
+    info = {"piano": {"family": "keyboard", "source": "acoustic", "soundfont": "/usr/share/sounds/sf2/TimGM6mb.sf2",
+                      "bank": 0, "program": 0, "preset": "Acoustic Grand"}}
+    data = page.page_data(instrument_maps(rows), formats=(), info=info)
+    (piano,) = data["instruments"]
+    assert piano["missing"] == [[62, 50]] and piano["ext"] == "flac"
+    assert page.note_paths(piano) == {(r["pitch"], r["velocity"]): r["path"] for r in rows}
+    assert {k: piano[k] for k in ("family", "source", "soundfont", "bank", "program", "preset")} == \
+        {"family": "keyboard", "source": "acoustic", "soundfont": "TimGM6mb.sf2", "bank": 0, "program": 0,
+         "preset": "Acoustic Grand"}
+    # A name out of NSynth's form without info is "other".
+    assert page.page_data(instrument_maps(rows), formats=())["instruments"][0]["family"] == "other"
 
 
 @pytest.fixture(scope="module")
@@ -123,35 +145,60 @@ def _wait(browser, script: str, message: str, timeout: float = 15):
     WebDriverWait(browser, timeout, poll_frequency=0.1).until(lambda b: b.execute_script(script), message=message)
 
 
+def _open_all(browser):
+    """Open every listed instrument (drawing its grid)."""
+    browser.execute_script("document.querySelectorAll('li.inst details').forEach(d => { d.open = true; });")
+    _wait(browser, "return [...document.querySelectorAll('li.inst details')].every(d => d.querySelector('table'));",
+          "the instruments' grids were never drawn")
+
+
 def test_page_from_disk_in_chromium(library, browser):
     root, rows = library
     browser.get((root / "index.html").as_uri())
     assert browser.title == "sing-ray sample library"
+    _wait(browser, "return window.libraryReady > 0;", "the page's script never finished")
+    assert browser.execute_script("return document.querySelectorAll('li.inst').length;") == 2
+    _open_all(browser)
 
-    # Every player's source resolves: load each one's metadata.
-    browser.execute_script("document.querySelectorAll('audio').forEach(a => { a.preload = 'metadata'; a.load(); });")
-    _wait(browser, "return [...document.querySelectorAll('audio')].every(a => a.readyState >= 1 || a.error);",
-          "the players never loaded their metadata")
-    players = browser.execute_script(
-        "return [...document.querySelectorAll('audio')].map(a => ({src: a.currentSrc, ready: a.readyState, "
-        "error: a.error && a.error.code, duration: a.duration}));")
-    assert len(players) == len(rows)
-    assert [p for p in players if p["error"] or abs(p["duration"] - 4.0) > 0.01] == []
-    assert {p["src"] for p in players} == {(root / r["path"]).as_uri() for r in rows}
+    # Every note's button names a file that loads as 4 s of audio, and each note has one button.
+    notes = browser.execute_script(
+        "return [...document.querySelectorAll('button.note')].map(b => [b.dataset.index, +b.dataset.pitch, "
+        "+b.dataset.velocity]);")
+    assert len(notes) == len(rows)
+    browser.execute_script(
+        "window.probes = [...document.querySelectorAll('button.note')].map(b => { const td = b.closest('td'); "
+        "const src = td.querySelector('img').src.replace(/\\.png$/, '.wav'); const a = new Audio(src); "
+        "a.preload = 'metadata'; return a; });")
+    _wait(browser, "return window.probes.every(a => a.readyState >= 1 || a.error);", "the notes never loaded")
+    probes = browser.execute_script("return window.probes.map(a => [a.src, a.error && a.error.code, a.duration]);")
+    assert [p for p in probes if p[1] or abs(p[2] - 4.0) > 0.01] == []
+    assert {p[0] for p in probes} == {(root / r["path"]).as_uri() for r in rows}
 
     # Every spectrogram loads (lazy ones too, made eager).
-    browser.execute_script("document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; });")
-    _wait(browser, "return [...document.querySelectorAll('img')].every(i => i.complete);", "the images never loaded")
-    images = browser.execute_script("return [...document.querySelectorAll('img')].map(i => [i.naturalWidth, i.naturalHeight]);")
+    browser.execute_script("document.querySelectorAll('td img').forEach(i => { i.loading = 'eager'; });")
+    _wait(browser, "return [...document.querySelectorAll('td img')].every(i => i.complete);", "the images never loaded")
+    images = browser.execute_script("return [...document.querySelectorAll('td img')].map(i => [i.naturalWidth, i.naturalHeight]);")
     assert images == [[200, 64]] * len(rows)
 
-    # One player at a time: starting a second pauses the first.
-    browser.execute_script("const a = document.querySelectorAll('audio'); a[0].play();")
-    _wait(browser, "return !document.querySelectorAll('audio')[0].paused;", "the first player never started")
-    browser.execute_script("const a = document.querySelectorAll('audio'); a[1].play();")
-    _wait(browser, "const a = document.querySelectorAll('audio'); return a[0].paused && !a[1].paused;",
-          "starting the second player did not pause the first")
-
+    # A note's button plays it in the one player; another button moves the player to its note.
+    buttons = "document.querySelectorAll('button.note')"
+    browser.execute_script(f"{buttons}[0].click();")
+    _wait(browser, "const a = document.getElementById('player'); return !a.paused && a.currentTime > 0;",
+          "the first note never played")
+    first = browser.execute_script("return document.getElementById('player').currentSrc;")
+    browser.execute_script(f"{buttons}[3].click();")
+    _wait(browser, f"const a = document.getElementById('player'); return !a.paused && a.currentSrc !== '{first}';",
+          "the second note never played")
+    state = browser.execute_script(
+        f"return [document.getElementById('player').currentSrc, {buttons}[0].getAttribute('aria-pressed'), "
+        f"{buttons}[3].getAttribute('aria-pressed'), document.getElementById('now').textContent, "
+        f"{buttons}[3].closest('td').title];")
+    guitar = sorted(r["path"] for r in rows if r["instrument"] == "guitar_acoustic_000")
+    assert first == (root / guitar[0]).as_uri() and state[0] == (root / guitar[3]).as_uri()
+    assert state[1:3] == ["false", "true"]
+    assert state[3] == "guitar_acoustic_000 C4 (60) velocity 127"
+    # 58, 60, 64 rendered: 60 covers keys 60-62; 127 covers velocities 26-127.
+    assert state[4] == "plays keys 60-62 (C4-D4), velocities 26-127"
     assert severe_errors(browser) == []
 
 
@@ -196,60 +243,55 @@ def test_compare_paths_stay_out_of_the_instrument_folders():
         compare_path("a/a-021-025.wav", "model")
 
 
-def test_page_has_a_b_buttons_where_a_note_has_compare_files(compared):
+def test_page_has_a_b_choices_where_a_note_has_compare_files(compared):
     root, rows, entries = compared
     text = (root / "index.html").read_text(encoding="utf-8")
-    buttons = re.findall(r'<button type="button" data-audio="([^"]+)" data-image="([^"]+)" '
-                         r'aria-pressed="(true|false)" title="([^"]*)">([^<]+)</button>', text)
-    # 6 guitar notes: model and nearest key each, real at velocity 127 (3 notes); the mix has no buttons.
-    labels = [b[4] for b in buttons]
+    choices = page.read_data(text)["compare"]
+    # 6 guitar notes: model and nearest key each, real at velocity 127 (3 notes); the mix has none.
+    assert set(choices) == {r["path"] for r in rows if not r["mix"]}
+    labels = [c[0] for cs in choices.values() for c in cs]
     assert labels.count("model") == 6 and labels.count("nearest key") == 6 and labels.count("real") == 3
-    assert len(buttons) == 15
-    for audio, image, pressed, title, label in buttons:
-        assert (root / html.unescape(audio)).is_file() and (root / html.unescape(image)).is_file(), audio
-        assert (pressed == "true") == (label == "model")
-        if label == "nearest key":
-            assert "resampled +2 semitones" in title and html.unescape(audio).startswith("compare/")
-    assert "long-term spectrum 1.5 dB from the real note" in text
-    # The players are still one per note, each on its model note.
-    assert text.count('<audio controls preload="none"') == len(rows)
+    for path, cs in choices.items():
+        assert cs[0][:2] == ["model", path]
+        for label, file, title in cs:
+            assert (root / file).is_file() and (root / page.png_path(file)).is_file(), file
+            if label == "nearest key":
+                assert "resampled +2 semitones" in title and file.startswith("compare/")
+    assert any("long-term spectrum 1.5 dB from the real note" in c[2] for cs in choices.values() for c in cs)
     assert "6 of 12 notes have a nearest key, 3 a real note" in text
     assert "the model 4.2 dB, the nearest key 1.5 dB" in text
-    # No compare entries: no buttons, no paragraph (the page of a library rendered without a dataset).
-    plain = page.build(instrument_maps(rows), None).decode()
-    assert "data-audio" not in plain and "A/B" not in plain
+    # No compare entries: no choices, no paragraph (the page of a library rendered without a dataset).
+    plain = page.build(instrument_maps(rows), None)
+    assert page.read_data(plain)["compare"] == {} and "A/B" not in plain.decode()
 
 
 def test_a_b_buttons_switch_the_player_in_chromium(compared, browser):
     root, rows, entries = compared
     browser.get((root / "index.html").as_uri())
-    # Every button's file loads as audio (4 s) and its spectrogram as a picture.
-    sources = browser.execute_script(
-        "return [...document.querySelectorAll('div.ab button')].map(b => [b.dataset.audio, b.dataset.image]);")
-    assert len(sources) == 15
-    browser.execute_script(
-        "window.probes = arguments[0].map(([a, i]) => { const p = new Audio(a); p.preload = 'metadata'; "
-        "const im = new Image(); im.src = i; return [p, im]; });", sources)
-    _wait(browser, "return window.probes.every(([p, im]) => (p.readyState >= 1 || p.error) && im.complete);",
-          "the buttons' files never loaded")
-    loaded = browser.execute_script(
-        "return window.probes.map(([p, im]) => [p.error && p.error.code, p.duration, im.naturalWidth]);")
-    assert [x for x in loaded if x[0] or abs(x[1] - 4.0) > 0.01 or x[2] != page.WIDTH] == []
-
-    # A click on "real" points the note's player and picture at the real note, plays it, and presses the button.
-    cell = "document.querySelectorAll('td[title]')[1]"        # the guitar's lowest pitch at velocity 127
-    browser.execute_script(
-        f"[...{cell}.querySelectorAll('div.ab button')].find(b => b.textContent === 'real').click();")
-    _wait(browser, f"const a = {cell}.querySelector('audio'); return !a.paused && a.currentTime > 0;",
-          "the real note never played")
-    state = browser.execute_script(
-        f"const c = {cell}; return [c.querySelector('audio').currentSrc, c.querySelector('img').src, "
-        "[...c.querySelectorAll('div.ab button')].map(b => b.getAttribute('aria-pressed'))];")
+    _wait(browser, "return window.libraryReady > 0;", "the page's script never finished")
+    _open_all(browser)
+    # The guitar's lowest pitch at velocity 127: a nearest key and a real note.
+    note = "document.querySelectorAll('button.note')[1]"
+    browser.execute_script(f"{note}.click();")
+    _wait(browser, "return document.querySelectorAll('#ab button').length === 3;", "the A/B buttons never came")
+    assert browser.execute_script("return [...document.querySelectorAll('#ab button')].map(b => "
+                                  "[b.textContent, b.getAttribute('aria-pressed')]);") == \
+        [["model", "true"], ["nearest key", "false"], ["real", "false"]]
+    # A click on "real" points the player and the picture at the real note, plays it, and presses the button.
+    browser.execute_script("[...document.querySelectorAll('#ab button')].find(b => b.textContent === 'real').click();")
     real = entries[rows[1]["path"]]["real"]
+    _wait(browser, f"const a = document.getElementById('player'); return !a.paused && a.currentTime > 0 && "
+                   f"a.currentSrc.endsWith('{real}');", "the real note never played")
+    state = browser.execute_script(
+        "return [document.getElementById('player').currentSrc, document.getElementById('picture').src, "
+        "[...document.querySelectorAll('#ab button')].map(b => b.getAttribute('aria-pressed'))];")
     assert state[0] == (root / real).as_uri() and state[1] == (root / page.png_path(real)).as_uri()
     assert state[2] == ["false", "false", "true"]
-    # Back to the model: its own note again; still one player at a time.
-    browser.execute_script(f"{cell}.querySelector('div.ab button').click();")
-    _wait(browser, f"return {cell}.querySelector('audio').currentSrc.endsWith('{rows[1]['path']}');",
+    # Back to the model: its own note again.
+    browser.execute_script("document.querySelector('#ab button').click();")
+    _wait(browser, f"return document.getElementById('player').currentSrc.endsWith('{rows[1]['path']}');",
           "the model button did not bring the model's note back")
+    # A note without compare files: no A/B buttons.
+    browser.execute_script("[...document.querySelectorAll('button.note')].at(-1).click();")
+    _wait(browser, "return document.querySelectorAll('#ab button').length === 0;", "the mix's note kept A/B buttons")
     assert severe_errors(browser) == []

@@ -209,9 +209,9 @@ def test_velocity_picks_the_layer_and_nothing_else(library):
 # ---------------------------------------------------------------- size
 
 
-def test_check_size_refuses_a_library_over_4_gib():
+def test_check_size_refuses_an_instrument_over_4_gib():
     assert format_module("sf2") is sf2 and sf2.NAME == "sf2"
-    sf2.check_size(3 * 88 * 5, 64000)                      # 1,320 notes: 169 MB
+    sf2.check_size(128 * 5, 64000)                         # the largest grid an instrument has: 82 MB
     sf2.check_size(10000, 64000)                           # 1.2 GiB
     with pytest.raises(UserError, match=r"48,768 notes need a 5\.8\d GiB .*4 GiB.*--formats"):
         sf2.check_size(3 * 128 * 127, 64000)
@@ -223,6 +223,84 @@ def test_check_size_refuses_more_notes_than_the_generator_index_holds():
     sf2.check_size(sf2.MAX_NOTES, 1000)
     with pytest.raises(UserError, match=r"16-bit"):
         sf2.check_size(sf2.MAX_NOTES + 1, 1000)
+
+
+# ---------------------------------------------------------------- a library past one file: split by family
+
+
+def _maps(names, notes_each):
+    return [InstrumentMap(name, mix, tuple(Zone(f"{name}/{k}.wav", 60 + k, 0, 127, 127, 1, 127)
+                                           for k in range(notes_each))) for name, mix in names]
+
+
+def test_a_library_within_one_file_keeps_library_sf2():
+    maps = _maps([("guitar_acoustic_000", ""), ("flute_synthetic_001", "")], 5)
+    assert sf2.files(maps, max_notes=10) == {"library.sf2": maps}
+    assert sf2.presets(maps, max_notes=10) == {"guitar_acoustic_000": ("library.sf2", 0, 0),
+                                              "flute_synthetic_001": ("library.sf2", 0, 1)}
+    # The default limit is what one file holds: 10,922 zones for 4 s notes (4 GiB would hold 33,500).
+    big = _maps([(f"guitar_acoustic_{i:03d}", "") for i in range(24)], 440)
+    assert list(sf2.files(big)) == ["library.sf2"]                               # 10,560 notes
+    assert len(sf2.files(big + _maps([("flute_acoustic_000", "")], 440))) == 2   # 11,000
+
+
+def test_past_one_file_a_soundfont_per_family_then_parts_of_whole_instruments():
+    names = [("guitar_acoustic_000", ""), ("guitar_electronic_001", ""), ("guitar_synthetic_002", ""),
+             ("flute_synthetic_003", ""), ("odd name", ""), ("guitar_flute_mix_synthetic_457", "a:1")]
+    maps = _maps(names, 4)
+    split = sf2.files(maps, max_notes=10)
+    assert {k: [m.name for m in v] for k, v in split.items()} == {
+        "library-flute.sf2": ["flute_synthetic_003"],
+        "library-guitar-1.sf2": ["guitar_acoustic_000", "guitar_electronic_001"],
+        "library-guitar-2.sf2": ["guitar_synthetic_002"],
+        "library-mix.sf2": ["guitar_flute_mix_synthetic_457"],
+        "library-other.sf2": ["odd name"],
+    }
+    assert sorted(m.name for v in split.values() for m in v) == sorted(n for n, _ in names)
+    assert all(sum(len(m.zones) for m in v) <= 10 for v in split.values())
+    assert sf2.presets(maps, max_notes=10)["guitar_electronic_001"] == ("library-guitar-1.sf2", 0, 1)
+
+
+def test_split_files_through_the_writer_load_in_fluidsynth(tmp_path, monkeypatch):
+    import soundfile as sfile
+
+    from sing_ray.data.storage import resolve
+    from sing_ray.library import page
+    from sing_ray.library.writer import write_library_files
+
+    monkeypatch.setattr(sf2, "MAX_NOTES", 4)               # a file holds 4 notes: 2 instruments of 2
+    rows = []
+    for i, name in enumerate(("guitar_acoustic_000", "guitar_acoustic_001", "guitar_acoustic_002",
+                              "flute_synthetic_003")):
+        (tmp_path / name).mkdir()
+        for pitch in (60, 72):
+            path = f"{name}/{name}-{pitch:03d}-127.wav"
+            sfile.write(tmp_path / path, synthetic_note(pitch, 127, sustain=False), 16000, subtype="PCM_16")
+            rows.append(dict(instrument=name, pitch=pitch, velocity=127, path=path, mix="", release=0.3,
+                             loop_start=-1, loop_end=-1))
+    files = write_library_files(resolve(str(tmp_path)), rows, ["sfz", "sf2"], "wav")
+    assert sorted(files.files["sf2"]) == ["library-flute.sf2", "library-guitar-1.sf2", "library-guitar-2.sf2"]
+    assert not (tmp_path / "library.sf2").exists() and len(files.files["sfz"]) == 4     # SFZ as before
+    import fluidsynth
+
+    expected = {"library-flute.sf2": ["flute_synthetic_003"],
+                "library-guitar-1.sf2": ["guitar_acoustic_000", "guitar_acoustic_001"],
+                "library-guitar-2.sf2": ["guitar_acoustic_002"]}
+    for name, presets in expected.items():
+        synth = fluidsynth.Synth(samplerate=44100.0)
+        try:
+            sfid = synth.sfload(str(tmp_path / name))
+            assert sfid >= 0, name
+            assert [synth.sfpreset_name(sfid, 0, i) for i in range(len(presets))] == sf2.short_names(presets)
+        finally:
+            synth.delete()
+        played = play_sf2(tmp_path / name, len(presets) - 1, 72, 127, 0.5, 0.6, 16000)
+        assert level_db(played, 16000, 0.3) > -40, name
+    # The page links every SoundFont and says where each instrument plays.
+    data = page.read_data((tmp_path / "index.html").read_bytes())
+    assert {i["name"]: i["sf2"] for i in data["instruments"]}["guitar_acoustic_001"] == ["library-guitar-1.sf2", 0, 1]
+    text = (tmp_path / "index.html").read_text()
+    assert all(f'href="{n}"' in text for n in expected)
 
 
 def test_build_refuses_over_4_gib_with_the_same_error():
