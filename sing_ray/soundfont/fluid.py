@@ -171,13 +171,14 @@ class NoteRenderer:
         if status != 0:
             raise RuntimeError(f"FluidSynth failed to render {num_frames} frames")
 
-    def render(self, program: int, pitch: int, velocity: int) -> np.ndarray:
+    def render(self, program: int, pitch: int, velocity: int, bank: int = 0) -> np.ndarray:
         """One NSynth note: note-on held 3 s, note-off, 1 s of release.
 
         Args:
-            program: GM program (bank 0).
+            program: GM program.
             pitch: MIDI key.
             velocity: MIDI velocity.
+            bank: the SoundFont bank (0 for GM's; GS variation banks 1-127).
         Returns:
             (64000,) float32, mono (mean of FluidSynth's left and right).
         """
@@ -188,7 +189,8 @@ class NoteRenderer:
         synth.all_sounds_off(0)
         self._render(_PRIME_FRAMES)
         synth.system_reset()            # controllers, pitch bend, programs back to default
-        synth.program_select(0, self._sfid, 0, int(program))
+        if synth.program_select(0, self._sfid, int(bank), int(program)) != 0:
+            raise UserError(f"SoundFont {self.sf2} has no preset at bank {bank}, program {program}")
         # Priming: see _PRIME_FRAMES.
         synth.noteon(0, int(pitch), int(velocity))
         self._render(_PRIME_FRAMES)
