@@ -17,12 +17,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(SFZ and Decent Sampler per instrument, one SoundFont for the library) with the sustain loops and "
         "releases measured on each note, and OUT/index.html, a page to audition every note. OUT is a folder "
         "or an object-store URI (s3://...). A re-run renders only the notes missing and rewrites only the "
-        "sampler files whose samples changed. See docs/render.md.")
+        "sampler files whose samples changed; each stage's notes per second are printed at the end. See "
+        "docs/render.md.")
     parser.add_argument("--model", required=True, metavar="MODEL",
                         help="a checkpoint file or an MLflow model URI (models:/sing/3, runs:/<id>/sing)")
     parser.add_argument("--out", required=True, metavar="URI", help="library folder or URI (s3://bucket/prefix)")
     parser.add_argument("--instruments", default=None, metavar="all|NAME,...",
                         help="instruments to render (default: all, or none when --mix is given)")
+    parser.add_argument("--share", type=float, default=None, metavar="F",
+                        help="render this fraction (0-1] of the instruments, spread evenly over their order (0.1: "
+                             "every 10th); the same ones every run, so a re-run with a larger share adds to the "
+                             "library")
+    parser.add_argument("--instrument-info", default=None, metavar="FILE",
+                        help="JSON of the instruments' labels for the page's search and filters (SoundFont, bank, "
+                             "program, preset, family, source): {instrument: {...}}, a list naming each "
+                             "instrument_str, or an NSynth examples.json; kept in OUT/instruments.json")
     parser.add_argument("--pitches", default=DEFAULT_PITCHES, metavar=PITCHES_METAVAR, help=PITCHES_HELP)
     parser.add_argument("--velocities", default="all", metavar=VELOCITIES_METAVAR, help=VELOCITIES_HELP)
     parser.add_argument("--mix", action="append", default=[], metavar="[NAME=]INST:W,INST:W",
@@ -31,7 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="wav", choices=sorted(FORMATS), help="audio file format of the samples")
     parser.add_argument("--formats", default=",".join(DEFAULT_FORMATS), metavar="NAME,...",
                         help="sampler files to write: sfz (<instrument>.sfz), dspreset (<instrument>.dspreset, "
-                             "Decent Sampler), sf2 (library.sf2, one preset per instrument)")
+                             "Decent Sampler), sf2 (library.sf2, one preset per instrument; past one SoundFont's "
+                             "10,922 notes, library-<family>.sf2 per family)")
     parser.add_argument("--compare-dataset", default=None, metavar="DIR",
                         help="the ingested dataset the model was trained on: write, beside each note, what the "
                              "nearest-key sampler plays (its nearest other training pitch, resampled) and the real "
@@ -67,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_render(args.model, args.out, instruments=args.instruments, pitches=args.pitches,
                        velocities=args.velocities, fmt=args.format, mixes=args.mix,
                        tracking_uri=args.tracking_uri, formats=args.formats,
-                       compare_dataset=args.compare_dataset)
+                       compare_dataset=args.compare_dataset, share=args.share,
+                       instrument_info=args.instrument_info)
     started = init_ray(num_cpus=args.num_cpus)
     try:
         summary = render_library(plan, batch_size=args.batch_size, workers=args.workers, use_gpu=args.gpu,
@@ -76,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         if started:
             ray.shutdown()
     print(summary.describe())
+    print(summary.describe_stages())
     if summary.compare is not None:
         print(summary.compare.describe())
     for kind, paths in summary.files.items():

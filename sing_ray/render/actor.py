@@ -2,11 +2,13 @@
 
 Each actor generates a batch of notes, finds each note's loop and release
 (:mod:`sing_ray.library.notes`), encodes it to WAV or FLAC, writes it and its
-spectrogram PNG under the library, and hands back only the manifest rows.
+spectrogram PNG under the library, and hands back only the manifest rows, with
+the seconds the batch spent in each stage (:data:`STAGE_COLUMNS`).
 """
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
@@ -19,6 +21,10 @@ from .manifest import MANIFEST_SCHEMA, note_path
 from .mix import mix_spec
 
 DTYPES = ("float32", "bfloat16")
+# Columns beside the manifest's in what an actor hands back: a batch's seconds of synthesis (the
+# model) and of encoding and writing (shape, encode, spectrogram, both writes: the wall time of
+# the actor's write threads), each shared out evenly over the batch's notes.
+STAGE_COLUMNS = ("synth_s", "write_s")
 
 
 class NoteSynthesizer:
@@ -54,12 +60,14 @@ class NoteSynthesizer:
         self.pool = ThreadPoolExecutor(max_workers=io_threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Args: batch with ``instrument``, ``pitch``, ``velocity``. Returns: manifest columns."""
+        """Args: batch with ``instrument``, ``pitch``, ``velocity``. Returns: manifest columns and :data:`STAGE_COLUMNS`."""
         instruments = [str(i) for i in batch["instrument"]]
         pitches = [int(p) for p in batch["pitch"]]
         velocities = [int(v) for v in batch["velocity"]]
         rows = [self.mixes.get(name, name) for name in instruments]
+        started = time.perf_counter()
         wavs = self.generator.generate(rows, pitches, velocities)
+        synthesized = time.perf_counter()
 
         def write(i: int) -> dict:
             from ..library import notes, page
@@ -76,4 +84,7 @@ class NoteSynthesizer:
                     "mix": mix_spec(mix) if mix else "", **shape.row()}
 
         written = list(self.pool.map(write, range(len(instruments))))
-        return {name: np.array([r[name] for r in written]) for name in MANIFEST_SCHEMA.names}
+        n = len(written)
+        stages = {"synth_s": (synthesized - started) / n, "write_s": (time.perf_counter() - synthesized) / n}
+        return {**{name: np.array([r[name] for r in written]) for name in MANIFEST_SCHEMA.names},
+                **{name: np.full(n, seconds) for name, seconds in stages.items()}}

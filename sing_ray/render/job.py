@@ -7,17 +7,18 @@ files and the audition page (:func:`sing_ray.library.writer.write_library_files`
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import nsynth
 from ..data.storage import Location
 from ..errors import UserError
-from .actor import DTYPES, NoteSynthesizer
+from .actor import DTYPES, STAGE_COLUMNS, NoteSynthesizer
 from .manifest import MANIFEST, write_manifest
 from .plan import RenderPlan
 
@@ -42,6 +43,9 @@ class RenderSummary:
             model load and one batch) and its size, to tell start-up from steady speed.
         compare: what ``--compare-dataset`` put beside the notes (a
             :class:`~sing_ray.library.compare.CompareSummary`), None without it.
+        stages: ``{stage: (seconds, notes)}`` of plan, synthesis, encoding/writing, sampler files
+            and page (:meth:`describe_stages`); actors: how many rendered.
+        share: ``(fraction, instruments kept, instruments before)`` of ``--share``.
     """
 
     out: str
@@ -58,6 +62,9 @@ class RenderSummary:
     silent: int = 0
     written: int = 0
     compare: "CompareSummary | None" = None
+    stages: dict[str, tuple[float, int]] = field(default_factory=dict)
+    actors: int = 0
+    share: tuple[float, int, int] | None = None
 
     @property
     def sfz(self) -> list[str]:
@@ -74,11 +81,33 @@ class RenderSummary:
         notes = self.rendered - self.first_batch_notes
         return notes * nsynth.NUM_FRAMES / nsynth.SAMPLE_RATE / rest if rest > 0 and notes > 0 else 0.0
 
+    def describe_stages(self) -> str:
+        """One line per stage: its seconds, notes and notes per second.
+
+        Plan, sampler files and page run on the driver (wall seconds). Synthesis and
+        encoding/writing run in the actors side by side: their seconds are summed over the
+        actors (actor-seconds), so notes per actor-second is one actor's speed, and the
+        render's wall time (``seconds``) is what they took together.
+        """
+        lines = []
+        parallel = {"synthesis", "encoding/writing"}
+        for stage, (seconds, notes) in self.stages.items():
+            unit = "actor-s" if stage in parallel else "s"
+            rate = f"{notes / seconds:,.1f} notes per {'actor-second' if stage in parallel else 'second'}" \
+                if seconds > 0 and notes else "nothing to do"
+            lines.append(f"  {stage:<17} {seconds:9.2f} {unit:<8} {notes:>9,} notes  {rate}")
+        if self.rendered:
+            lines.append(f"  {'render (wall)':<17} {self.seconds:9.2f} s        {self.rendered:>9,} notes  "
+                         f"{self.rendered / self.seconds:,.1f} notes per second on {self.actors} actor(s)")
+        return "stages:\n" + "\n".join(lines)
+
     def describe(self) -> str:
         rate = f", {self.audio_per_second:.1f} s of audio per second" if self.rendered else ""
         silent = f"; {self.silent} of them silent" if self.silent else ""
         kinds = ", ".join(f"{len(v)} {k}" for k, v in self.files.items() if k != "page")
-        return (f"rendered {self.rendered} of {self.total} notes ({self.skipped} already there) in "
+        share = (f"--share {self.share[0]:g}: {self.share[1]:,} of {self.share[2]:,} instruments; "
+                 if self.share else "")
+        return (f"{share}rendered {self.rendered} of {self.total} notes ({self.skipped} already there) in "
                 f"{self.seconds:.1f} s{rate}; the library holds {self.notes} notes{silent}; "
                 f"sampler files: {kinds or 'none'} ({self.written} written); manifest {self.manifest}")
 
@@ -94,6 +123,16 @@ def storage_env(out: Location) -> dict[str, str]:
     if out.fs.type_name != "s3":
         return {}
     return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+
+def _write_info(out: Location, info: dict[str, dict]) -> None:
+    """Merge the plan's instrument labels into the library's ``instruments.json`` (the page reads it)."""
+    from ..library.writer import INFO_FILE, read_info
+
+    merged = read_info(out)
+    for name, labels in info.items():
+        merged.setdefault(name, {}).update(labels)
+    out.write_atomic(json.dumps({"instruments": dict(sorted(merged.items()))}, indent=1).encode(), INFO_FILE)
 
 
 def _worker_resources(use_gpu: bool, workers: int | None, threads: int = 1) -> tuple[int, dict]:
@@ -170,8 +209,12 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
     total = plan.total
     skipped = total - len(todo)
     log.info("%s: %d notes in the grid, %d already there, %d to render", out.uri, total, skipped, len(todo))
+    if plan.info:
+        _write_info(out, plan.info)
     start = time.perf_counter()
     rendered = 0
+    count = 0
+    stage_s = dict.fromkeys(STAGE_COLUMNS, 0.0)
     first_batch_s, first_batch_notes = 0.0, 0
     if todo:
         for inst in sorted({t[0] for t in todo}):
@@ -197,6 +240,8 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
         last_log = last_manifest = time.perf_counter()
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             for row in batch.to_pylist():
+                for column in STAGE_COLUMNS:
+                    stage_s[column] += row.pop(column)
                 rows[row["path"]] = row
             rendered += batch.num_rows
             now = time.perf_counter()
@@ -224,10 +269,16 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
                                 on_reshaped=lambda: write_manifest(out, rows.values(), plan.digest, plan.library))
     write_manifest(out, rows.values(), plan.digest, files.digests)
     silent = sum(1 for r in rows.values() if r["peak"] < nsynth.SILENT_PEAK)
+    mapped = sum(1 for r in rows.values() if r["path"].endswith("." + plan.fmt))
+    sampler = sum(v for k, v in files.seconds.items() if k != "page")
+    stages = {"plan": (plan.seconds, total), "synthesis": (stage_s["synth_s"], rendered),
+              "encoding/writing": (stage_s["write_s"], rendered), "sampler files": (sampler, mapped),
+              "page": (files.seconds.get("page", 0.0), mapped)}
     summary = RenderSummary(out.uri, out.display(MANIFEST),
                             {k: [out.display(p) for p in v] for k, v in files.files.items()}, total, skipped,
                             rendered, len(rows), seconds, rendered * nsynth.NUM_FRAMES / nsynth.SAMPLE_RATE,
-                            first_batch_s, first_batch_notes, silent, len(files.written), compare)
+                            first_batch_s, first_batch_notes, silent, len(files.written), compare, stages,
+                            count if todo else 0, plan.share)
     log.info("%s", summary.describe())
     if silent:
         log.warning("%d of %d notes of %s are silent (peak below %.0f dBFS)%s", silent, len(rows), out.uri,

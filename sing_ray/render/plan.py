@@ -9,9 +9,12 @@ re-run renders only the notes missing.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import math
 import os
 import posixpath
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +49,10 @@ class RenderPlan:
         library: the sampler files the last run wrote, ``{relative path: digest}``.
         compare_dataset: the dataset whose nearest keys and real notes go beside the library's
             notes for A/B listening (:mod:`sing_ray.library.compare`); None: none.
+        info: ``{instrument: labels}`` (SoundFont, preset, family, source) to merge into the
+            library's ``instruments.json`` for the page (:func:`sing_ray.library.mapping.read_instrument_info`).
+        share: what ``--share`` kept: ``(fraction, instruments kept, instruments before)``; None without it.
+        seconds: how long planning took.
     """
 
     out: Location
@@ -62,6 +69,9 @@ class RenderPlan:
     todo: list[tuple[str, int, int]] = field(default_factory=list)
     library: dict[str, str] = field(default_factory=dict)
     compare_dataset: str | None = None
+    info: dict[str, dict] = field(default_factory=dict)
+    share: tuple[float, int, int] | None = None
+    seconds: float = 0.0
 
     @property
     def grid_instruments(self) -> list[str]:
@@ -86,8 +96,8 @@ def probe_output(out: Location) -> None:
 def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments: str | Sequence[str] | None = None,
                 pitches: str | Sequence[int] = DEFAULT_PITCHES, velocities: str | Sequence[int] = "all",
                 fmt: str = "wav", mixes: Sequence[str | Mix] = (), tracking_uri: str | None = None,
-                formats: str | Sequence[str] | None = None, compare_dataset: str | os.PathLike | None = None
-                ) -> RenderPlan:
+                formats: str | Sequence[str] | None = None, compare_dataset: str | os.PathLike | None = None,
+                share: float | None = None, instrument_info: str | os.PathLike | None = None) -> RenderPlan:
     """Check every input and decide what to render. No Ray, no model run.
 
     Args:
@@ -101,6 +111,11 @@ def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments
         formats: the sampler formats (``sfz,dspreset,sf2``; None: all).
         compare_dataset: an ingested dataset (the model's training data): write its nearest-key
             and real notes beside the library's for A/B listening (:mod:`sing_ray.library.compare`).
+        share: render this fraction (0-1] of the plain instruments, spread evenly over their
+            order (:func:`share_of`); the mixes always render.
+        instrument_info: a JSON file of the instruments' labels (a corpus's instrument metadata,
+            an NSynth ``examples.json``...) for the page; the checkpoint's ``extra.instrument_info``
+            is used too where it has one.
     Returns:
         the plan; UserError (before any rendering) on an unknown instrument (close matches
         listed) or format, an empty grid, an unreadable model, an output it cannot write,
@@ -111,8 +126,20 @@ def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments
 
     from ..checkpoint import load_checkpoint
     from ..library import format_module, parse_formats
+    from ..library.mapping import read_instrument_info
     from ..tracking import resolve_model
 
+    started = time.perf_counter()
+    if share is not None and not (isinstance(share, (int, float)) and 0 < share <= 1):
+        raise UserError(f"--share must be a fraction in (0, 1], got {share!r}")
+    info: dict[str, dict] = {}
+    if instrument_info is not None:
+        try:
+            info = read_instrument_info(json.loads(Path(instrument_info).read_text()))
+        except OSError as err:
+            raise UserError(f"--instrument-info {instrument_info}: cannot read it ({err})") from None
+        except ValueError as err:
+            raise UserError(f"--instrument-info {instrument_info}: {err}") from None
     if fmt not in FORMATS:
         raise UserError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     format_list = parse_formats(formats)
@@ -133,6 +160,12 @@ def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments
     if not vocabulary:
         raise UserError(f"{model}: checkpoint has no instrument vocabulary (extra.instruments)")
     known = set(vocabulary)
+    from_checkpoint = ckpt.get("extra", {}).get("instrument_info")
+    if from_checkpoint:
+        try:
+            info = {**read_instrument_info(from_checkpoint), **info}
+        except ValueError as err:
+            log.warning("%s: extra.instrument_info ignored (%s)", model, err)
 
     def check(name: str, where: str) -> str:
         if name not in known:
@@ -148,6 +181,14 @@ def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments
     else:
         items = instruments.split(",") if isinstance(instruments, str) else list(instruments)
         names = list(dict.fromkeys(check(n.strip(), "--instruments") for n in items if n.strip()))
+    shared = None
+    if share is not None and names:
+        kept = share_of(names, share)
+        if not kept:
+            raise UserError(f"--share {share:g} of {len(names)} instrument(s) keeps none: give at least "
+                            f"{1 / len(names):.3g}")
+        shared = (float(share), len(kept), len(names))
+        names = kept
     if ckpt["kwargs"].get("instrument_dim", 1) == 0 and mix_list:
         raise UserError("--mix: this model has no instrument table (instrument_dim=0): nothing to mix")
     seen: dict[str, str] = {}
@@ -171,7 +212,8 @@ def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments
         except UserError as err:
             raise UserError(f"--compare-dataset: {err}") from None
     plan = RenderPlan(resolve(out, flag="--out"), reference, checkpoint, hashlib.sha256(checkpoint).hexdigest(),
-                      names, mix_list, pitch_list, velocity_list, fmt, format_list, compare_dataset=compare)
+                      names, mix_list, pitch_list, velocity_list, fmt, format_list, compare_dataset=compare,
+                      info={k: v for k, v in info.items() if k in known}, share=shared)
     if plan.total == 0:
         axes = {"instruments": len(plan.grid_instruments), "pitches": len(pitch_list),
                 "velocities": len(velocity_list)}
@@ -179,12 +221,28 @@ def plan_render(model: str | os.PathLike, out: str | os.PathLike, *, instruments
         raise UserError(f"the grid is empty: no {empty} to render")
     probe_output(plan.out)
     _plan_existing(plan)
-    notes = len(plan.todo) + sum(1 for r in plan.existing if r["path"].endswith("." + fmt))
+    # Formats limited per file (a SoundFont) split a large library; an instrument is never split.
+    per_instrument: dict[str, int] = {}
+    for inst, _, _ in plan.todo:
+        per_instrument[inst] = per_instrument.get(inst, 0) + 1
+    for r in plan.existing:
+        if r["path"].endswith("." + fmt):
+            per_instrument[r["instrument"]] = per_instrument.get(r["instrument"], 0) + 1
     for name in format_list:
         check = getattr(format_module(name), "check_size", None)
         if check is not None:
-            check(notes, nsynth.NUM_FRAMES)
+            check(max(per_instrument.values(), default=0), nsynth.NUM_FRAMES)
+    plan.seconds = time.perf_counter() - started
     return plan
+
+
+def share_of(names: Sequence[str], share: float) -> list[str]:
+    """``floor(share * len(names))`` of ``names``, spread evenly over their order (the same ones every run).
+
+    Name ``i`` is kept when ``floor((i + 1) * share)`` passes ``floor(i * share)``: a share of
+    0.1 keeps the 10th, 20th... A vocabulary sorted by name (family first) keeps every family's share.
+    """
+    return [n for i, n in enumerate(names) if math.floor((i + 1) * share + 1e-9) > math.floor(i * share + 1e-9)]
 
 
 def _plan_existing(plan: RenderPlan) -> None:

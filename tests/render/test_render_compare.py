@@ -1,7 +1,6 @@
 """``sing-ray render --compare-dataset``: the nearest-key and real notes beside a library, never in its sampler files."""
 import json
 import logging
-import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,6 +14,7 @@ from sing_ray.errors import UserError
 from sing_ray.evaluate import fetch_notes
 from sing_ray.library.compare import INDEX
 from sing_ray.library.dspreset import parse_dspreset
+from sing_ray.library.page import png_path, read_data as read_page_data
 from sing_ray.library.sfz import parse_sfz
 from sing_ray.render import plan_render
 from sing_ray.timbre import shift_pitch
@@ -92,8 +92,9 @@ def test_compare_notes_beside_the_library(ray_local, tiny_sing, dataset, tmp_pat
     assert b"compare" not in (out / "library.sf2").read_bytes()
     # The page's buttons point at files that exist.
     page = (out / "index.html").read_text()
-    links = re.findall(r'data-(?:audio|image)="([^"]+)"', page)
-    assert len(links) == 2 * (6 + 6 + 4) and all((out / p).is_file() for p in links)
+    choices = read_page_data(page)["compare"]
+    links = [f for cs in choices.values() for _, f, _ in cs]
+    assert len(links) == 6 + 6 + 4 and all((out / p).is_file() and (out / png_path(p)).is_file() for p in links)
 
     # A re-run renders nothing, reads no compare file back as a note, and writes no compare file again.
     before = {p: p.stat().st_mtime_ns for p in (out / "compare").rglob("*")}

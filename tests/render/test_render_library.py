@@ -3,6 +3,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from pipelines import render as render_pipeline
 from sing_ray import cli, nsynth
 from sing_ray.errors import UserError
 from sing_ray.library.dspreset import parse_dspreset
+from sing_ray.library.page import note_paths, read_data as read_page_data
 from sing_ray.library.sfz import parse_sfz
 from sing_ray.data.storage import Location
 from sing_ray.render import LIBRARY_KEY, MANIFEST_SCHEMA, TMP_MARK, mix_name, parse_mix, plan_render, render_library
@@ -79,7 +81,8 @@ def test_render_rerun_and_interruption(ray_local, tiny_sing, tmp_path, caplog, c
     assert all(r["release"] > 0 and (r["loop_start"] >= 0) == r["sustain"] for r in rows)
     assert {str(p.relative_to(out)) for p in out.glob("*/*.png")} == {n[:-4] + ".png" for n in notes}
     page = (out / "index.html").read_text()
-    assert all(n in page for n in notes) and "library.sf2" in page
+    listed = {p for i in read_page_data(page)["instruments"] for p in note_paths(i).values()}
+    assert listed == set(notes) and "library.sf2" in page
     files = _library_files(out)
     assert set(files) == {f"{n}.{ext}" for n in names for ext in ("sfz", "dspreset")} | {"library.sf2", "index.html"}
     meta = json.loads(pq.read_schema(out / "manifest.parquet").metadata[LIBRARY_KEY])
@@ -94,11 +97,20 @@ def test_render_rerun_and_interruption(ray_local, tiny_sing, tmp_path, caplog, c
         assert resampled_correlation(played, 16000, sample) >= 0.95, name
     logged = caplog.text
     assert "rendered 18/18 notes (100%)" in logged and "s of audio per second" in logged
-    assert "rendered 18 of 18 notes (0 already there)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "rendered 18 of 18 notes (0 already there)" in printed
+    # Each stage's time and speed: the plan over the grid, the actors' stages over the notes they
+    # rendered, the driver's over the library's notes.
+    stages = dict(re.findall(r"^  (plan|synthesis|encoding/writing|sampler files|page|render \(wall\)) +[\d.]+ "
+                             r"(?:s|actor-s) +(\d+) notes  [\d.,]+ notes per", printed, re.M))
+    assert stages == {"plan": "18", "synthesis": "18", "encoding/writing": "18", "sampler files": "18",
+                      "page": "18", "render (wall)": "18"}
 
     # A re-run renders nothing and touches no note.
     assert cli.main(["render", "--model", str(tiny_sing), "--out", str(out), *ARGS]) == 0
-    assert "rendered 0 of 18 notes (18 already there)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "rendered 0 of 18 notes (18 already there)" in printed
+    assert re.search(r"^  synthesis +0\.00 actor-s +0 notes  nothing to do$", printed, re.M)
     assert _notes(out) == notes
     assert _library_files(out) == files                      # nothing changed: no sampler file rewritten
 
@@ -129,6 +141,38 @@ def test_render_rerun_and_interruption(ray_local, tiny_sing, tmp_path, caplog, c
     assert all(r["sample"].endswith(".flac") for r in regions)
     after = _library_files(out)
     assert all(after[f] != files[f] for f in files)          # every file now maps the FLAC samples
+
+
+def test_a_share_of_the_instruments_then_more_with_their_labels(ray_local, tmp_path, capsys):
+    """--share keeps the same evenly spread instruments every run; a larger share adds to the library."""
+    names = [f"{f}_{s}_{i:03d}" for i, (f, s) in enumerate(
+        [("bass", "acoustic"), ("brass", "electronic"), ("flute", "synthetic"), ("guitar", "acoustic"),
+         ("keyboard", "electronic"), ("mallet", "synthetic"), ("organ", "acoustic"), ("reed", "electronic")])]
+    model = make_checkpoint(tmp_path / "eight.pt", instruments=names)
+    info = tmp_path / "info.json"
+    info.write_text(json.dumps({"instruments": [
+        {"instrument_str": n, "soundfont": "/usr/share/sounds/sf2/TimGM6mb.sf2", "preset_name": f"Preset {i}",
+         "bank": 0, "program": i} for i, n in enumerate(names)]}))
+    out = tmp_path / "lib"
+    args = ["render", "--model", str(model), "--out", str(out), "--pitches", "60", "--velocities", "100",
+            "--batch-size", "4", "--workers", "1", "--formats", "sfz"]
+    assert cli.main([*args, "--share", "0.25", "--instrument-info", str(info)]) == 0
+    printed = capsys.readouterr().out
+    assert "--share 0.25: 2 of 8 instruments; rendered 2 of 2 notes" in printed
+    assert sorted(p.parent.name for p in out.glob("*/*.wav")) == [names[3], names[7]]
+    page = read_page_data((out / "index.html").read_text())
+    assert [(i["name"], i["soundfont"], i["preset"], i["program"]) for i in page["instruments"]] == \
+        [(names[3], "TimGM6mb.sf2", "Preset 3", 3), (names[7], "TimGM6mb.sf2", "Preset 7", 7)]
+    # Half of them: the two already there are kept, two more rendered; the labels stay without the flag.
+    assert cli.main([*args, "--share", "0.5"]) == 0
+    assert "--share 0.5: 4 of 8 instruments; rendered 2 of 4 notes (2 already there)" in capsys.readouterr().out
+    page = read_page_data((out / "index.html").read_text())
+    assert [i["name"] for i in page["instruments"]] == [names[1], names[3], names[5], names[7]]
+    assert [i["preset"] for i in page["instruments"]] == ["Preset 1", "Preset 3", "Preset 5", "Preset 7"]
+    for bad, message in (("0", "--share must be a fraction"), ("1.5", "--share must be a fraction"),
+                         ("0.1", "keeps none")):
+        assert cli.main([*args, "--share", bad]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_other_model_into_the_same_library_is_refused(ray_local, tiny_sing, tmp_path):

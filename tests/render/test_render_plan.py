@@ -76,9 +76,9 @@ def test_plan_lists_the_grid(tiny_sing, tmp_path):
     (dict(instruments=","), "grid is empty: no instruments"),
     (dict(fmt="mp3"), "--format"),
     (dict(formats="sfz,exs"), "--formats: unknown format 'exs'; known: sfz, dspreset, sf2"),
-    # 60 mixes x 128 keys x 5 velocities: 38,400 notes of 128 kB, beyond a SoundFont's 32-bit sizes.
-    (dict(pitches="0:127", mixes=[f"m{i}=guitar_acoustic_000:{i + 1},flute_synthetic_001:1" for i in range(60)]),
-     "sf2: 38,400 notes need a 4.58 GiB"),
+    (dict(share=0), "--share must be a fraction in (0, 1], got 0"),
+    (dict(share=1.5), "--share must be a fraction in (0, 1], got 1.5"),
+    (dict(share=0.2), "--share 0.2 of 3 instrument.s. keeps none: give at least 0.333"),
 ])
 def test_bad_input_is_refused_with_a_clear_message(tiny_sing, tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
@@ -104,9 +104,16 @@ def test_unreadable_model_and_unwritable_output(tiny_sing, tmp_path):
             plan_render(tiny_sing, locked, pitches="60", velocities="100")
 
 
-def test_a_library_too_large_for_a_soundfont_renders_without_one(tiny_sing, tmp_path):
+def test_a_library_too_large_for_one_soundfont_plans_split(tiny_sing, tmp_path, monkeypatch):
+    # 60 mixes x 128 keys x 5 velocities: 38,400 notes of 128 kB, beyond one SoundFont's 32-bit sizes and
+    # 16-bit indices: the SoundFonts are split (sing_ray.library.sf2.files), so the plan stands.
     mixes = [f"m{i}=guitar_acoustic_000:{i + 1},flute_synthetic_001:1" for i in range(60)]
-    with pytest.raises(UserError, match=r"sf2.*--formats"):
-        plan_render(tiny_sing, tmp_path / "lib", pitches="0:127", mixes=mixes)
-    plan = plan_render(tiny_sing, tmp_path / "lib", pitches="0:127", mixes=mixes, formats="sfz,dspreset")
-    assert plan.total == 38400 and plan.formats == ["sfz", "dspreset"]
+    plan = plan_render(tiny_sing, tmp_path / "lib", pitches="0:127", mixes=mixes)
+    assert plan.total == 38400 and "sf2" in plan.formats
+    # An instrument too large for a SoundFont of its own is refused, naming the way out.
+    from sing_ray.library import sf2
+
+    monkeypatch.setattr(sf2, "MAX_NOTES", 600)
+    with pytest.raises(UserError, match=r"sf2: 640 notes are more than one SoundFont holds.*--formats"):
+        plan_render(tiny_sing, tmp_path / "lib", pitches="0:127", mixes=mixes[:1])
+    assert plan_render(tiny_sing, tmp_path / "lib", pitches="0:127", mixes=mixes[:1], formats="sfz").total == 640
