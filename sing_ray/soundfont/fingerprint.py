@@ -110,7 +110,9 @@ def distances(one: np.ndarray, many: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)          # all-NaN rows: no frame sounds in both
         offset = np.nan_to_num(np.nanmedian(gap, axis=1))
-    diff = np.abs(one - (many + offset[:, None, None]))
+    # Levels at the floor (silence: the release's end, a band with nothing in it) stay there.
+    shifted = np.where(many <= FLOOR_DB, FLOOR_DB, np.maximum(many + offset[:, None, None], FLOOR_DB))
+    diff = np.abs(one - shifted)
     return np.maximum(diff[:, :, :NUM_MELS].mean(axis=2).max(axis=1),
                       diff[:, :, NUM_MELS:].mean(axis=2).max(axis=1))
 
