@@ -32,7 +32,7 @@ from .config_parts import (FRAMES, HARMONIC_NEEDS, HEAD_SIZES, HEADS, LEARNT_ANA
 log = logging.getLogger("sing_ray.config")
 
 PHASES = ("autoencoder", "sequence", "finetune")
-PRESETS = ("paper", "small", "quick", "tiny", "table1")
+PRESETS = ("paper", "small", "quick", "tiny", "table1", "large")
 # The terms a loss expression (``train.loss``) may sum; sing_ray.losses builds each.
 LOSS_TERMS = ("spectral", "wav", "mrstft", "loudness")
 SPECTRAL_DISTANCES = ("l1", "mse")
@@ -140,13 +140,30 @@ class PhaseConfig:
     crop: int = 0
     # The learning rate at the phase's last epoch, as a fraction of ``lr``: a cosine from
     # ``lr`` down to ``lr * lr_final``, set at the start of each epoch. 1.0 keeps it constant.
+    # With a step budget (``steps``) the cosine runs over the steps instead, set every step.
     lr_final: float = 1.0
+    # Budgets beside ``epochs`` (0: none): the phase stops at whichever it reaches first, after
+    # the step in progress, with a checkpoint and its final model as at an epoch's end.
+    # ``steps`` counts batches (global: one per worker group step) from the phase's start,
+    # ``max_minutes`` the phase's wall-clock minutes; both carry over when a run is resumed.
+    steps: int = 0
+    max_minutes: float = 0.0
 
     def epoch_lr(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1-based) of this phase."""
         if self.lr_final == 1.0 or self.epochs <= 1:
             return self.lr
         progress = min(max(epoch - 1, 0) / (self.epochs - 1), 1.0)
+        return self._cosine(progress)
+
+    def step_lr(self, epoch: int, step: int) -> float:
+        """The learning rate of global step ``step`` (1-based) in ``epoch``: over the step budget
+        when there is one, else :meth:`epoch_lr`."""
+        if self.lr_final == 1.0 or self.steps <= 1:
+            return self.epoch_lr(epoch)
+        return self._cosine(min(max(step - 1, 0) / (self.steps - 1), 1.0))
+
+    def _cosine(self, progress: float) -> float:
         return self.lr * (self.lr_final + (1.0 - self.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
@@ -190,6 +207,13 @@ class TrainConfig:
     sequence_edges: bool = False
     seed: int = 1234
     num_examples: int = 4         # generated notes logged per phase
+    # Minutes between mid-epoch checkpoints of a phase (0: at epoch ends only, which always
+    # checkpoint). A run resumed from one goes on in the same epoch, with the same order of
+    # notes, from the batch after it (docs/training.md, "Resume and faults").
+    checkpoint_minutes: float = 0.0
+    # Splits whose float32 waveforms (or sequence embeddings) fit in this many MiB are read once
+    # and held in memory for the phase; larger ones stream from Parquet (sing_ray.train.order).
+    materialize_mb: float = 1024.0
     autoencoder: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=50))
     sequence: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=50))
     finetune: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=20))
@@ -275,10 +299,21 @@ class Config:
                     f"train.{phase}.crop ({p.crop}) must be 0 (whole notes) or a multiple of model.stride "
                     f"({m.stride}) between model.kernel_size ({m.kernel_size}) and model.wav_length "
                     f"({m.wav_length})")
+            if isinstance(p.steps, bool) or not isinstance(p.steps, int) or p.steps < 0:
+                raise ConfigError(f"train.{phase}.steps must be a whole number >= 0 (0: no step budget), "
+                                  f"got {p.steps!r}")
+            if not (isinstance(p.max_minutes, (int, float)) and math.isfinite(p.max_minutes)
+                    and p.max_minutes >= 0):
+                raise ConfigError(f"train.{phase}.max_minutes must be >= 0 (0: no time budget), got {p.max_minutes!r}")
             if p.batch_size <= 0 or p.batch_size % r.num_workers:
                 raise ConfigError(
                     f"train.{phase}.batch_size ({p.batch_size}) must be a positive multiple of "
                     f"run.num_workers ({r.num_workers}): the batch size is global")
+        for name in ("checkpoint_minutes", "materialize_mb"):
+            value = getattr(t, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and value >= 0):
+                raise ConfigError(f"train.{name} must be a number >= 0, got {value!r}")
         if t.truncated_steps <= 0:
             raise ConfigError(f"train.truncated_steps must be positive, got {t.truncated_steps}")
         if r.num_workers < 1:

@@ -31,6 +31,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker (DDP over NCCL)")
     parser.add_argument("--epochs", default=None, metavar="A,S,F",
                         help="epochs of the autoencoder, sequence and finetune phases")
+    parser.add_argument("--steps", default=None, metavar="A,S,F",
+                        help="step budgets (batches) of the autoencoder, sequence and finetune phases; 0 for "
+                             "none. A phase stops at its epochs, steps or minutes, whichever comes first")
+    parser.add_argument("--max-minutes", default=None, metavar="A,S,F",
+                        help="wall-clock budgets in minutes of the three phases (decimals allowed); 0 for none")
     parser.add_argument("--phases", default=",".join(PHASES), metavar="LIST",
                         help="the phases to run, a prefix of autoencoder,sequence,finetune")
     parser.add_argument("--run-name", default=None, metavar="NAME",
@@ -66,11 +71,17 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
         out.append(f"run.cpus_per_worker={args.cpus_per_worker}")
     if args.gpu:
         out.append("run.use_gpu=true")
-    if args.epochs is not None:
-        parts = [p.strip() for p in args.epochs.split(",")]
-        if len(parts) != len(PHASES) or not all(p.isdigit() for p in parts):
-            raise UserError(f"--epochs {args.epochs!r}: expected three counts A,S,F such as 50,50,20")
-        out += [f"train.{phase}.epochs={n}" for phase, n in zip(PHASES, parts)]
+    for flag, key, example, number in (("epochs", "epochs", "50,50,20", str.isdigit),
+                                       ("steps", "steps", "20000,150000,40000", str.isdigit),
+                                       ("max_minutes", "max_minutes", "60,240,120", _is_minutes)):
+        text = getattr(args, flag, None)
+        if text is None:
+            continue
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != len(PHASES) or not all(number(p) for p in parts):
+            what = "numbers of minutes >= 0" if flag == "max_minutes" else "counts"
+            raise UserError(f"--{flag.replace('_', '-')} {text!r}: expected three {what} A,S,F such as {example}")
+        out += [f"train.{phase}.{key}={n}" for phase, n in zip(PHASES, parts)]
     for flag, key in (("run_name", "run.run_name"), ("tracking_uri", "run.tracking_uri"),
                       ("experiment", "run.experiment"), ("storage", "run.storage_path"),
                       ("max_failures", "run.max_failures")):
@@ -78,6 +89,14 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
         if value is not None:
             out.append(f"{key}={value}")
     return out + list(args.overrides)
+
+
+def _is_minutes(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return value >= 0 and value != float("inf")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
                            ("train_spectral_l1", "test_spectral_l1", "train_wav_mse", "test_wav_mse")
                            if k in phase.metrics)
         state = "skipped (finished earlier)" if phase.skipped else f"{phase.epochs} epoch(s)"
+        if phase.stopped_by in ("steps", "max_minutes"):
+            state += f", stopped by its {phase.stopped_by.replace('_', '-')} budget after {phase.steps} steps"
         print(f"{name:>11}: {state}; {scores}; {phase.checkpoint}")
     if result.model_uri:
         print(f"registered model: {result.model_uri}")

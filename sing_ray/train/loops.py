@@ -30,11 +30,10 @@ that is deterministic.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
-import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -44,141 +43,25 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint, load_model, save_checkpoint, sing_from_phases
-from ..config import Config, config_from_dict
-from ..nsynth import SILENT_PEAK
+from ..checkpoint import load_model, sing_from_phases
 from ..losses import FrameLoss, build_loss
 from ..models import build_autoencoder, build_sequence_generator
 from ..models.partials import HARMONIC_SCALE
-from ..runtime import keep_freed_memory
+from ..nsynth import SILENT_PEAK
 from ..tracking import (DIVERGED_TAG, EPOCH_SECONDS_METRIC, NOTES_PER_SECOND_METRIC, SILENT_OUTPUT_TAG,
                         epoch_checkpoint_artifact)
 from .faults import FaultInjector
-from .steps import (MetricSums, NonFiniteLoss, autoencoder_step, check_finite, finetune_step, sequence_step,
-                    velocity_indices)
+from .order import NoteReader, plan_epoch
+from .resume import (MODEL_FILE, OPTIMIZER_FILE, RESUME_DIR, Position, _restore, _resume_points,  # noqa: F401
+                     _write_checkpoint, copy_model_file, resume_folder, save_resume_point)
+from .steps import MetricSums, NonFiniteLoss, autoencoder_step, finetune_step, sequence_step, velocity_indices
+from .worker import (Progress, Worker, all_reduce, append_journal, guard_for, setup_worker,  # noqa: F401
+                     write_status)
 
 log = logging.getLogger("sing_ray.train")
 
-MODEL_FILE = "model.pt"          # self-describing checkpoint (sing_ray.checkpoint), what MLflow gets
-OPTIMIZER_FILE = "optimizer.pt"  # optimizer state and epoch, for resuming only
-RESUME_DIR = "resume"            # run_dir/<phase>/resume/epoch-NNN: the latest epoch's checkpoint
-
-
-# ---------------------------------------------------------------------------
-# The worker's context
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class Worker:
-    """What one Ray Train worker knows about itself and its run.
-
-    Attributes:
-        cfg: the resolved config.
-        phase: the phase being trained.
-        rank, world_size: this worker's place in the group.
-        device: where tensors go.
-        loop: the plain loop config from the driver.
-        mlflow: an MlflowClient on rank 0, None elsewhere.
-        autoencoder: phase 1's model, frozen (sequence phase, loaded on first use).
-    """
-
-    cfg: Config
-    phase: str
-    rank: int
-    world_size: int
-    device: torch.device
-    loop: dict
-    mlflow: Any = None
-    autoencoder: Any = None
-
-    @property
-    def is_chief(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def run_id(self) -> str:
-        return self.loop["run_id"]
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """Log finite metrics to the phase's MLflow run (rank 0 only)."""
-        if self.mlflow is None:
-            return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and math.isfinite(v)]
-        if batch:
-            self.mlflow.log_batch(self.run_id, metrics=batch)
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        if self.mlflow is not None:
-            self.mlflow.log_artifact(self.run_id, str(path), artifact_path)
-
-    def log_artifacts(self, folder: str | Path, artifact_path: str | None = None) -> None:
-        if self.mlflow is not None:
-            self.mlflow.log_artifacts(self.run_id, str(folder), artifact_path)
-
-
-def _configure_worker_logging() -> None:
-    """INFO lines from ``sing_ray`` on the worker's stderr, which Ray forwards to the driver."""
-    logger = logging.getLogger("sing_ray")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
-def setup_worker(loop: dict) -> Worker:
-    """Rebuild the config, pin threads and the device, open MLflow on rank 0."""
-    import ray.train
-    import ray.train.torch
-
-    _configure_worker_logging()
-    keep_freed_memory()
-    ctx = ray.train.get_context()
-    cfg = config_from_dict(loop["config"])
-    # One intra-op thread per CPU Ray gave this worker: more would fight the other
-    # workers on the same machine for cores.
-    torch.set_num_threads(max(1, int(loop.get("threads", 1))))
-    torch.manual_seed(cfg.train.seed)
-    worker = Worker(cfg=cfg, phase=loop["phase"], rank=ctx.get_world_rank(), world_size=ctx.get_world_size(),
-                    device=ray.train.torch.get_device(), loop=loop)
-    if worker.is_chief and loop.get("tracking_uri"):
-        import mlflow
-
-        worker.mlflow = mlflow.MlflowClient(loop["tracking_uri"])
-    return worker
-
-
-def _guard_for(worker: Worker) -> Callable[[torch.Tensor], None]:
-    """The non-finite guard: local for one worker, all-reduced across several (see steps.py)."""
-    if worker.world_size == 1:
-        return check_finite
-    import torch.distributed as dist
-
-    def guard(loss: torch.Tensor) -> None:
-        bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=loss.device)
-        dist.all_reduce(bad)
-        if bad.item() > 0:
-            raise NonFiniteLoss(f"non-finite loss on {int(bad.item())} worker(s)")
-
-    return guard
-
-
-def _all_reduce(worker: Worker, values: torch.Tensor) -> torch.Tensor:
-    """Sum a small float64 tensor over the workers (identity for one worker)."""
-    if worker.world_size == 1:
-        return values
-    import torch.distributed as dist
-
-    # NCCL reduces only device tensors; gloo takes CPU ones.
-    on_device = values.to(worker.device)
-    dist.all_reduce(on_device)
-    return on_device.cpu()
+# The phase run's tag saying what ended it: "epochs", "steps" or "max_minutes" (its budgets).
+STOPPED_BY_TAG = "sing_ray.stopped_by"
 
 
 def _poisoned(loss_fn: Callable) -> Callable:
@@ -206,16 +89,6 @@ def _wav(batch: dict, device: torch.device) -> torch.Tensor:
     # A copy: Ray hands out read-only views of its blocks, which torch must not alias.
     return torch.from_numpy(np.array(batch["wav"], dtype=np.float32)).to(device)
 
-
-def _train_batches(worker: Worker, epoch: int):
-    """This worker's shard of ``train`` for one epoch, locally shuffled, as numpy batches."""
-    import ray.train
-
-    shard = ray.train.get_dataset_shard("train")
-    batch = worker.loop["batch_size"]
-    return shard.iter_batches(batch_size=batch, batch_format="numpy", drop_last=False,
-                              local_shuffle_buffer_size=max(4 * batch, 16),
-                              local_shuffle_seed=worker.cfg.train.seed + epoch)
 
 
 def _eval_batches(worker: Worker, name: str):
@@ -326,87 +199,6 @@ def _finetune_spec(worker: Worker) -> PhaseSpec:
                      loss_fn=build_loss(t, phase="finetune"))
 
 
-# ---------------------------------------------------------------------------
-# Checkpoints
-# ---------------------------------------------------------------------------
-
-
-def resume_folder(run_dir: str | Path, phase: str) -> Path:
-    """Where a phase keeps its resume point (the latest epoch's checkpoint folder)."""
-    return Path(run_dir) / phase / RESUME_DIR
-
-
-def _resume_points(run_dir: str | Path, phase: str) -> list[tuple[int, Path]]:
-    """The complete resume points of a phase, oldest first, as (epoch, folder)."""
-    points = []
-    for folder in resume_folder(run_dir, phase).glob("epoch-*"):
-        suffix = folder.name[len("epoch-"):]
-        if suffix.isdigit() and (folder / MODEL_FILE).is_file() and (folder / OPTIMIZER_FILE).is_file():
-            points.append((int(suffix), folder))
-    return sorted(points)
-
-
-def save_resume_point(worker: Worker, model, optimizer, epoch: int, metrics: dict) -> Path:
-    """Write an epoch's checkpoint folder as the phase's resume point, then drop older ones.
-
-    The folder appears under its final name only when complete (written, then
-    renamed), so a job killed at any moment leaves the previous point or the new
-    one, never half of one. It is also the folder reported to Ray Train.
-
-    Returns:
-        the folder (``MODEL_FILE`` and ``OPTIMIZER_FILE`` in it).
-    """
-    run_dir = worker.loop["run_dir"]
-    root = resume_folder(run_dir, worker.phase)
-    final = root / f"epoch-{epoch:03d}"
-    tmp = root / f".epoch-{epoch:03d}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    _write_checkpoint(worker, tmp, model, optimizer, epoch, metrics)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for older, folder in _resume_points(run_dir, worker.phase):
-        if older < epoch:
-            shutil.rmtree(folder, ignore_errors=True)
-    return final
-
-
-def _restore(worker: Worker, model: torch.nn.Module) -> tuple[int, dict | None]:
-    """Load the latest checkpoint into ``model``: Ray Train's or the resume point, the newer.
-
-    Returns (epochs done, optimizer state).
-    """
-    import ray.train
-
-    points = _resume_points(worker.loop["run_dir"], worker.phase)
-    point_epoch = points[-1][0] if points else -1
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
-            if int(state["epoch"]) >= point_epoch:
-                model.load_state_dict(load_checkpoint(Path(folder) / MODEL_FILE)["state"])
-                return int(state["epoch"]), state["optimizer"]
-        if worker.is_chief:
-            log.info("%s: Ray Train's latest registered checkpoint is epoch %d; the resume point "
-                     "is epoch %d, which is used", worker.phase, int(state["epoch"]), point_epoch)
-    if not points:
-        return 0, None
-    folder = points[-1][1]
-    state = torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
-    model.load_state_dict(load_checkpoint(folder / MODEL_FILE)["state"])
-    return int(state["epoch"]), state["optimizer"]
-
-
-def _write_checkpoint(worker: Worker, folder: Path, model, optimizer, epoch: int, metrics: dict) -> Path:
-    """Write the Ray checkpoint folder: the self-describing model and the optimizer state."""
-    extra = {"instruments": list(worker.loop["instruments"]), "dataset": worker.loop.get("dataset", ""),
-             "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
-    path = save_checkpoint(folder / MODEL_FILE, model, config=worker.cfg, phase=worker.phase, epoch=epoch,
-                           extra=extra)
-    torch.save({"epoch": epoch, "optimizer": optimizer.state_dict()}, folder / OPTIMIZER_FILE)
-    return path
-
 
 # ---------------------------------------------------------------------------
 # Evaluation and examples
@@ -442,7 +234,7 @@ def evaluate(worker: Worker, model, spec: PhaseSpec, name: str, prefix: str,
                 examples.append((str(batch["note_str"][i]), reference[i].cpu().numpy(),
                                  generated[i].float().cpu().numpy()))
     model.train(was_training)
-    total = _all_reduce(worker, sums.as_tensor())
+    total = all_reduce(worker, sums.as_tensor())
     return MetricSums.means(total, prefix, spec.with_embedding)
 
 
@@ -488,50 +280,6 @@ def _warn_if_silent(worker: Worker, examples: list | None) -> str | None:
     return message
 
 
-# ---------------------------------------------------------------------------
-# The loop
-# ---------------------------------------------------------------------------
-
-
-class _Progress:
-    """Rank 0's progress: a line in the worker's log every few seconds, and the driver's
-    progress file (epoch, step, running loss, notes/s) every second, which the driver's
-    progress bar reads (:class:`sing_ray.console.PhaseProgress`)."""
-
-    def __init__(self, worker: Worker, epoch: int, epochs: int, steps: int):
-        self.worker, self.epoch, self.epochs, self.steps = worker, epoch, epochs, steps
-        self.start = self.last = self.last_file = time.monotonic()
-        self.every = float(worker.loop.get("log_every_s", 10.0))
-        self.path = worker.loop.get("progress_path")
-
-    def update(self, step: int, loss: float, notes: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.worker.is_chief:
-            return
-        rate = notes * self.worker.world_size / max(now - self.start, 1e-9)
-        if self.path and (force or now - self.last_file >= 1.0):
-            self.last_file = now
-            write_status(self.path, {"epoch": self.epoch, "epochs": self.epochs, "step": step,
-                                     "steps": self.steps, "loss": loss, NOTES_PER_SECOND_METRIC: rate})
-        if not force and now - self.last < self.every:
-            return
-        self.last = now
-        log.info("%s epoch %d/%d step %d/%d loss %.5f %.1f notes/s", self.worker.phase, self.epoch,
-                 self.epochs, step, self.steps, loss, rate)
-
-
-def append_journal(path: str | Path | None, record: dict) -> None:
-    """Append one JSON line to the phase's epoch journal (the driver prints each as it lands)."""
-    import json
-
-    if not path:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
 def _report(worker: Worker, metrics: dict, checkpoint_folder: Path | None = None) -> None:
     import ray.train
 
@@ -540,50 +288,126 @@ def _report(worker: Worker, metrics: dict, checkpoint_folder: Path | None = None
     ray.train.report(metrics, checkpoint=checkpoint, delete_local_checkpoint_after_upload=False)
 
 
+
+# ---------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Epoch:
+    """The running sums of the epoch in progress (this worker's; a mid-epoch checkpoint's are all workers')."""
+
+    loss_sum: float = 0.0
+    notes: int = 0
+
+
+def _step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
+    """The torch seed of one step (random crops, dropout): a function of where the step is, so that a
+    resumed run draws what the uninterrupted one would have."""
+    return int(np.random.SeedSequence([seed, epoch, step, rank]).generate_state(1)[0])
+
+
+def _record_batch(path: str | None, phase: str, epoch: int, step: int, rank: int, batch: dict) -> None:
+    """Append the batch's notes to ``path`` (``SING_RAY_RECORD_BATCHES``: tests and drills)."""
+    if path:
+        with open(path, "a") as handle:
+            handle.write(f"{phase} {epoch} {step} {rank} {' '.join(map(str, batch['note_str']))}\n")
+
+
+def _budget_reached(worker: Worker, p, position: Position, started: float, last_checkpoint: float,
+                    minutes: float) -> tuple[str | None, bool]:
+    """(what stops the phase now: "steps", "max_minutes" or None; whether a timed checkpoint is due).
+
+    The clocks of the workers differ: with several, rank 0's decision is everyone's (one
+    all-reduce a step, only when a budget or checkpoint is timed).
+    """
+    stop = "steps" if p.steps and position.global_step >= p.steps else None
+    if not p.max_minutes and not minutes:
+        return stop, False
+    now = time.monotonic()
+    flags = torch.tensor([float(bool(p.max_minutes) and position.seconds + now - started >= 60 * p.max_minutes),
+                          float(bool(minutes) and now - last_checkpoint >= 60 * minutes)], dtype=torch.float64)
+    if worker.world_size > 1:
+        flags = all_reduce(worker, flags * float(worker.is_chief))
+    return stop or ("max_minutes" if flags[0] > 0 else None), bool(flags[1] > 0)
+
+
 def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
     """The loop every phase shares (see the module docstring)."""
     import ray.train.torch
 
     worker = setup_worker(loop)
     cfg, phase = worker.cfg, worker.phase
-    epochs = cfg.train.phase(phase).epochs
+    p = cfg.train.phase(phase)
+    epochs = p.epochs
     spec = make_spec(worker)
     raw = spec.build(worker)
-    done, optimizer_state = _restore(worker, raw)
-    if done:
-        log.info("%s: rank %d resumes after epoch %d (checkpoint restored)", phase, worker.rank, done)
+    position, optimizer_state = _restore(worker, raw)
+    done = position.epoch
+    if position.key > (0, 0):
+        log.info("%s: rank %d resumes after epoch %d step %d (checkpoint restored)", phase, worker.rank,
+                 position.epoch, position.step)
+    if position.world_size and position.world_size != worker.world_size and position.step and worker.is_chief:
+        log.warning("%s: epoch %d was begun on %d workers and goes on on %d: the rest of its order is that of "
+                    "%d workers", phase, done + 1, position.world_size, worker.world_size, worker.world_size)
     model = ray.train.torch.prepare_model(raw, parallel_strategy_kwargs={"forward_sync_buffers": False})
-    lr = cfg.train.phase(phase).lr
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
         # The state dict brings back the old learning rate; a resumed run may have
         # lowered it on purpose (after a divergence), so the config's value wins.
         for group in optimizer.param_groups:
-            group["lr"] = lr
-    if done and worker.is_chief:
-        worker.log_metrics({"resumed_from_epoch": done}, step=done)
+            group["lr"] = p.lr
+    if position.key > (0, 0) and worker.is_chief:
+        worker.log_metrics({"resumed_from_epoch": done, "resumed_from_step": position.global_step}, step=done)
         # The driver says so on the terminal: a re-run resuming, or workers restarted after a failure.
-        append_journal(loop.get("journal_path"), {"event": "restored", "epoch": done, "epochs": epochs})
+        append_journal(loop.get("journal_path"), {"event": "restored", "epoch": done, "epochs": epochs,
+                                                  "step": position.step})
 
-    guard = _guard_for(worker)
+    guard = guard_for(worker)
     run_dir = loop["run_dir"]
     injector = FaultInjector(loop.get("faults", []), phase, worker.rank, worker.world_size,
                              os.path.join(run_dir, "faults"), loop.get("snapshot_path"))
-    steps_per_epoch = max(1, math.ceil(loop["num_train_notes"] / (worker.world_size * loop["batch_size"])))
+    reader = NoteReader(loop["train_sources"])
+    plan_of = functools.partial(plan_epoch, loop["train_sources"], cfg.train.seed, rank=worker.rank,
+                                world_size=worker.world_size, batch_size=loop["batch_size"],
+                                window_rows=max(4 * loop["batch_size"], 256))
+    minutes = cfg.train.checkpoint_minutes
+    started = last_checkpoint = time.monotonic()
     metrics: dict[str, Any] = {"epoch": done}
+    stopped_by = "epochs" if done >= epochs else None
+    # The partial epoch a mid-epoch checkpoint left: its sums are all workers', kept by rank 0.
+    resumed = _Epoch(position.loss_sum, int(position.notes)) if worker.is_chief else _Epoch()
+    skip = position.step
 
+    def now_position(epoch: int, step: int, totals: _Epoch) -> Position:
+        return Position(epoch=epoch, step=step, global_step=global_step, world_size=worker.world_size,
+                        seconds=position.seconds + time.monotonic() - started,
+                        loss_sum=totals.loss_sum, notes=float(totals.notes))
+
+    global_step, last = position.global_step, position
     for epoch in range(done + 1, epochs + 1):
-        for group in optimizer.param_groups:           # train.<phase>.lr_final: a cosine decay
-            group["lr"] = cfg.train.phase(phase).epoch_lr(epoch)
+        if stopped_by:
+            break
+        plan = plan_of(epoch=epoch)
+        if not p.steps:                                # train.<phase>.lr_final: a cosine decay
+            for group in optimizer.param_groups:
+                group["lr"] = p.epoch_lr(epoch)
         model.train()
-        progress = _Progress(worker, epoch, epochs, steps_per_epoch)
-        started = time.monotonic()
-        loss_sum, notes, step = 0.0, 0, 0
-        diverged = None
-        for batch in _train_batches(worker, epoch):
+        progress = Progress(worker, epoch, epochs, plan.steps)
+        epoch_started = time.monotonic()
+        sums, step = (resumed, skip) if skip else (_Epoch(), 0)
+        session_notes, diverged = 0, None
+        for batch in reader.batches(plan, skip=step):
             step += 1
+            global_step += 1
             injector.maybe_kill(epoch, step)
+            _record_batch(loop.get("record_batches"), phase, epoch, step, worker.rank, batch)
+            if p.steps:
+                for group in optimizer.param_groups:
+                    group["lr"] = p.step_lr(epoch, global_step)
+            torch.manual_seed(_step_seed(cfg.train.seed, epoch, step, worker.rank))
             loss_fn = _poisoned(spec.loss_fn) if injector.poison(epoch, step) else spec.loss_fn
             try:
                 loss = spec.train_batch(model, optimizer, batch, loss_fn, guard, worker)
@@ -592,9 +416,27 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
                             "diverged_step": step, "error": str(err)}
                 break
             n = len(batch["instrument"])
-            loss_sum += float(loss) * n
-            notes += n
-            progress.update(step, loss_sum / max(notes, 1), notes)
+            sums.loss_sum += float(loss) * n
+            sums.notes += n
+            session_notes += n
+            progress.update(step, sums.loss_sum / max(sums.notes, 1), session_notes)
+            if step >= plan.steps:
+                break                                  # the epoch's end checkpoints
+            stop, due = _budget_reached(worker, p, now_position(epoch - 1, step, sums), started,
+                                        last_checkpoint, minutes)
+            if stop:
+                stopped_by = stop
+                break
+            if due:
+                totals = all_reduce(worker, torch.tensor([sums.loss_sum, sums.notes], dtype=torch.float64))
+                if worker.is_chief:
+                    save_resume_point(worker, model, optimizer,
+                                      now_position(epoch - 1, step, _Epoch(float(totals[0]), int(totals[1]))),
+                                      {"train_loss": float(totals[0] / max(float(totals[1]), 1.0))})
+                    log.info("%s: checkpoint at epoch %d step %d/%d (every %g min)", phase, epoch, step,
+                             plan.steps, minutes)
+                last_checkpoint = time.monotonic()
+        skip = 0
         if diverged is not None:
             if worker.is_chief:
                 log.error("%s: non-finite loss at epoch %d step %d; stopping, the last good checkpoint is "
@@ -606,59 +448,70 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
                 # report must not have one (the last good checkpoint has to stay the latest),
                 # so the driver learns of the divergence from this file.
                 write_status(loop["status_path"], diverged)
+            reader.close()
             _report(worker, diverged)
             return
-        seconds = time.monotonic() - started
-        progress.update(step, loss_sum / max(notes, 1), notes, force=True)
-        totals = _all_reduce(worker, torch.tensor([loss_sum, notes], dtype=torch.float64))
-        metrics = {"status": "running", "epoch": epoch,
+        complete = step >= plan.steps
+        if complete and not stopped_by:
+            stop, _ = _budget_reached(worker, p, now_position(epoch, 0, sums), started, last_checkpoint, 0.0)
+            stopped_by = stop or ("epochs" if epoch >= epochs else None)
+        seconds = time.monotonic() - epoch_started
+        progress.update(step, sums.loss_sum / max(sums.notes, 1), session_notes, force=True)
+        totals = all_reduce(worker, torch.tensor([sums.loss_sum, sums.notes], dtype=torch.float64))
+        metrics = {"status": "running", "epoch": epoch if complete else epoch - 1,
                    "train_loss": float(totals[0] / totals[1]) if totals[1] else math.nan,
-                   "train_notes": float(totals[1]),
-                   NOTES_PER_SECOND_METRIC: float(totals[1]) / max(seconds, 1e-9), EPOCH_SECONDS_METRIC: seconds,
-                   "lr": float(optimizer.param_groups[0]["lr"])}
+                   "train_notes": float(totals[1]), "global_step": float(global_step),
+                   NOTES_PER_SECOND_METRIC: session_notes * worker.world_size / max(seconds, 1e-9),
+                   EPOCH_SECONDS_METRIC: seconds, "lr": float(optimizer.param_groups[0]["lr"])}
+        if not complete:
+            metrics["step"] = step
         metrics.update(evaluate(worker, model, spec, "valid", "valid"))
+        at = now_position(epoch, 0, _Epoch()) if complete else now_position(
+            epoch - 1, step, _Epoch(float(totals[0]), int(totals[1])))
         folder = None
         if worker.is_chief:
-            folder = save_resume_point(worker, model, optimizer, epoch, metrics)
+            folder = save_resume_point(worker, model, optimizer, at, metrics)
             worker.log_metrics({k: v for k, v in metrics.items() if k not in ("epoch", "status")}, step=epoch)
             worker.log_artifact(folder / MODEL_FILE, epoch_checkpoint_artifact(epoch))
-            log.info("%s epoch %d/%d: %s", phase, epoch, epochs, _format(metrics))
+            log.info("%s epoch %d/%d%s: %s", phase, epoch, epochs, "" if complete else f" (step {step}/{plan.steps})",
+                     _format(metrics))
             append_journal(loop.get("journal_path"), {"epoch": epoch, "epochs": epochs, **metrics})
-        _report(worker, metrics, folder)
+        last_checkpoint = time.monotonic()
+        # Only epoch ends go to Ray Train: a worker restarted by it finds a later point in the resume folder.
+        _report(worker, metrics, folder if complete else None)
+        last = at
+    reader.close()
+    stopped_by = stopped_by or "epochs"
 
     # The end of the phase: Table 1's metrics on test and on the train split, and examples.
     examples: list | None = [] if worker.is_chief else None
     final = {k: v for k, v in metrics.items() if k != "status"}
     final.update(evaluate(worker, model, spec, "test", "test", examples))
     final.update(evaluate(worker, model, spec, "train_eval", "train"))
-    final.update({"status": "finished", "epoch": max(done, epochs), "resumed_from_epoch": done})
+    last_epoch = last.epoch + (1 if last.step else 0)
+    final.update({"status": "finished", "epoch": last.epoch, "step": last.step, "global_step": last.global_step,
+                  "stopped_by": stopped_by, "resumed_from_epoch": done})
     if worker.is_chief:
         worker.log_metrics({k: v for k, v in final.items() if k.startswith(("test_", "train_"))
-                            and k != "train_loss"}, step=max(done, epochs))
+                            and k != "train_loss"}, step=last_epoch)
+        worker.log_metrics({"phase_steps": last.global_step, "phase_minutes": last.seconds / 60}, step=last_epoch)
+        if worker.mlflow is not None:
+            worker.mlflow.set_tag(worker.run_id, STOPPED_BY_TAG, stopped_by)
         log_examples(worker, examples)
         silent = _warn_if_silent(worker, examples)
-        log.info("%s finished: %s", phase, _format(final))
+        log.info("%s finished (stopped by its %s budget at epoch %d step %d, %d steps): %s", phase,
+                 stopped_by, last.epoch, last.step, last.global_step, _format(final))
         append_journal(loop.get("journal_path"), {"epochs": epochs, **final, "warnings": [silent] if silent else []})
     with tempfile.TemporaryDirectory() as tmp:
         folder = None
         if worker.is_chief:
-            # The final report carries a checkpoint (the same weights as the last epoch's,
+            # The final report carries a checkpoint (the same weights as the last one saved,
             # or the initial ones when epochs = 0) because Ray Train's result holds the
             # metrics of the latest checkpoint: this way they are the final scores.
             folder = Path(tmp)
-            _write_checkpoint(worker, folder, model, optimizer, final["epoch"], final)
+            _write_checkpoint(worker, folder, model, optimizer, last, final)
         _report(worker, final, folder)
 
-
-def write_status(path: str | Path, status: dict) -> None:
-    """Write a phase's status file atomically (JSON)."""
-    import json
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(status))
-    os.replace(tmp, path)
 
 
 def _format(metrics: dict) -> str:
@@ -685,11 +538,3 @@ TRAIN_LOOPS = {"autoencoder": train_loop_autoencoder, "sequence": train_loop_seq
                "finetune": train_loop_finetune}
 
 
-def copy_model_file(checkpoint_folder: str | Path, dest: str | Path) -> Path:
-    """Copy the self-describing model of a Ray checkpoint folder to ``dest`` (atomically)."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    shutil.copyfile(Path(checkpoint_folder) / MODEL_FILE, tmp)
-    os.replace(tmp, dest)
-    return dest

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict
@@ -26,7 +27,8 @@ from .plan import Plan
 log = logging.getLogger("sing_ray.train.pipeline")
 
 CHECKPOINTS_TO_KEEP = 2         # Ray Train storage; every epoch's model is in MLflow anyway
-MATERIALIZE_BYTES = 1 << 30     # splits smaller than this are decoded once per phase (see phase_datasets)
+MATERIALIZE_BYTES = 1 << 30     # train.materialize_mb's default (1,024 MiB), in bytes
+RECORD_VAR = "SING_RAY_RECORD_BATCHES"  # a file each worker appends its batches' notes to (tests, drills)
 INTERPOLATED = "interpolated"   # run_dir/embeddings/<this>: train.sequence_interpolated's notes
 NOTES_PER_EMBED_ACTOR = 256
 
@@ -45,9 +47,15 @@ class PhaseFailedError(UserError):
 
 def make_loop_config(plan: Plan, phase: str, run_id: str, tracking_uri: str, run_dir: Path,
                      init: dict[str, str | None], datasets: Sequence[str]) -> dict:
-    """The plain dict every worker of ``phase`` receives (see :mod:`sing_ray.train.loops`)."""
+    """The plain dict every worker of ``phase`` receives (see :mod:`sing_ray.train.loops`).
+
+    ``train_sources`` are the Parquet files the workers read the train split from, in an order
+    of (seed, epoch) (:mod:`sing_ray.train.order`); ``datasets`` the Ray Datasets they score.
+    """
     cfg = plan.cfg
     return {
+        "train_sources": train_sources(plan, phase, run_dir),
+        "record_batches": os.environ.get(RECORD_VAR) or None,
         "datasets": list(datasets),
         "config": asdict(cfg),
         "phase": phase,
@@ -87,50 +95,79 @@ def _status_path(run_dir: Path, phase: str) -> Path:
     return run_dir / "status" / f"{phase}.json"
 
 
-def phase_datasets(plan: Plan, phase: str, run_dir: Path, notes: dict | None = None) -> dict:
-    """The Ray Datasets of a phase: ``train`` (split), ``train_eval`` (split), ``valid``, ``test`` (whole).
+def _limit(plan: Plan) -> float:
+    """The size in bytes under which a split is held in memory (``train.materialize_mb``)."""
+    return plan.cfg.train.materialize_mb * (1 << 20)
 
-    A split whose float32 waveforms fit in ``MATERIALIZE_BYTES`` is read and decoded
-    once, here on the driver, into Ray's object store (:func:`read_note_split`): every
-    epoch iterates it again (and every worker iterates ``valid`` whole), and re-running
-    the Parquet read and decode tasks each time costs more than the training step on
-    small data. ``notes``, a dict kept by the caller, holds those splits from one phase
-    to the next. Larger splits stream.
+
+def train_sources(plan: Plan, phase: str, run_dir: Path) -> list[dict]:
+    """The train split's Parquet files as the workers read them (:func:`sing_ray.train.order.describe_source`).
+
+    The autoencoder and finetune phases read the dataset's train shards and decode their
+    audio; the sequence phase reads the train embeddings and, with
+    ``train.sequence_interpolated``, a fresh share of the interpolated notes each epoch. A
+    source whose float32 rows fit in ``train.materialize_mb`` is kept in each worker's memory
+    once read; a larger one streams, a window of row groups at a time.
+    """
+    from ..data.dataset import load_manifest
+    from ..data.storage import resolve
+    from .embeddings import SUCCESS
+    from .order import describe_source
+
+    if phase == "sequence":
+        bytes_per_embedding = plan.cfg.num_frames * plan.cfg.model.dimension * 4
+        folder = run_dir / "embeddings" / "train"
+        if not (folder / SUCCESS).exists():
+            raise RuntimeError(f"the sequence phase needs the train embeddings ({folder} is not complete)")
+        sources = [describe_source(sorted(str(f) for f in folder.glob("*.parquet")), audio=False,
+                                   cache=plan.count("train") * bytes_per_embedding <= _limit(plan))]
+        fraction, count = interpolated_share(plan, run_dir)
+        if fraction:
+            extra = run_dir / "embeddings" / INTERPOLATED
+            sources.append(describe_source(sorted(str(f) for f in extra.glob("*.parquet")), audio=False,
+                                           fraction=fraction, cache=count * bytes_per_embedding <= _limit(plan)))
+        return sources
+    where = resolve(plan.dataset)
+    files = [where.join(s["path"]) for s in load_manifest(plan.dataset)["shards"] if s["split"] == "train"]
+    return [describe_source(files, dataset=plan.dataset,
+                            cache=plan.count("train") * plan.cfg.model.wav_length * 4 <= _limit(plan))]
+
+
+def phase_datasets(plan: Plan, phase: str, run_dir: Path, notes: dict | None = None) -> dict:
+    """The Ray Datasets a phase scores: ``train_eval`` (split across the workers), ``valid``, ``test`` (whole).
+
+    (The train split itself the workers read from its Parquet files: :func:`train_sources`.)
+    A split whose float32 waveforms fit in ``train.materialize_mb`` is read and decoded once,
+    here on the driver, into Ray's object store (:func:`read_note_split`): every worker
+    iterates ``valid`` whole each epoch, and re-running the Parquet read and decode tasks each
+    time costs more than the scoring on small data. ``notes``, a dict kept by the caller, holds
+    those splits from one phase to the next. Larger splits stream from Parquet
+    (:func:`make_note_dataset`), block by block, each time they are scored.
     """
     from ..data.dataset import make_note_dataset, read_note_split
-    from .embeddings import make_embedding_dataset
 
     columns = ["note_str", "instrument", "pitch", "velocity", "wav"]
     bytes_per_note = plan.cfg.model.wav_length * 4
     notes = {} if notes is None else notes
     for split in ("train", "valid", "test"):
         if plan.count(split) and split not in notes:
-            if plan.count(split) * bytes_per_note <= MATERIALIZE_BYTES:
+            if plan.count(split) * bytes_per_note <= _limit(plan):
                 notes[split] = read_note_split(plan.dataset, split, columns)
             else:
                 notes[split] = make_note_dataset(plan.dataset, split).select_columns(columns)
-    if phase == "sequence":
-        bytes_per_embedding = plan.cfg.num_frames * plan.cfg.model.dimension * 4
-        train = make_embedding_dataset(run_dir / "embeddings" / "train")
-        if plan.count("train") * bytes_per_embedding <= MATERIALIZE_BYTES:
-            train = train.materialize()
-        fraction, count = interpolated_share(plan, run_dir)
-        if fraction:
-            # A fresh draw every epoch: Ray Train runs the dataset's plan again for each.
-            extra = make_embedding_dataset(run_dir / "embeddings" / INTERPOLATED)
-            if count * bytes_per_embedding <= MATERIALIZE_BYTES:
-                extra = extra.materialize()
-            train = train.union(extra.random_sample(fraction))
-    else:
-        train = notes["train"]
-    datasets = {"train": train.randomize_block_order(), "train_eval": notes["train"]}
+    datasets = {"train_eval": notes["train"]}
     datasets.update({s: notes[s] for s in ("valid", "test") if s in notes})
     return datasets
 
 
 def fit_phase(plan: Plan, phase: str, phase_run, tracking_uri: str, run_dir: Path,
                init: dict[str, str | None], notes: dict | None = None):
-    """Run one phase's TorchTrainer to the end. Returns (final model path, epochs, resumed_from_epoch)."""
+    """Run one phase's TorchTrainer to the end.
+
+    Returns:
+        (final model path, epochs finished, resumed_from_epoch, the final report's metrics:
+        ``stopped_by`` ("epochs", "steps" or "max_minutes"), ``step``, ``global_step``...).
+    """
     import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -158,7 +195,7 @@ def fit_phase(plan: Plan, phase: str, phase_run, tracking_uri: str, run_dir: Pat
                 failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP)),
             datasets=datasets,
-            dataset_config=ray.train.DataConfig(datasets_to_split=["train", "train_eval"]),
+            dataset_config=ray.train.DataConfig(datasets_to_split=["train_eval"]),
         )
         started = time.monotonic()
         try:
@@ -186,12 +223,15 @@ def fit_phase(plan: Plan, phase: str, phase_run, tracking_uri: str, run_dir: Pat
             "to resume from it")
     if metrics.get("status") != "finished" or result.checkpoint is None:
         raise RuntimeError(f"phase {phase}: Ray Train ended without the loop's final report ({metrics})")
+    if metrics.get("stopped_by") not in (None, "epochs"):
+        log.info("%s: stopped by its %s budget at epoch %s step %s (%s steps in all)", phase,
+                 metrics["stopped_by"], metrics.get("epoch"), metrics.get("step"), metrics.get("global_step"))
     with result.checkpoint.as_directory() as folder:
         path = copy_model_file(folder, run_dir / "models" / f"{phase}.pt")
     # The phase is done: its resume point (a model and optimizer state) is no longer needed.
     shutil.rmtree(resume_folder(run_dir, phase), ignore_errors=True)
     log.info("%s: finished in %.0f s; model %s", phase, time.monotonic() - started, path)
-    return path, int(metrics.get("epoch", 0)), int(metrics.get("resumed_from_epoch", 0))
+    return path, int(metrics.get("epoch", 0)), int(metrics.get("resumed_from_epoch", 0)), metrics
 
 
 def embed_train_split(plan: Plan, run_dir: Path, autoencoder: str | None) -> Path:

@@ -71,6 +71,9 @@ class PhaseResult:
             scored at the end of the phase), ``notes_per_second``...
         skipped: True when the phase had finished in an earlier invocation.
         resumed_from_epoch: the epoch it resumed after in this invocation (0: from scratch).
+        stopped_by: what ended it: ``epochs``, or the budget it reached, ``steps`` or
+            ``max_minutes`` (None for a phase found finished).
+        steps: batches trained in the phase in all (0 for a phase found finished).
     """
 
     phase: str
@@ -80,6 +83,8 @@ class PhaseResult:
     metrics: dict[str, float]
     skipped: bool = False
     resumed_from_epoch: int = 0
+    stopped_by: str | None = None
+    steps: int = 0
 
 
 @dataclass
@@ -263,12 +268,15 @@ def run_pipeline(cfg: Config, dataset: str, *, phases: Sequence[str] = PHASES,
                     embed_train_split(plan, run_dir, init["autoencoder"])
                 log.info("%s: training on %d worker(s)%s", phase, plan.cfg.run.num_workers,
                          " with GPUs" if plan.cfg.run.use_gpu else "")
-                path, epochs, resumed_from = fit_phase(plan, phase, phase_run, tracking_uri, run_dir, init, notes)
+                path, epochs, resumed_from, final = fit_phase(plan, phase, phase_run, tracking_uri, run_dir, init,
+                                                              notes)
                 metrics = _latest_metrics(client, phase_run.info.run_id)
                 tracking.finish_phase(client, parent.info.run_id, phase, path, epochs, metrics)
                 tracking.end_run(client, phase_run.info.run_id)
                 result.phases[phase] = PhaseResult(phase, phase_run.info.run_id, path, epochs, metrics,
-                                                   resumed_from_epoch=resumed_from)
+                                                   resumed_from_epoch=resumed_from,
+                                                   stopped_by=final.get("stopped_by"),
+                                                   steps=int(final.get("global_step", 0)))
             phase_run = None
             init[phase] = str(result.phases[phase].checkpoint)
         if register and "finetune" in result.phases:

@@ -55,7 +55,7 @@ def test_restore_prefers_the_resume_point_over_an_older_registered_checkpoint(wo
 
     model = build_autoencoder(worker.cfg.model)
     done, optimizer_state = loops._restore(worker, model)
-    assert done == 2 and optimizer_state is not None
+    assert done.key == (2, 0) and optimizer_state is not None
     assert _same_weights(model, newer_model)
 
 
@@ -65,13 +65,13 @@ def test_restore_takes_the_registered_checkpoint_when_it_is_newer(worker, tmp_pa
     monkeypatch.setattr(ray.train, "get_checkpoint", lambda: ray.train.Checkpoint.from_directory(str(registered)))
 
     model = build_autoencoder(worker.cfg.model)
-    assert loops._restore(worker, model)[0] == 3
+    assert loops._restore(worker, model)[0].epoch == 3
     assert _same_weights(model, registered_model)
 
 
 def test_nothing_to_restore_starts_from_scratch(worker, monkeypatch):
     monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)
-    assert loops._restore(worker, build_autoencoder(worker.cfg.model)) == (0, None)
+    assert loops._restore(worker, build_autoencoder(worker.cfg.model)) == (loops.Position(), None)
 
 
 def test_resume_point_keeps_only_the_latest_complete_epoch(worker):
@@ -82,7 +82,28 @@ def test_resume_point_keeps_only_the_latest_complete_epoch(worker):
     (root / ".epoch-004.tmp-1").mkdir()
     (root / ".epoch-004.tmp-1" / MODEL_FILE).write_bytes(b"partial")
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["epoch-003"]
-    assert [e for e, _ in loops._resume_points(worker.loop["run_dir"], worker.phase)] == [3]
+    assert [e for e, _ in loops._resume_points(worker.loop["run_dir"], worker.phase)] == [(3, 0)]
+
+
+def test_a_mid_epoch_point_is_newer_than_its_epochs_start_and_older_than_its_end(worker, tmp_path, monkeypatch):
+    """``train.checkpoint_minutes``: a point in epoch 3 (2 epochs done, 5 steps) replaces epoch 2's,
+    restores with its position (steps, seconds, the partial epoch's sums), and gives way to epoch 3's end."""
+    _resume_point(worker, 2)
+    model, optimizer = _model(worker, 7)
+    mid = loops.Position(epoch=2, step=5, global_step=17, seconds=42.5, loss_sum=3.0, notes=40.0, world_size=1)
+    save_resume_point(worker, model, optimizer, mid, {"train_loss": 0.075})
+    root = resume_folder(worker.loop["run_dir"], worker.phase)
+    assert sorted(p.name for p in root.iterdir()) == ["epoch-002-step-0000005"]
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)
+    restored = build_autoencoder(worker.cfg.model)
+    assert loops._restore(worker, restored)[0] == mid
+    assert _same_weights(restored, model)
+    # Ray Train's registered checkpoint of epoch 2's end is older than the point in epoch 3.
+    registered, _ = _checkpoint(worker, tmp_path / "ray-epoch-2", 2)
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: ray.train.Checkpoint.from_directory(str(registered)))
+    assert loops._restore(worker, build_autoencoder(worker.cfg.model))[0] == mid
+    _resume_point(worker, 3)
+    assert sorted(p.name for p in root.iterdir()) == ["epoch-003"]
 
 
 def test_a_run_takes_a_finished_runs_autoencoder_of_its_own_sizes_and_refuses_others(tmp_path):
