@@ -25,6 +25,7 @@ COMMANDS: dict[tuple[str | None, str], tuple[str, str]] = {
     (None, "train"): ("train", "train SING's three phases on Ray Train, tracked in MLflow"),
     (None, "render"): ("render", "render an instrument x pitch x velocity grid to a sample library"),
     (None, "serve"): ("serve", "serve single notes over HTTP with Ray Serve"),
+    (None, "morph"): ("morph", "one note morphed from one instrument's timbre to another's, in steps"),
     (None, "evaluate"): ("evaluate", "score a model on a dataset split (Table 1 metrics and more)"),
     (None, "quickstart"): ("quickstart", "the whole pipeline at small scale on embedded defaults"),
     ("bench", "ingest"): ("bench_ingest", "ingest throughput: sing-ray against a plain loop"),

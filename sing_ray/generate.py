@@ -127,3 +127,26 @@ class Generator:
             else:
                 wav = self.model(instrument, pitch, velocity, instrument_embedding=emb)
         return wav.float().cpu().numpy()
+
+
+def morph_mix(source: str, target: str, position: float) -> dict[str, float]:
+    """The timbre ``position`` of the way from ``source`` to ``target``: ``{source: 1 - p, target: p}``.
+
+    Position 0 is ``source``'s own instrument embedding, 1 is ``target``'s; between, their
+    rows of the instrument table are mixed linearly (:meth:`Generator.mix_embedding`).
+
+    Raises:
+        UserError: the two are the same instrument, or ``position`` is not a number in [0, 1].
+    """
+    if source == target:
+        raise UserError(f"morph: from and to are both {source!r}; name two instruments")
+    if isinstance(position, bool) or not isinstance(position, (int, float)) or not 0 <= position <= 1:
+        raise UserError(f"morph: position must be a number from 0 (from) to 1 (to), got {position!r}")
+    return {source: 1.0 - float(position), target: float(position)}
+
+
+def morph_positions(steps: int) -> list[float]:
+    """``steps`` positions evenly from 0 to 1, both ends included (``steps`` >= 2)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise UserError(f"morph: steps must be an integer >= 2 (both ends included), got {steps!r}")
+    return [i / (steps - 1) for i in range(steps)]

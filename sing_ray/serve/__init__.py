@@ -3,9 +3,11 @@
 Routes (relative to the application's route prefix, ``/`` by default):
 
 - ``POST /synthesize``: JSON ``{"instrument": NAME, "pitch": 0-127, "velocity": 25|50|75|100|127,
-  "mix": optional "NAME:W,NAME:W" or {"NAME": W}, "format": optional "wav"|"flac"}`` ->
-  the note as ``audio/wav`` or ``audio/flac`` (16 kHz, 16-bit, 64,000 frames). With ``mix``,
-  ``instrument`` may be left out.
+  "mix": optional "NAME:W,NAME:W" or {"NAME": W}, "morph": optional {"from": NAME, "to": NAME,
+  "position": 0-1}, "format": optional "wav"|"flac"}`` -> the note as ``audio/wav`` or
+  ``audio/flac`` (16 kHz, 16-bit, 64,000 frames). With ``mix`` or ``morph`` (not both),
+  ``instrument`` may be left out; a morph is the mix ``{from: 1 - position, to: position}``
+  (:func:`sing_ray.generate.morph_mix`; position 0.5 when not given).
 - ``GET /instruments``: the vocabulary, pitches and velocities the model takes.
 - ``GET /healthz``: 200 once the model is loaded, with this replica's batch counters.
 - ``GET /``: a page to play the model in a browser (``static/``, shipped in the package, no
@@ -38,7 +40,8 @@ from ..errors import UserError
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("instrument", "pitch", "velocity", "mix", "format")
+FIELDS = ("instrument", "pitch", "velocity", "mix", "morph", "format")
+MORPH_FIELDS = ("from", "to", "position")
 STATIC = Path(__file__).with_name("static")
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8"}
@@ -115,6 +118,10 @@ def parse_note_request(body: bytes | str, instruments: Sequence[str]) -> NoteReq
         return name
 
     mix = data.get("mix")
+    if mix is not None and data.get("morph") is not None:
+        raise RequestError(422, "morph: give mix or morph, not both")
+    if data.get("morph") is not None:
+        mix = _morph(data["morph"], check)
     if mix is not None:
         if not isinstance(mix, (str, dict)):
             raise RequestError(422, "mix: expected \"NAME:WEIGHT,...\" or {\"NAME\": WEIGHT}")
@@ -145,6 +152,29 @@ def parse_note_request(body: bytes | str, instruments: Sequence[str]) -> NoteReq
     if fmt not in CONTENT_TYPES:
         raise RequestError(422, f"format: {json.dumps(fmt)} is not one of {', '.join(CONTENT_TYPES)}")
     return NoteRequest(instrument, pitch, velocity, fmt, name)
+
+
+def _morph(morph: Any, check) -> dict[str, float]:
+    """A ``morph`` field's mix: ``{from: 1 - position, to: position}``; RequestError naming the bad part."""
+    from ..generate import morph_mix
+
+    if not isinstance(morph, dict):
+        raise RequestError(422, 'morph: expected {"from": NAME, "to": NAME, "position": 0-1}')
+    unknown = sorted(set(morph) - set(MORPH_FIELDS))
+    if unknown:
+        raise RequestError(422, f"morph.{unknown[0]}: unknown field; expected {', '.join(MORPH_FIELDS)}")
+    for key in ("from", "to"):
+        if key not in morph:
+            raise RequestError(422, f"morph.{key}: required")
+        check(morph[key], f"morph.{key}")
+    position = morph.get("position", 0.5)
+    if isinstance(position, bool) or not isinstance(position, (int, float)) or not 0 <= position <= 1:
+        raise RequestError(422, f"morph.position: expected a number from 0 (from) to 1 (to), got "
+                                f"{json.dumps(position)}")
+    try:
+        return morph_mix(morph["from"], morph["to"], position)
+    except UserError as err:
+        raise RequestError(422, str(err)) from None
 
 
 @serve.deployment(name="Synthesizer")

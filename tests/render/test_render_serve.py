@@ -1,10 +1,12 @@
 """The Ray Serve application on 127.0.0.1: concurrent clients, bad requests among them, overload -> 503."""
 import io
 import json
+import re
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import requests
 import soundfile as sf
@@ -49,6 +51,8 @@ GOOD = [
     {"mix": {"guitar_acoustic_000": 0.7, "flute_synthetic_001": 0.3}, "pitch": 64, "velocity": 75},
     {"mix": "guitar_acoustic_000:1,keyboard_electronic_002:1", "instrument": "ignored_when_mixing", "pitch": 48,
      "velocity": 50},
+    {"morph": {"from": "guitar_acoustic_000", "to": "keyboard_electronic_002", "position": 0.25}, "pitch": 55,
+     "velocity": 100},
 ]
 BAD = [
     ('{"instrument": "guitar_acoustic_00", "pitch": 60, "velocity": 100}', 422,
@@ -62,6 +66,20 @@ BAD = [
     ('{"instrument": "guitar_acoustic_000", "pitch": 60, "velocity": 100, "pich": 3}', 422, "pich: unknown field"),
     ('{"pitch": 60, "velocity": 100}', 422, "instrument: required"),
     ('{"mix": "guitar_acoustic_000:1,oboe:1", "pitch": 60, "velocity": 100}', 422, "mix: unknown instrument 'oboe'"),
+    ('{"morph": {"from": "guitar_acoustic_000", "to": "flute_synthetc_001"}, "pitch": 60, "velocity": 100}', 422,
+     "morph.to: unknown instrument 'flute_synthetc_001'; close matches: flute_synthetic_001"),
+    ('{"morph": {"from": "oboe", "to": "flute_synthetic_001"}, "pitch": 60, "velocity": 100}', 422,
+     "morph.from: unknown instrument 'oboe'"),
+    ('{"morph": {"from": "guitar_acoustic_000"}, "pitch": 60, "velocity": 100}', 422, "morph.to: required"),
+    ('{"morph": {"from": "guitar_acoustic_000", "to": "flute_synthetic_001", "position": 1.5}, "pitch": 60, '
+     '"velocity": 100}', 422, "morph.position: expected a number from 0 (from) to 1 (to), got 1.5"),
+    ('{"morph": {"from": "guitar_acoustic_000", "to": "guitar_acoustic_000"}, "pitch": 60, "velocity": 100}', 422,
+     "morph: from and to are both 'guitar_acoustic_000'"),
+    ('{"morph": {"from": "guitar_acoustic_000", "to": "flute_synthetic_001", "at": 0.5}, "pitch": 60, '
+     '"velocity": 100}', 422, "morph.at: unknown field; expected from, to, position"),
+    ('{"morph": "guitar_acoustic_000", "pitch": 60, "velocity": 100}', 422, 'morph: expected {"from"'),
+    ('{"morph": {"from": "guitar_acoustic_000", "to": "flute_synthetic_001"}, "mix": "guitar_acoustic_000:1", '
+     '"pitch": 60, "velocity": 100}', 422, "morph: give mix or morph, not both"),
 ]
 
 
@@ -113,6 +131,23 @@ def test_routes_and_concurrent_clients(serve_url):
     _check_wav(flac, "flac")
 
 
+def test_morph_over_http_is_the_mix_of_its_two_instruments(serve_url):
+    def note(body):
+        response = requests.post(f"{serve_url}/synthesize", json={"pitch": 60, "velocity": 100, **body}, timeout=120)
+        _check_wav(response)
+        return sf.read(io.BytesIO(response.content), dtype="int16")[0]
+
+    a, b = "guitar_acoustic_000", "keyboard_electronic_002"
+    morphed = {t: note({"morph": {"from": a, "to": b, "position": t}}) for t in (0, 0.3, 1)}
+    # Position t is the mix (1 - t, t); its ends are the two instruments' own notes (16-bit: 1 LSB apart at most).
+    assert np.array_equal(morphed[0.3], note({"mix": {a: 0.7, b: 0.3}}))
+    assert np.abs(morphed[0].astype(int) - note({"instrument": a})).max() <= 1
+    assert np.abs(morphed[1].astype(int) - note({"instrument": b})).max() <= 1
+    assert not np.array_equal(morphed[0.3], morphed[0]) and not np.array_equal(morphed[0.3], morphed[1])
+    # The default position is half way.
+    assert np.array_equal(note({"morph": {"from": a, "to": b}}), note({"mix": {a: 1, b: 1}}))
+
+
 def test_overload_answers_503_and_the_rest_still_succeeds(serve_url):
     url = f"{serve_url}/tight/synthesize"
     _check_wav(requests.post(url, json=GOOD[0], timeout=120))     # the app works at its own prefix
@@ -148,8 +183,12 @@ def test_request_validation_without_a_server():
                                            "velocity": 127, "format": "flac"}), INSTRUMENTS)
     assert mixed.instrument == {"guitar_acoustic_000": 0.75, "flute_synthetic_001": 0.25}
     assert mixed.name.startswith("guitar_flute_mix_synthetic_") and mixed.fmt == "flac"
+    morph = parse_note_request(json.dumps({"morph": {"from": "guitar_acoustic_000", "to": "flute_synthetic_001",
+                                                     "position": 0.25}, "pitch": 60, "velocity": 127}), INSTRUMENTS)
+    assert morph.instrument == {"guitar_acoustic_000": 0.75, "flute_synthetic_001": 0.25}
+    assert morph.name.startswith("guitar_flute_mix_synthetic_")
     for body, status, message in BAD:
-        with pytest.raises(RequestError, match=message.replace("(", r"\(")) as err:
+        with pytest.raises(RequestError, match=re.escape(message)) as err:
             parse_note_request(body, INSTRUMENTS)
         assert err.value.status == status
     with pytest.raises(RequestError, match="velocity: expected an integer"):
