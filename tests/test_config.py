@@ -7,7 +7,7 @@ from sing_ray.config import ConfigError, TrainConfig, config_from_dict, flatten,
 
 
 def test_presets_resolve_and_round_trip():
-    for name in ("paper", "small", "quick", "tiny", "table1"):
+    for name in ("paper", "small", "quick", "tiny", "table1", "large"):
         cfg = load_config(name)
         assert config_from_dict(asdict(cfg)) == cfg
     paper = load_config("paper")
@@ -195,3 +195,70 @@ def test_the_model_flags_of_before_its_parts_had_names_keep_their_meaning(tmp_pa
         load_config("tiny", path=path)
     with pytest.raises(ConfigError, match=r"analysis_partials \(16\) must equal model.partials \(64\)"):
         load_config("quick", overrides=["model.analysis_partials=16"])
+
+
+def test_budgets_checkpoints_and_the_streaming_threshold_validate():
+    cfg = load_config("tiny", overrides=["train.autoencoder.steps=500", "train.sequence.max_minutes=90.5",
+                                         "train.checkpoint_minutes=5", "train.materialize_mb=0"])
+    assert (cfg.train.autoencoder.steps, cfg.train.sequence.max_minutes) == (500, 90.5)
+    assert (cfg.train.checkpoint_minutes, cfg.train.materialize_mb) == (5.0, 0.0)
+    assert config_from_dict(asdict(cfg)) == cfg
+    # Unset, nothing changes: no budget beside the epochs, checkpoints at epoch ends only.
+    for name in ("small", "quick", "tiny", "table1"):
+        t = load_config(name).train
+        assert all(t.phase(p).steps == 0 and t.phase(p).max_minutes == 0 for p in ("autoencoder", "sequence", "finetune"))
+        assert t.checkpoint_minutes == 0 and t.materialize_mb == 1024
+    for override, message in (("train.finetune.steps=-1", "train.finetune.steps must be a whole number >= 0"),
+                              ("train.sequence.max_minutes=-2", "train.sequence.max_minutes must be >= 0"),
+                              ("train.checkpoint_minutes=-1", "train.checkpoint_minutes must be a number >= 0"),
+                              ("train.materialize_mb=nan", "train.materialize_mb must be a number >= 0")):
+        with pytest.raises(ConfigError, match=message):
+            load_config("tiny", overrides=[override])
+
+
+def test_a_step_budget_runs_the_cosine_over_its_steps():
+    from sing_ray.config import PhaseConfig
+
+    p = PhaseConfig(epochs=1000, lr=1.0, lr_final=0.1, steps=101)
+    assert p.step_lr(1, 1) == pytest.approx(1.0) and p.step_lr(1, 51) == pytest.approx(0.55)
+    assert p.step_lr(9, 101) == pytest.approx(0.1) and p.step_lr(9, 500) == pytest.approx(0.1)
+    assert PhaseConfig(epochs=3, lr=1.0, lr_final=0.1).step_lr(3, 7) == pytest.approx(0.1)  # no budget: epochs
+
+
+def test_train_cli_takes_steps_and_minutes_per_phase():
+    import argparse
+
+    from sing_ray.commands import train
+    from sing_ray.errors import UserError
+
+    parser = argparse.ArgumentParser()
+    train.configure(parser)
+    args = parser.parse_args(["--dataset", "d", "--steps", "100,0,50", "--max-minutes", "1.5,60,0"])
+    cfg = load_config("tiny", overrides=train.overrides_from_args(args))
+    assert [cfg.train.phase(p).steps for p in ("autoencoder", "sequence", "finetune")] == [100, 0, 50]
+    assert [cfg.train.phase(p).max_minutes for p in ("autoencoder", "sequence", "finetune")] == [1.5, 60, 0]
+    for flag, value in (("--steps", "1,2"), ("--steps", "1,x,3"), ("--max-minutes", "1,-1,2")):
+        with pytest.raises(UserError, match=f"{flag} .*expected three"):
+            train.overrides_from_args(parser.parse_args(["--dataset", "d", flag, value]))
+    assert all(action.help for action in parser._actions)
+
+
+def test_the_large_preset_builds_the_papers_lstm_before_quicks_heads_and_plays_a_note():
+    import torch
+
+    from sing_ray.models.sing import build_sing, num_parameters
+
+    cfg = load_config("large")
+    m = cfg.model
+    assert (m.hidden_size, m.num_layers, m.frames, m.heads) == (1024, 3, "harmonic", ("partials", "noise"))
+    assert cfg.train.checkpoint_minutes == 5
+    assert all(cfg.train.phase(p).steps > 0 and cfg.train.phase(p).max_minutes > 0
+               for p in ("autoencoder", "sequence", "finetune"))
+    torch.manual_seed(0)
+    model = build_sing(m, num_instruments=4).eval()
+    # docs/training.md states these figures.
+    assert round(num_parameters(model) / 1e6, 1) == 24.8
+    assert round(model.flops_per_note() / 1e9) == 13
+    with torch.no_grad():
+        wav = model(torch.tensor([1]), torch.tensor([60]), torch.tensor([3]))
+    assert wav.shape == (1, m.wav_length) and torch.isfinite(wav).all()

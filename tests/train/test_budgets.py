@@ -9,8 +9,9 @@ an epoch: 8, 8 and 4 notes), 2 epochs, each worker writing its batches' notes to
    Train restarts it, it restores the checkpoint of step 1 and trains steps 2 and 3. The
    batches trained are the uninterrupted run's, each once, in the same order, and the final
    weights equal its weights bit for bit;
-3. with a budget of 4 steps: it stops after step 1 of epoch 2, with that checkpoint as its
-   final model, and MLflow says the step budget stopped it.
+3. with a budget of 4 steps, every split streamed from Parquet (``train.materialize_mb=0``):
+   it stops after step 1 of epoch 2, with that checkpoint as its final model, and MLflow says
+   the step budget stopped it.
 """
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ def runs(train_dataset, tmp_path_factory):
         whole = _run(work, uri, train_dataset, "whole", work / "whole.txt")
         killed = _run(work, uri, train_dataset, "killed", work / "killed.txt", "train.checkpoint_minutes=1e-6",
                       faults="kill:autoencoder:2:2:0")
-        budget = _run(work, uri, train_dataset, "budget", work / "budget.txt", "train.autoencoder.steps=4")
+        # And streaming every split (train.materialize_mb=0): no split held in memory.
+        budget = _run(work, uri, train_dataset, "budget", work / "budget.txt", "train.autoencoder.steps=4",
+                      "train.materialize_mb=0")
     return SimpleNamespace(work=work, client=client, whole=whole, killed=killed, budget=budget)
 
 
@@ -107,3 +110,20 @@ def test_a_step_budget_stops_mid_epoch_with_its_checkpoint_as_the_final_model(ru
     # The step of epoch 2 it trained was validated and logged as that epoch's, marked partial.
     steps = {m.step: m.value for m in runs.client.get_metric_history(phase.run_id, "step")}
     assert steps == {2: 1.0}
+
+
+def test_a_threshold_of_zero_streams_every_split(train_dataset, tmp_path):
+    """``train.materialize_mb``: under it a split is read once and held (train: in each worker,
+    valid and test: in Ray's object store); at 0 every split streams from Parquet."""
+    from ray.data.dataset import MaterializedDataset
+
+    from sing_ray.train.phase import phase_datasets, train_sources
+    from sing_ray.train.plan import check_inputs
+
+    for mb, held in ((1024, True), (0, False)):
+        plan = check_inputs(load_config("tiny", overrides=[f"train.materialize_mb={mb}"]), train_dataset)
+        scored = phase_datasets(plan, "autoencoder", tmp_path)
+        assert sorted(scored) == ["test", "train_eval", "valid"]
+        assert {isinstance(scored[s], MaterializedDataset) for s in scored} == {held}, mb
+        (source,) = train_sources(plan, "autoencoder", tmp_path)
+        assert source["cache"] is held and sum(map(sum, source["row_groups"])) == 20
