@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sing_ray.data.dataset import WAV_COLUMN, decode_audio, load_manifest, read_split_metadata
+from sing_ray.data.dataset import WAV_COLUMN, audio_encoding, decode_audio, load_manifest, read_split_metadata
 from sing_ray.data.storage import resolve
 from sing_ray.errors import UserError
 from sing_ray.evaluate import sample_candidates
@@ -54,7 +54,7 @@ def read_notes(dataset: str, split: str, note_strs: Iterable[str] | None = None,
             raise UserError(f"{dataset}: notes {missing[:3]} not found in the {split} split")
         table = table.take([found[s] for s in wanted])
     out = {c: table.column(c).to_numpy(zero_copy_only=False) for c in columns}
-    out[WAV_COLUMN] = decode_audio(table.column("audio"))
+    out[WAV_COLUMN] = decode_audio(table.column("audio"), audio_encoding(manifest))
     return out
 
 

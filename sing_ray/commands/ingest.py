@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .. import console
+from ..data.codec import AUDIO_CHOICES, DEFAULT_AUDIO
 from ..data.ingest import DEFAULT_ROWS_PER_SHARD, ingest
 
 
@@ -22,6 +23,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="dataset folder to write (local path or URI)")
     parser.add_argument("--rows-per-shard", type=int, default=DEFAULT_ROWS_PER_SHARD, metavar="N",
                         help="notes per Parquet file (each note is 128 kB of audio)")
+    parser.add_argument("--audio", choices=sorted(AUDIO_CHOICES), default=DEFAULT_AUDIO,
+                        help="how each note's samples are stored: pcm (raw int16, 128 kB a note), zstd "
+                             "(raw int16 in a zstd-compressed Parquet column) or flac (a FLAC stream "
+                             "per note, the smallest); every reader decodes all three to the same "
+                             "samples (docs/ingest.md#audio-encodings)")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first bad note (exit status 1) instead of rejecting it")
     parser.add_argument("--overwrite", action="store_true",
@@ -42,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = ingest(args.source, args.out, rows_per_shard=args.rows_per_shard,
                          strict=args.strict, overwrite=args.overwrite, progress=console.progress_bars(),
-                         num_cpus=args.num_cpus)
+                         num_cpus=args.num_cpus, audio=args.audio)
     finally:
         if not was_running and ray.is_initialized():
             ray.shutdown()

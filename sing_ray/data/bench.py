@@ -16,7 +16,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from .. import nsynth
 from ..nsynth_io import write_examples_json, write_note_wav
 from .ingest import DEFAULT_ROWS_PER_SHARD, ingest, list_source, plan_shards
 from .layout import renumber_shards
+from .memory import MemorySampler, PeakMemory, mib
 from .notes import audio_relpath, build_note_table, empty_audio, read_and_check, rejects_table, write_table
 from .storage import resolve
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_NUM_NOTES = 4000
 DEFAULT_REPEATS = 3
+MEMORY_SAMPLE_SECONDS = 0.25
 
 
 def make_synthetic_nsynth(folder: str | Path, num_notes: int, seed: int = 0) -> Path:
@@ -134,6 +136,8 @@ class BenchResult:
             best runs' ratio is printed too: noise only ever adds time, so it is
             the steadier figure where writes into fresh page cache cost a
             varying amount (see :func:`_settle`).
+        plain_memory, ray_memory: peak RSS over each side's runs (:mod:`sing_ray.data.memory`):
+            the driver (this process) and the Ray workers it started.
     """
 
     num_notes: int
@@ -143,6 +147,8 @@ class BenchResult:
     ray_runs: list[float]
     identical_shards: bool
     control: bool = False
+    plain_memory: PeakMemory = field(default_factory=PeakMemory)
+    ray_memory: PeakMemory = field(default_factory=PeakMemory)
 
     @property
     def plain_seconds(self) -> float:
@@ -183,6 +189,9 @@ class BenchResult:
             f"  best runs  : plain loop {min(self.plain_runs):.2f} s, {other} {min(self.ray_runs):.2f} s,"
             f" ratio {self.best_ratio:.2f}x",
             f"  shards identical: {'yes' if self.identical_shards else 'NO'}",
+            f"  peak RSS   : plain loop {mib(self.plain_memory.driver)};  {other} driver "
+            f"{mib(self.ray_memory.driver)}, largest worker {mib(self.ray_memory.worker)}, "
+            f"all {self.ray_memory.num_workers} worker(s) {mib(self.ray_memory.workers_total)}",
         ]
         if self.control:
             lines.append("  control run (A/A): the plain loop on both sides; the ratio's distance from "
@@ -261,6 +270,7 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
         # initialisation in this one) that a long-running job or cluster pays once.
         _warm_up(work / "warm-up", num_cpus)
         runs = {"plain": [], "sing-ray": []}
+        peaks = {"plain": PeakMemory(), "sing-ray": PeakMemory()}
 
         def plain_side(name):
             counts = plain_ingest(source, str(work / name), rows_per_shard)
@@ -281,9 +291,11 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
                 # so starts from the same state (see _settle).
                 shutil.rmtree(work / name, ignore_errors=True)
                 _settle()
-                start = time.perf_counter()
-                results[name] = sides[name](name)
-                runs[name].append(time.perf_counter() - start)
+                with MemorySampler(every=MEMORY_SAMPLE_SECONDS) as sampler:
+                    start = time.perf_counter()
+                    results[name] = sides[name](name)
+                    runs[name].append(time.perf_counter() - start)
+                peaks[name] = _max_peak(peaks[name], sampler.peak)
             log.info("run %d/%d: plain loop %.2f s, sing-ray %.2f s", run + 1, repeats,
                      runs["plain"][-1], runs["sing-ray"][-1])
         plain_runs, ray_runs = runs["plain"], runs["sing-ray"]
@@ -291,13 +303,21 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
             raise RuntimeError("the two ingests disagree (accepted, rejected): "
                                f"plain loop {results['plain']}, sing-ray {results['sing-ray']}")
         return BenchResult(listed, rows_per_shard, num_cpus, plain_runs, ray_runs,
-                           _same_files(work / "plain", work / "sing-ray"), control)
+                           _same_files(work / "plain", work / "sing-ray"), control,
+                           peaks["plain"], peaks["sing-ray"])
     finally:
         if not keep and work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
         elif not keep:
             for name in ("plain", "sing-ray"):
                 shutil.rmtree(work / name, ignore_errors=True)
+
+
+def _max_peak(a: PeakMemory, b: PeakMemory) -> PeakMemory:
+    def top(x, y):
+        return y if x is None else x if y is None else max(x, y)
+    return PeakMemory(top(a.driver, b.driver), top(a.worker, b.worker),
+                      top(a.workers_total, b.workers_total), max(a.num_workers, b.num_workers))
 
 
 def _warm_up(folder: Path, num_cpus: int) -> None:

@@ -46,7 +46,8 @@ from .notes import (Note, audio_relpath, build_note_table, check_metadata, decod
 from .codec import DEFAULT_AUDIO, audio_choice
 from .layout import (UNKNOWN_SPLIT, build_manifest, renumber_shards, split_counts,  # noqa: F401
                      write_manifest)
-from .schema import NOTE_SCHEMA, SCHEMA_VERSION
+from .resume import REPORTS_DIR, clear_reports, load_reports, save_report, staging_name
+from .schema import SCHEMA_VERSION
 from .storage import Location, resolve
 
 log = logging.getLogger(__name__)
@@ -265,7 +266,7 @@ def _task_row(group: list, vocab_index: dict[str, int]) -> dict:
 
 
 def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool,
-                 audio: str = DEFAULT_AUDIO) -> pa.Table:
+                 audio: str = DEFAULT_AUDIO, record: bool = False) -> pa.Table:
     """Ray Data UDF: decode, check and write the shards of a batch (one row per task).
 
     Args:
@@ -275,6 +276,8 @@ def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool
         strict: stop at the first bad note; its shard is not written.
         audio: how the ``audio`` column is stored (``pcm``, ``zstd`` or ``flac``,
             see :mod:`sing_ray.data.codec`).
+        record: after each shard, save its report in ``dest`` (:mod:`sing_ray.data.resume`),
+            so that an ingest killed midway resumes after it.
 
     Every note's metadata is checked here, in parallel, before its WAV is read.
 
@@ -306,6 +309,8 @@ def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool
                 "reject_reasons": [r.reason for r in rejects],
                 "reject_sane": [r.sane_metadata for r in rejects],
             })
+            if record and not (strict and rejects):
+                save_report(dest, reports[-1])
             if strict and rejects:
                 return pa.Table.from_pylist(reports, schema=_REPORT_SCHEMA)
     return pa.Table.from_pylist(reports, schema=_REPORT_SCHEMA)
@@ -408,7 +413,7 @@ def _num_tasks(num_notes: int) -> int:
 
 
 def _run_shards(shards, source: Location, staging: Location, vocab: list[str], strict: bool,
-                progress: _Progress, audio: str) -> list[dict]:
+                progress: _Progress, audio: str, record: bool) -> list[dict]:
     import ray.data
 
     index = {name: i for i, name in enumerate(vocab)}
@@ -419,7 +424,8 @@ def _run_shards(shards, source: Location, staging: Location, vocab: list[str], s
     # blocks on the driver (from_arrow would run a remote task per block to describe it).
     ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         write_shards, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
-        fn_kwargs={"source": source, "dest": staging, "strict": strict, "audio": audio})
+        fn_kwargs={"source": source, "dest": staging, "strict": strict, "audio": audio,
+                   "record": record})
     reports = []
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
         for report in batch.to_pylist():
@@ -481,8 +487,12 @@ def ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, 
     init_ray(num_cpus=num_cpus)
     # Locally, build a hidden sibling and rename it into place; object stores
     # have no folder rename, so there we write in place with _SUCCESS last.
-    staging = dst.sibling(f".{dst.path.rsplit('/', 1)[-1]}.ingest-{uuid.uuid4().hex[:8]}") \
-        if dst.is_local else dst
+    # The sibling is named after the inputs, so that an ingest killed midway
+    # is resumed by the same command (see sing_ray.data.resume).
+    resumable = dst.is_local
+    staging = dst.sibling(staging_name(
+        dst.path.rsplit('/', 1)[-1], src.uri, listing.sha256, rows_per_shard=rows_per_shard,
+        split_seed=split_seed, audio=audio, strict=strict, schema=SCHEMA_VERSION)) if resumable else dst
     if not dst.is_local and dst_exists:
         dst.fs.delete_dir_contents(dst.path)
     bar = _Progress(listing.listed, progress)
@@ -490,17 +500,34 @@ def ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, 
     try:
         with _ray_data_settings():
             staging.fs.create_dir(staging.join("notes"), recursive=True)
+            if resumable:
+                staging.fs.create_dir(staging.join(REPORTS_DIR), recursive=True)
             vocab = nsynth.build_vocabulary(n.meta["instrument_str"] for n in listing.notes)
             shards = plan_shards(listing.notes, rows_per_shard)
+            done = load_reports(staging, {path for path, _, _ in shards}) if resumable else {}
+            if done:
+                log.info("%s: resuming: %d of %d shard(s) were written by an earlier run", dst.uri,
+                         len(done), len(shards))
+                bar.update(sum(r["num_listed"] for r in done.values()))
+            todo = [shard for shard in shards if shard[0] not in done]
             listed_at = time.monotonic()
-            reports = _run_shards(shards, src, staging, vocab, strict, bar, audio) if shards else []
+            reports = list(done.values())
+            if todo:
+                reports += _run_shards(todo, src, staging, vocab, strict, bar, audio, resumable)
             written_at = time.monotonic()
             manifest, rejects = _finish(src, staging, listing, reports, vocab, rows_per_shard, split_seed,
                                         audio)
         log.debug("timings: listing %.2f s, %d shard(s) %.2f s, finishing %.2f s",
                   listed_at - started, len(shards), written_at - listed_at, time.monotonic() - written_at)
-    except BaseException:
+    except (UserError, ValidationError):
         _remove(staging)
+        raise
+    except BaseException:
+        if resumable:
+            log.warning("ingest stopped; the shards written so far stay in %s, and the same command "
+                        "resumes after them", staging.uri)
+        else:
+            _remove(staging)
         raise
     finally:
         bar.close()
@@ -550,6 +577,7 @@ def _finish(src: Location, staging: Location, listing: Listing, reports: list[di
                        "compression": audio_choice(audio)[1]}).materialize()
 
     write_table(rejects_table([r[:3] for r in rejects]), staging, "rejects.parquet")
+    clear_reports(staging)
     splits = split_counts(((r["split"], r["num_rows"]) for r in reports), (r[3] for r in rejects))
     manifest = build_manifest(
         source=src.uri, examples_sha256=listing.sha256, listed=listing.listed, splits=splits,

@@ -169,6 +169,14 @@ def build_note_table(notes: Sequence[Note], instrument_ids: Sequence[int],
     return pa.Table.from_arrays(arrays + [audio_col], schema=NOTE_SCHEMA)
 
 
+def parquet_options(compression: str = "snappy") -> dict:
+    """``pyarrow.parquet.write_table``'s options for a shard whose ``audio`` column gets ``compression``."""
+    options = dict(PARQUET_OPTIONS, compression=parquet_compression(compression, METADATA_COLUMNS))
+    if compression == "zstd":
+        options["compression_level"] = {"audio": ZSTD_LEVEL}
+    return options
+
+
 def write_table(table: pa.Table, where: Location, relpath: str, compression: str = "snappy",
                 atomic: bool = False) -> None:
     """Write one Parquet file under ``where`` with fixed options, so equal tables give equal bytes.
@@ -184,12 +192,7 @@ def write_table(table: pa.Table, where: Location, relpath: str, compression: str
             (:meth:`~sing_ray.data.storage.Location.write_atomic`), so that no reader,
             nor a later run after a kill, ever finds it half written.
     """
-    if table.schema.equals(NOTE_SCHEMA):
-        options = dict(PARQUET_OPTIONS, compression=parquet_compression(compression, METADATA_COLUMNS))
-        if compression == "zstd":
-            options["compression_level"] = {"audio": ZSTD_LEVEL}
-    else:
-        options = {"compression": "snappy"}
+    options = parquet_options(compression) if table.schema.equals(NOTE_SCHEMA) else {"compression": "snappy"}
     if not atomic:
         pq.write_table(table, where.join(relpath), filesystem=where.fs, **options)
         return
