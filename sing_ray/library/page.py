@@ -212,14 +212,15 @@ def page_data(maps: Sequence[InstrumentMap], formats: Sequence[str] = ("sfz", "d
         missing = [[p, v] for p in pitches for v in velocities if (p, v) not in have]
         if missing:
             entry["missing"] = missing
-        odd = {f"{p},{v}": path for (p, v), path in have.items() if path != note_file(imap.name, p, v, ext)}
+        stem = f"{imap.name}/{imap.name}-"
+        odd = {f"{p},{v}": path for (p, v), path in have.items() if path != f"{stem}{p:03d}-{v:03d}.{ext}"}
         if odd:
             entry["paths"] = odd
         entry["files"] = [[fmt, named[imap.name]] for fmt, named in per_format.items() if imap.name in named]
         if imap.name in presets:
             entry["sf2"] = list(presets[imap.name])
         instruments.append(entry)
-    paths = {z.path for m in maps for z in m.zones}
+    paths = {z.path for m in maps for z in m.zones} if compare else set()
     choices = {path: _compare_choices(path, entry) for path, entry in sorted((compare or {}).items())
                if path in paths}
     return {"instruments": instruments, "compare": choices}
@@ -563,7 +564,8 @@ def build(maps: Sequence[InstrumentMap], read_pcm: Callable[[str], np.ndarray] |
     library_wide, per_format = _sampler_files(maps, formats)
     data = page_data(maps, formats, compare, info)
     notes = sum(len(m.zones) for m in maps)
-    kinds = sorted({posixpath.splitext(z.path)[1].lstrip(".").upper() for m in maps for z in m.zones})
+    kinds = sorted({i["ext"].upper() for i in data["instruments"] if i["ext"]}
+                   | {p.rsplit(".", 1)[-1].upper() for i in data["instruments"] for p in i.get("paths", {}).values()})
     seconds = NUM_FRAMES / SAMPLE_RATE
     lines = [
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
