@@ -148,10 +148,6 @@ def _run_corpus(args: argparse.Namespace) -> int:
     programs = soundfont.parse_programs(args.programs) if args.programs else None
     progress = console.progress_bars()
     start = time.perf_counter()
-    if args.workers and not args.plan_only:
-        from ..runtime import init_ray
-
-        init_ray(num_cpus=int(args.workers))
     plan = soundfont.plan_corpus(sf2s, out=args.out, pitches=args.pitches, velocities=args.velocities,
                                  programs=programs, tolerance_db=None if args.no_dedupe else args.dedupe_db,
                                  num_workers=0 if args.plan_only else args.workers, gain=args.gain,

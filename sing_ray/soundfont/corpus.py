@@ -236,10 +236,6 @@ def build_corpus(plan: CorpusPlan, out: str | os.PathLike,
     for k, (_, c, pitch, velocity, note_str) in todo:
         by_sf2.setdefault(str(c.sf2), []).append((k, c.bank, c.program, pitch, velocity, note_str))
     chunks = make_chunks("wav" if writer is None else "pcm", by_sf2, chunk_notes)
-    if chunks and num_workers:
-        from ..runtime import init_ray
-
-        init_ray(num_cpus=int(num_workers))
     render_start = time.perf_counter()
     try:
         run_chunks(chunks, on_result, num_workers=int(num_workers), out=str(out), gain=gain,

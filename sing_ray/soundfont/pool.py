@@ -97,7 +97,8 @@ def run_chunks(chunks: Sequence[Chunk], on_result: Callable[[Chunk, list[tuple]]
     Args:
         chunks: the work, in the order it should start.
         on_result: called with (chunk, results) once per chunk, in completion order.
-        num_workers: Ray actors (one CPU each, on the driver's node); 0 runs here without Ray.
+        num_workers: Ray actors (one CPU each, on the driver's node), Ray started or joined
+            here when needed; 0 runs here without Ray.
         out: the dataset folder (``wav`` chunks).
         gain: FluidSynth's master gain.
         silence_dbfs: RMS under which a note is silent.
@@ -117,6 +118,11 @@ def run_chunks(chunks: Sequence[Chunk], on_result: Callable[[Chunk, list[tuple]]
 
 def _run_ray(chunks, on_result, num_workers, out, gain, silence_dbfs) -> None:
     import ray
+
+    from ..runtime import init_ray
+
+    # Started (or joined) only now that there is work: a rerun with nothing left starts no Ray.
+    init_ray(num_cpus=int(num_workers))
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     # WAV chunks are written by the workers, so they run on the driver's node, where `out` is.
