@@ -44,7 +44,8 @@ REASONS = {
 }
 
 # NSynth's notes per family (train + valid + test, 305,979 notes of 1,006 instruments),
-# from the dataset's page (magenta.tensorflow.org/datasets/nsynth): docs/soundfont.md's table.
+# the figures of the dataset's page (magenta.tensorflow.org/datasets/nsynth) as written down from memory,
+# checked here only by their sum (docs/soundfont.md's table).
 NSYNTH_FAMILY_NOTES = {
     "bass": 68955, "brass": 13830, "flute": 9423, "guitar": 35423, "keyboard": 54991,
     "mallet": 35066, "organ": 36577, "reed": 14866, "string": 20594, "synth_lead": 5501,
