@@ -22,6 +22,8 @@ The work, in order:
 
 Locally everything is written into a hidden sibling folder that is renamed into
 place at the end, so a failure never leaves something that looks like a dataset.
+That folder is named after the inputs and keeps a report per finished shard, so
+an ingest killed midway is resumed by the same command (:mod:`sing_ray.data.resume`).
 """
 from __future__ import annotations
 
