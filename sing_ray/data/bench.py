@@ -37,7 +37,8 @@ DEFAULT_REPEATS = 3
 MEMORY_SAMPLE_SECONDS = 0.25
 
 
-def make_synthetic_nsynth(folder: str | Path, num_notes: int, seed: int = 0) -> Path:
+def make_synthetic_nsynth(folder: str | Path, num_notes: int, seed: int = 0,
+                          distinct_instruments: int | None = None) -> Path:
     """Write an NSynth-layout folder of ``num_notes`` valid notes (harmonic tones).
 
     Instruments cycle through NSynth's families and sources; each takes all 88
@@ -47,6 +48,12 @@ def make_synthetic_nsynth(folder: str | Path, num_notes: int, seed: int = 0) -> 
         folder: where to write ``examples.json`` and ``audio/``.
         num_notes: how many notes.
         seed: for the tones' phases.
+        distinct_instruments: write the WAVs of this many instruments only; each later
+            instrument's WAVs are hard links to those of instrument ``index % K`` (same
+            pitch and velocity). Every note is still its own file to list, open, read and
+            check, but the disk holds K x 440 notes whatever ``num_notes`` is (NSynth's
+            305,979 notes are 39 GB as WAVs), and repeated files are read from the page
+            cache. None: every note written.
 
     Returns:
         the folder.
@@ -56,7 +63,9 @@ def make_synthetic_nsynth(folder: str | Path, num_notes: int, seed: int = 0) -> 
     t = np.arange(nsynth.NUM_FRAMES, dtype=np.float64) / nsynth.SAMPLE_RATE
     # Held for 3 s, then a release, like NSynth's notes (whose last second decays).
     envelope = np.where(t < 3.0, 1.0, np.exp(-(t - 3.0) * 8.0))
-    examples = {}
+    if distinct_instruments is not None and distinct_instruments < 1:
+        raise ValueError(f"distinct_instruments must be positive, got {distinct_instruments}")
+    examples, written = {}, {}
     pitches = range(21, 109)
     per_instrument = len(pitches) * len(nsynth.VELOCITIES)
     for index in range((num_notes + per_instrument - 1) // per_instrument):
@@ -73,8 +82,14 @@ def make_synthetic_nsynth(folder: str | Path, num_notes: int, seed: int = 0) -> 
                     break
                 meta = nsynth.example_metadata(instrument, pitch, velocity, note=len(examples),
                                                instrument=index)
-                audio = (wave * (0.2 + 0.6 * velocity / 127) * 32767).astype(np.int16)
-                write_note_wav(folder / audio_relpath(meta["note_str"]), audio)
+                path = folder / audio_relpath(meta["note_str"])
+                if distinct_instruments and index >= distinct_instruments:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(written[(index % distinct_instruments, pitch, velocity)], path)
+                else:
+                    audio = (wave * (0.2 + 0.6 * velocity / 127) * 32767).astype(np.int16)
+                    write_note_wav(path, audio)
+                    written[(index, pitch, velocity)] = path
                 examples[meta["note_str"]] = meta
     write_examples_json(folder, examples)
     return folder
@@ -232,7 +247,8 @@ def start_ray(num_cpus: int | None = None) -> bool:
 
 def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
               rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, work_dir: str | None = None,
-              repeats: int = DEFAULT_REPEATS, keep: bool = False, control: bool = False) -> BenchResult:
+              repeats: int = DEFAULT_REPEATS, keep: bool = False, control: bool = False,
+              distinct_instruments: int | None = None) -> BenchResult:
     """Ingest one folder with the plain loop and with sing-ray, alternately, and compare.
 
     Args:
@@ -245,6 +261,7 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
         control: an A/A run: the plain loop on both sides, timed exactly as the real
             run is. Its ratio should be 1.00; how far it strays is how far the
             machine's noise alone moves the real ratio.
+        distinct_instruments: passed to :func:`make_synthetic_nsynth` (hard-linked WAVs).
 
     Returns:
         the :class:`BenchResult`. Ray is started with :func:`start_ray` if it is not running.
@@ -258,7 +275,8 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
     try:
         if source is None:
             log.info("writing a synthetic NSynth folder of %d notes under %s", num_notes, work)
-            source = str(make_synthetic_nsynth(work / "source", num_notes))
+            source = str(make_synthetic_nsynth(work / "source", num_notes,
+                                               distinct_instruments=distinct_instruments))
         listed = len(json.loads((Path(source) / "examples.json").read_text()))
         start_ray()
         num_cpus = int(ray.cluster_resources().get("CPU", 0))

@@ -20,6 +20,20 @@ def test_synthetic_folder_is_valid_nsynth(tmp_path):
     assert len({m["instrument_str"] for m in examples.values()}) == 2  # 440 notes per instrument
 
 
+def test_linked_synthetic_folder_lists_every_note_but_stores_k_instruments(tmp_path):
+    import os
+
+    make_synthetic_nsynth(tmp_path / "src", 3 * 440 + 5, distinct_instruments=1)
+    listing = list_source(resolve(str(tmp_path / "src")))
+    assert listing.listed == 3 * 440 + 5 and not listing.rejects and not listing.unlisted
+    wavs = sorted((tmp_path / "src" / "audio").glob("*.wav"))
+    assert len(wavs) == 3 * 440 + 5
+    inodes = {os.stat(w).st_ino for w in wavs}
+    assert len(inodes) == 440  # the second to fourth instruments are links to the first's files
+    with pytest.raises(ValueError, match="distinct_instruments"):
+        make_synthetic_nsynth(tmp_path / "bad", 10, distinct_instruments=0)
+
+
 def test_plain_loop_matches_sing_ray_byte_for_byte(tmp_path, ray_local):
     result = run_bench(num_notes=30, rows_per_shard=8, work_dir=str(tmp_path), repeats=2)
     assert result.identical_shards
