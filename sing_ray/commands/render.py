@@ -14,11 +14,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Generate every note of a grid with MODEL on a Ray Data actor pool and write a sample library: "
         "OUT/<instrument>/<instrument>-<pitch>-<velocity>.wav, OUT/manifest.parquet, sampler files "
-        "(SFZ and Decent Sampler per instrument, one SoundFont for the library) with the sustain loops and "
-        "releases measured on each note, and OUT/index.html, a page to audition every note. OUT is a folder "
-        "or an object-store URI (s3://...). A re-run renders only the notes missing and rewrites only the "
-        "sampler files whose samples changed; each stage's notes per second are printed at the end. See "
-        "docs/render.md.")
+        "(SFZ and Decent Sampler per instrument, one SoundFont for the library, or one per family past "
+        "10,922 notes) with the sustain loops and releases measured on each note, and OUT/index.html, a "
+        "page to search the instruments and audition every note. OUT is a folder or an object-store URI "
+        "(s3://...). A re-run renders only the notes missing and rewrites only the sampler files whose "
+        "samples changed; each stage's notes per second are printed at the end. See docs/render.md.")
     parser.add_argument("--model", required=True, metavar="MODEL",
                         help="a checkpoint file or an MLflow model URI (models:/sing/3, runs:/<id>/sing)")
     parser.add_argument("--out", required=True, metavar="URI", help="library folder or URI (s3://bucket/prefix)")

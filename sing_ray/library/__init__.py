@@ -16,7 +16,8 @@ into something a musician plays:
 
   and optionally ``check_size(notes, frames)`` (raises UserError before rendering).
   A new format is one new module added to :data:`FORMAT_MODULES`.
-- :mod:`.page`: ``index.html``, an audition page with a player and a spectrogram per note.
+- :mod:`.page`: ``index.html``, an audition page for libraries of any size: search and
+  filters over the instruments, a spectrogram per note, audio fetched when a note is played.
 """
 from __future__ import annotations
 

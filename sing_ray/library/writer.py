@@ -59,7 +59,7 @@ class LibraryFiles:
         pngs: spectrogram PNGs written for notes that had none.
         reshaped: notes given a loop and release here (older libraries, interrupted runs).
         seconds: ``{format: seconds}`` spent building and writing each format's files (``page``:
-            index.html and the spectrograms it lacked).
+            index.html and the spectrograms it lacked; ``shape``: giving notes their loop and release).
     """
 
     files: dict[str, list[str]] = field(default_factory=dict)
@@ -132,11 +132,13 @@ def write_library_files(out: Location, rows: Sequence[MutableMapping], formats: 
 
     result = LibraryFiles()
     previous = dict(previous or {})
+    started = time.perf_counter()
     for row in rows:
         if row.get("release") is None and row["path"].endswith("." + fmt):
             result.reshaped += 1
             shape_note(out, row)
     if result.reshaped:
+        result.seconds["shape"] = time.perf_counter() - started
         log.info("gave %d note(s) their loop and release", result.reshaped)
         if on_reshaped is not None:
             on_reshaped()

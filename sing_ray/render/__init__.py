@@ -12,8 +12,9 @@ audition page (:mod:`sing_ray.library`). Layout (docs/render.md)::
 
     <out>/manifest.parquet
     <out>/<instrument_str>/<instrument_str>-<pitch:03d>-<velocity:03d>.wav   (+ .png)
-    <out>/<instrument_str>.sfz, <out>/<instrument_str>.dspreset, <out>/library.sf2
-    <out>/index.html
+    <out>/<instrument_str>.sfz, <out>/<instrument_str>.dspreset
+    <out>/library.sf2 (past one SoundFont's limits: <out>/library-<family>[-<k>].sf2)
+    <out>/index.html, <out>/instruments.json (the instruments' labels, with --instrument-info)
 
 ``<out>`` is a local path or any URI pyarrow's file systems open (``s3://``,
 ``gs://``, ``hdfs://``...), a :class:`sing_ray.data.storage.Location`; S3-compatible
@@ -26,6 +27,9 @@ store gets one PUT, which is atomic). A re-run lists what exists, renders only
 the notes missing, and rewrites the manifest so that it lists exactly the note
 files of the library; files finished by an interrupted run but not yet in its
 manifest are read back and listed, never re-rendered.
+
+``--share F`` renders an even share of the instruments (:func:`.plan.share_of`), and
+the summary gives each stage's notes per second (:meth:`RenderSummary.describe_stages`).
 
 Timbre mixes (``--mix``) are new instruments: a weighted mix of instrument
 embeddings, named by :func:`mix_name` (or by the user) and recorded in the

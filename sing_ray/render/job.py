@@ -270,7 +270,7 @@ def render_library(plan: RenderPlan, *, batch_size: int = 32, workers: int | Non
     write_manifest(out, rows.values(), plan.digest, files.digests)
     silent = sum(1 for r in rows.values() if r["peak"] < nsynth.SILENT_PEAK)
     mapped = sum(1 for r in rows.values() if r["path"].endswith("." + plan.fmt))
-    sampler = sum(v for k, v in files.seconds.items() if k != "page")
+    sampler = sum(v for k, v in files.seconds.items() if k != "page")       # shaping read-back notes included
     stages = {"plan": (plan.seconds, total), "synthesis": (stage_s["synth_s"], rendered),
               "encoding/writing": (stage_s["write_s"], rendered), "sampler files": (sampler, mapped),
               "page": (files.seconds.get("page", 0.0), mapped)}
