@@ -14,7 +14,8 @@ into something a musician plays:
       def files(maps) -> {relative path: [InstrumentMap, ...]}
       def build(maps, read_pcm) -> bytes         # read_pcm(path) -> int16 samples
 
-  and optionally ``check_size(notes, frames)`` (raises UserError before rendering).
+  and optionally ``check_size(notes, frames)``: given the largest instrument's notes, raises
+  UserError before rendering when one file cannot hold them.
   A new format is one new module added to :data:`FORMAT_MODULES`.
 - :mod:`.page`: ``index.html``, an audition page for libraries of any size: search and
   filters over the instruments, a spectrogram per note, audio fetched when a note is played.
