@@ -31,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instrument-info", default=None, metavar="FILE",
                         help="JSON of the instruments' labels for the page's search and filters (SoundFont, bank, "
                              "program, preset, family, source): {instrument: {...}}, a list naming each "
-                             "instrument_str, or an NSynth examples.json; kept in OUT/instruments.json")
+                             "instrument_str (the SoundFont corpus's corpus.json as it is), or an NSynth "
+                             "examples.json; kept in OUT/instruments.json")
     parser.add_argument("--pitches", default=DEFAULT_PITCHES, metavar=PITCHES_METAVAR, help=PITCHES_HELP)
     parser.add_argument("--velocities", default="all", metavar=VELOCITIES_METAVAR, help=VELOCITIES_HELP)
     parser.add_argument("--mix", action="append", default=[], metavar="[NAME=]INST:W,INST:W",

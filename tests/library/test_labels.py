@@ -26,6 +26,17 @@ def test_read_instrument_info_takes_every_documented_shape():
     assert read_instrument_info({"instruments": mapping}) == read_instrument_info(mapping)
     listed = [{"instrument_str": "a_0", "soundfont_file": "x.sf2", "bank": 0, "program": 5}]
     assert read_instrument_info({"instruments": listed}) == {"a_0": {"soundfont": "x.sf2", "bank": 0, "program": 5}}
+    # The corpus's corpus.json (sing-ray data soundfont --corpus), as it is.
+    corpus = {"settings": {}, "instruments": [
+        {"instrument_str": "keyboard_acoustic_000", "instrument": 0, "sf2": "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+         "bank": 0, "program": 0, "preset": "Yamaha Grand Piano", "key_range": [21, 108], "family": "keyboard",
+         "source": "acoustic", "pitches": [21, 108], "num_pitches": 88, "identity": "x|1|0|0", "notes": 440}],
+        "dropped": [{"sf2": "x.sf2", "bank": 0, "program": 1, "reason": "duplicate"}]}
+    assert read_instrument_info(corpus) == {"keyboard_acoustic_000": {
+        "family": "keyboard", "source": "acoustic", "soundfont": "/usr/share/sounds/sf2/FluidR3_GM.sf2", "bank": 0,
+        "program": 0, "preset": "Yamaha Grand Piano"}}
+    assert instrument_labels("keyboard_acoustic_000", info=read_instrument_info(corpus)["keyboard_acoustic_000"])[
+        "soundfont"] == "FluidR3_GM.sf2"
     examples = {f"guitar_acoustic_000-0{p}-100": {"instrument_str": "guitar_acoustic_000", "pitch": p,
                                                    "instrument_family_str": "guitar",
                                                    "instrument_source_str": "acoustic"} for p in (60, 61)}
