@@ -7,6 +7,10 @@ the instrument list on screen, and to one instrument's grid of 440 notes drawn a
 Medians of --repeats loads.
 
     .venv/bin/python tests/library/bench_page.py --instruments 100,300,1000,3000
+    .venv/bin/python tests/library/bench_page.py --corpus-json corpus/corpus.json
+
+With ``--corpus-json`` the library is the SoundFont corpus's instruments instead (their names,
+pitch ranges and labels, five velocities; sing-ray data soundfont --corpus writes the file).
 """
 from __future__ import annotations
 
@@ -22,7 +26,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))      # tests/: brow
 from browser import chromium  # noqa: E402
 from library.test_page_scale import synthetic_library  # noqa: E402
 from sing_ray.library import page  # noqa: E402
-from sing_ray.library.mapping import instrument_maps  # noqa: E402
+from sing_ray.library.mapping import instrument_maps, read_instrument_info  # noqa: E402
+
+VELOCITIES = (25, 50, 75, 100, 127)
+
+
+def corpus_library(path: str) -> tuple[list[dict], dict]:
+    """``(rows, info)`` of a corpus.json's instruments: each over its pitches, at five velocities."""
+    import json
+
+    data = json.loads(Path(path).read_text())
+    rows = []
+    for inst in data["instruments"]:
+        name, (lo, hi) = inst["instrument_str"], inst["pitches"]
+        rows += [{"instrument": name, "pitch": p, "velocity": v, "path": page.note_file(name, p, v, "wav"), "mix": ""}
+                 for p in range(lo, hi + 1) for v in VELOCITIES]
+    return rows, read_instrument_info(data)
 
 
 def measure(browser, path: Path, repeats: int) -> tuple[float, float]:
@@ -47,14 +66,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--instruments", default="100,300,1000,3000", help="comma-separated library sizes")
     parser.add_argument("--repeats", type=int, default=5, help="loads per size (the median is printed)")
+    parser.add_argument("--corpus-json", default=None, metavar="FILE",
+                        help="time the page of this SoundFont corpus's instruments instead of synthetic ones")
     args = parser.parse_args()
-    sizes = [int(n) for n in args.instruments.split(",")]
+    sizes = [0] if args.corpus_json else [int(n) for n in args.instruments.split(",")]
     rows_out = []
     with tempfile.TemporaryDirectory() as tmp, chromium("the page benchmark") as browser:
         browser.set_window_size(1280, 900)
         for n in sizes:
-            rows, info = synthetic_library(n)
+            rows, info = corpus_library(args.corpus_json) if args.corpus_json else synthetic_library(n)
             maps = instrument_maps(rows)
+            n = len(maps)
             started = time.perf_counter()
             html = page.build(maps, info=info)
             built = time.perf_counter() - started
