@@ -280,7 +280,8 @@ ol.instruments { list-style: none; padding: 0; margin: 0; }
 li.inst { border-bottom: 1px solid #e4e4e4; }
 li.inst summary { cursor: pointer; padding: .35em .2em; }
 li.inst summary .name { font-weight: 600; }
-.tag { display: inline-block; font-size: 12px; background: #e8e8ef; border-radius: 3px; padding: 0 .4em; margin-left: .3em; }
+.tag { display: inline-block; font-size: 12px; background: #e8e8ef; border-radius: 3px; padding: 0 .4em;
+  margin-left: .3em; }
 .notes { color: #666; font-size: 12px; margin-left: .5em; }
 div.body { padding: 0 0 1em 1.2em; overflow-x: auto; }
 table { border-collapse: collapse; }

@@ -60,7 +60,10 @@ class NoteSynthesizer:
         self.pool = ThreadPoolExecutor(max_workers=io_threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Args: batch with ``instrument``, ``pitch``, ``velocity``. Returns: manifest columns and :data:`STAGE_COLUMNS`."""
+        """Args: batch with ``instrument``, ``pitch``, ``velocity``.
+
+        Returns: the manifest's columns and :data:`STAGE_COLUMNS`.
+        """
         instruments = [str(i) for i in batch["instrument"]]
         pitches = [int(p) for p in batch["pitch"]]
         velocities = [int(v) for v in batch["velocity"]]
