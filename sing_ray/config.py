@@ -214,6 +214,11 @@ class TrainConfig:
     # Splits whose float32 waveforms (or sequence embeddings) fit in this many MiB are read once
     # and held in memory for the phase; larger ones stream from Parquet (sing_ray.train.order).
     materialize_mb: float = 1024.0
+    # The most notes of each split that validation and a phase's closing scores (test, train)
+    # run over; a larger split is scored on an even subset of this many, the same notes every
+    # epoch and phase (0: every note). A corpus of 200,000 notes scored whole would take longer
+    # than the steps of a budget of an hour.
+    eval_notes: int = 0
     autoencoder: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=50))
     sequence: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=50))
     finetune: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=20))
@@ -314,6 +319,8 @@ class Config:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     math.isfinite(value) and value >= 0):
                 raise ConfigError(f"train.{name} must be a number >= 0, got {value!r}")
+        if isinstance(t.eval_notes, bool) or not isinstance(t.eval_notes, int) or t.eval_notes < 0:
+            raise ConfigError(f"train.eval_notes must be a whole number >= 0 (0: every note), got {t.eval_notes!r}")
         if t.truncated_steps <= 0:
             raise ConfigError(f"train.truncated_steps must be positive, got {t.truncated_steps}")
         if r.num_workers < 1:

@@ -133,6 +133,23 @@ def train_sources(plan: Plan, phase: str, run_dir: Path) -> list[dict]:
                             cache=plan.count("train") * plan.cfg.model.wav_length * 4 <= _limit(plan))]
 
 
+def eval_subset(plan: Plan, split: str) -> list[str] | None:
+    """The notes of ``split`` that are scored, when ``train.eval_notes`` is under its size; else None.
+
+    An even subset: every k-th note in note_str order (k = count / eval_notes, fractional), so
+    each instrument keeps about its share, and the same notes every epoch, phase and run.
+    """
+    limit, count = plan.cfg.train.eval_notes, plan.count(split)
+    if not limit or count <= limit:
+        return None
+    from ..data.dataset import read_split_metadata
+
+    names = sorted(read_split_metadata(plan.dataset, split, columns=("note_str",))["note_str"].tolist())
+    picked = [names[int(i * len(names) / limit)] for i in range(limit)]
+    log.info("%s split: scoring %d of its %d notes (train.eval_notes)", split, len(picked), len(names))
+    return picked
+
+
 def phase_datasets(plan: Plan, phase: str, run_dir: Path, notes: dict | None = None) -> dict:
     """The Ray Datasets a phase scores: ``train_eval`` (split across the workers), ``valid``, ``test`` (whole).
 
@@ -151,7 +168,11 @@ def phase_datasets(plan: Plan, phase: str, run_dir: Path, notes: dict | None = N
     notes = {} if notes is None else notes
     for split in ("train", "valid", "test"):
         if plan.count(split) and split not in notes:
-            if plan.count(split) * bytes_per_note <= _limit(plan):
+            subset = eval_subset(plan, split)
+            if subset is not None:
+                data = make_note_dataset(plan.dataset, split, note_strs=subset).select_columns(columns)
+                notes[split] = data.materialize() if len(subset) * bytes_per_note <= _limit(plan) else data
+            elif plan.count(split) * bytes_per_note <= _limit(plan):
                 notes[split] = read_note_split(plan.dataset, split, columns)
             else:
                 notes[split] = make_note_dataset(plan.dataset, split).select_columns(columns)

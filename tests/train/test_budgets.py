@@ -127,3 +127,28 @@ def test_a_threshold_of_zero_streams_every_split(train_dataset, tmp_path):
         assert {isinstance(scored[s], MaterializedDataset) for s in scored} == {held}, mb
         (source,) = train_sources(plan, "autoencoder", tmp_path)
         assert source["cache"] is held and sum(map(sum, source["row_groups"])) == 20
+
+
+def test_eval_notes_scores_the_same_even_subset_of_a_larger_split(train_dataset, tmp_path):
+    """``train.eval_notes``: a split larger than it is scored on that many of its notes, spread over
+    the split in name order, the same ones every time; at 0 or above the split's size, every note."""
+    from sing_ray.config import ConfigError
+    from sing_ray.data.dataset import read_split_metadata
+    from sing_ray.train.phase import eval_subset, phase_datasets
+    from sing_ray.train.plan import check_inputs
+
+    train = sorted(read_split_metadata(train_dataset, "train", columns=("note_str",))["note_str"].tolist())
+    plan = check_inputs(load_config("tiny", overrides=["train.eval_notes=5"]), train_dataset)
+    picked = eval_subset(plan, "train")
+    assert picked == eval_subset(plan, "train") and len(set(picked)) == 5
+    assert picked == [train[int(i * len(train) / 5)] for i in range(5)] and picked[0] == train[0]
+    scored = phase_datasets(plan, "autoencoder", tmp_path)
+    assert sorted(scored["train_eval"].to_pandas()["note_str"]) == picked
+    for split in ("valid", "test"):
+        assert scored[split].count() == min(5, plan.count(split))
+    for limit in (0, len(train)):
+        whole = check_inputs(load_config("tiny", overrides=[f"train.eval_notes={limit}"]), train_dataset)
+        assert eval_subset(whole, "train") is None
+    for bad in ("-1", "1.5", "true"):
+        with pytest.raises(ConfigError, match="train.eval_notes"):
+            load_config("tiny", overrides=[f"train.eval_notes={bad}"])
