@@ -29,6 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "the others' to them: every note is still a file to list, read and check, "
                              "but NSynth's size fits on a small disk (repeated files come from the page "
                              "cache, so reads are cheaper than distinct files' would be)")
+    parser.add_argument("--audio", choices=("pcm", "zstd", "flac"), default="pcm",
+                        help="the audio column's encoding, the same on both sides (flac: about 0.4 x "
+                             "pcm's disk, see docs/ingest.md)")
     parser.add_argument("--rows-per-shard", type=int, default=DEFAULT_ROWS_PER_SHARD, metavar="N",
                         help="notes per Parquet file, for both")
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, metavar="N",
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_bench(source=args.source, num_notes=args.num_notes,
                            rows_per_shard=args.rows_per_shard, work_dir=args.work_dir,
                            repeats=args.repeats, control=args.control,
-                           distinct_instruments=args.distinct_instruments)
+                           distinct_instruments=args.distinct_instruments, audio=args.audio)
     finally:
         if started_ray:
             import ray

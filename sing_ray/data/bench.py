@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from .. import nsynth
 from ..nsynth_io import write_examples_json, write_note_wav
+from .codec import DEFAULT_AUDIO, audio_choice
 from .ingest import DEFAULT_ROWS_PER_SHARD, ingest, list_source, plan_shards
 from .layout import renumber_shards
 from .memory import MemorySampler, PeakMemory, mib
@@ -96,7 +97,7 @@ def make_synthetic_nsynth(folder: str | Path, num_notes: int, seed: int = 0,
 
 
 def plain_ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
-                 split_seed: int = nsynth.DEFAULT_SPLIT_SEED) -> dict:
+                 split_seed: int = nsynth.DEFAULT_SPLIT_SEED, audio: str = DEFAULT_AUDIO) -> dict:
     """The baseline: the same ingest in this process, one note after the other.
 
     The algorithm is sing-ray's, without Ray: notes placed by their (instrument,
@@ -110,11 +111,13 @@ def plain_ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_S
         out: a new folder; gets the same ``notes/`` and ``rejects.parquet`` as ``ingest``.
         rows_per_shard: notes per Parquet file.
         split_seed: seed of the split hash.
+        audio: the audio column's encoding, as ``ingest``'s (``pcm``, ``zstd``, ``flac``).
 
     Returns:
         ``{"listed", "accepted", "rejected"}``.
     """
     src, dst = resolve(source), resolve(out)
+    encoding, compression = audio_choice(audio)
     listing = list_source(src, split_seed)
     dst.fs.create_dir(dst.join("notes"), recursive=True)
     vocab = nsynth.build_vocabulary(n.meta["instrument_str"] for n in listing.notes)
@@ -124,11 +127,12 @@ def plain_ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_S
     shards = plan_shards(listing.notes, rows_per_shard)
     buffer = empty_audio(max((len(notes) for *_, notes in shards), default=0))
     for path, _split, notes in shards:
-        accepted, audio, bad = read_and_check(src, notes, buffer=buffer)
+        accepted, samples, bad = read_and_check(src, notes, buffer=buffer)
         rejects += [(r.note_str, src.display(audio_relpath(r.note_str)), r.reason) for r in bad]
         if accepted:
-            table = build_note_table(accepted, [index[n.meta["instrument_str"]] for n in accepted], audio)
-            write_table(table, dst, path)
+            table = build_note_table(accepted, [index[n.meta["instrument_str"]] for n in accepted], samples,
+                                     encoding)
+            write_table(table, dst, path, compression)
             written.append(path)
             kept.update(n.meta["instrument_str"] for n in accepted)
     final = nsynth.build_vocabulary(kept)
@@ -248,7 +252,7 @@ def start_ray(num_cpus: int | None = None) -> bool:
 def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
               rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, work_dir: str | None = None,
               repeats: int = DEFAULT_REPEATS, keep: bool = False, control: bool = False,
-              distinct_instruments: int | None = None) -> BenchResult:
+              distinct_instruments: int | None = None, audio: str = DEFAULT_AUDIO) -> BenchResult:
     """Ingest one folder with the plain loop and with sing-ray, alternately, and compare.
 
     Args:
@@ -262,6 +266,7 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
             run is. Its ratio should be 1.00; how far it strays is how far the
             machine's noise alone moves the real ratio.
         distinct_instruments: passed to :func:`make_synthetic_nsynth` (hard-linked WAVs).
+        audio: the audio column's encoding, the same on both sides.
 
     Returns:
         the :class:`BenchResult`. Ray is started with :func:`start_ray` if it is not running.
@@ -291,11 +296,11 @@ def run_bench(source: str | None = None, num_notes: int = DEFAULT_NUM_NOTES,
         peaks = {"plain": PeakMemory(), "sing-ray": PeakMemory()}
 
         def plain_side(name):
-            counts = plain_ingest(source, str(work / name), rows_per_shard)
+            counts = plain_ingest(source, str(work / name), rows_per_shard, audio=audio)
             return counts["accepted"], counts["rejected"]
 
         def ray_side(name):
-            summary = ingest(source, str(work / name), rows_per_shard=rows_per_shard, progress=False)
+            summary = ingest(source, str(work / name), rows_per_shard=rows_per_shard, progress=False, audio=audio)
             return summary.accepted, summary.rejected
 
         sides = {"plain": plain_side, "sing-ray": plain_side if control else ray_side}

@@ -43,6 +43,17 @@ def test_plain_loop_matches_sing_ray_byte_for_byte(tmp_path, ray_local):
     assert "ratio" in result.format() and "median of 2 run(s)" in result.format()
 
 
+def test_both_sides_write_the_same_flac_shards(tmp_path, ray_local):
+    from sing_ray.data.dataset import decode_audio
+
+    result = run_bench(num_notes=12, rows_per_shard=8, work_dir=str(tmp_path), repeats=1, audio="flac",
+                       keep=True)
+    assert result.identical_shards
+    shard = sorted((tmp_path / "sing-ray" / "notes").glob("*.parquet"))[0]
+    audio = pq.read_table(shard, columns=["audio"]).column("audio")
+    assert audio[0].as_py()[:4] == b"fLaC" and decode_audio(audio, "flac").shape[1] == 64000
+
+
 def test_plain_loop_rejects_and_renumbers_like_ingest(tmp_path, ray_local):
     from conftest import make_nsynth
 
