@@ -1,9 +1,11 @@
 """The Arrow schemas of an ingested dataset (see docs/architecture.md#data-contracts).
 
-One row per accepted note. ``audio`` holds the note's raw samples as
-little-endian int16 PCM bytes (64,000 samples, 128,000 bytes): the exact
-samples of the source WAV, with no float rounding, that readers turn into
-float32 in [-1, 1) by dividing by 32768.
+One row per accepted note. ``audio`` holds the note's 64,000 samples exactly as
+the source WAV's int16 values, encoded as the manifest's ``audio.encoding`` says
+(:mod:`.codec`): ``pcm_s16le``, raw little-endian bytes (128,000 a note; ``zstd``
+datasets are these, the column compressed by Parquet), or ``flac``, one FLAC
+stream a note. Readers (``dataset.decode_audio``) give the same samples from any
+of them, as float32 in [-1, 1) (divided by 32768).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ NOTE_SCHEMA = pa.schema([
     pa.field("qualities", pa.list_(pa.int8()), nullable=False),  # NSynth's 10 quality flags
     pa.field("sample_rate", pa.int32(), nullable=False),
     pa.field("split", pa.string(), nullable=False),
-    pa.field("audio", pa.binary(), nullable=False),               # raw int16 little-endian PCM
+    pa.field("audio", pa.binary(), nullable=False),               # int16 PCM bytes or FLAC (manifest's audio)
 ], metadata={b"sing_ray.schema_version": str(SCHEMA_VERSION).encode()})
 
 REJECT_SCHEMA = pa.schema([
