@@ -2,17 +2,21 @@
 
 The work, in order:
 
-1. The driver reads ``examples.json`` (a malformed one, or a missing
-   ``audio/``, is a :class:`UserError` before anything is written), gives each
-   entry its split (the seeded hash of (instrument, pitch)) and lists ``audio/``
-   once, which tells the WAVs that no entry lists. It does no more per note,
-   because nothing it does runs in parallel.
+1. The driver streams ``examples.json`` (:mod:`sing_ray.data.examples`; a
+   malformed one, or a missing ``audio/``, is a :class:`UserError` before
+   anything is written), gives each entry its split (the seeded hash of
+   (instrument, pitch)) and lists ``audio/`` once, which tells the WAVs that no
+   entry lists. It does no more per note, because nothing it does runs in
+   parallel, and keeps per note only a :class:`~sing_ray.data.examples.NoteIndex`
+   row (note_str, split, instrument, where its entry lies: about 50 bytes), so
+   its memory stays flat however many notes there are.
 2. The notes are planned into shards: per split, sorted by ``note_str``,
    ``rows_per_shard`` at a time, so shard contents depend only on the input.
 3. The shards are grouped into tasks of nearly equal note counts, and a Ray
    Dataset with one row per task goes through ``map_batches``: each task decodes
    and checks its WAVs with soundfile, straight into one buffer per shard that
-   becomes the shard's ``audio`` column (after checking the note's metadata), and writes whole
+   becomes the shard's ``audio`` column (after reading its notes' entries back
+   from examples.json by byte range and checking them), and writes whole
    ``notes/part-<split>-NNNNN.parquet`` files. Audio never travels through the
    object store; only small per-shard reports come back to the driver.
 4. Dense instrument ids come from the sorted vocabulary of the notes' instruments.
@@ -27,24 +31,23 @@ an ingest killed midway is resumed by the same command (:mod:`sing_ray.data.resu
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+import os
 import time
 import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from .. import nsynth
 from ..errors import UserError, ValidationError
-from .notes import (Note, audio_relpath, build_note_table, check_metadata, decode_metas,
-                    empty_audio, encode_metas, place_note, read_and_check, rejects_table, write_table)
+from .examples import ExamplesFile, NoteIndex, decode_shard, index_examples
+from .notes import (Note, audio_relpath, build_note_table, empty_audio, read_and_check, rejects_table,
+                    write_table)
 from .codec import DEFAULT_AUDIO, audio_choice
 from .layout import (UNKNOWN_SPLIT, build_manifest, renumber_shards, split_counts,  # noqa: F401
                      write_manifest)
@@ -58,9 +61,7 @@ DEFAULT_ROWS_PER_SHARD = 512                                 # 64 MiB of audio p
 TARGET_NOTES_PER_TASK = 4096                                 # about a second of work per write task
 MAX_ROWS_PER_SHARD = (2**31 - 1) // (nsynth.NUM_FRAMES * 2)  # Arrow binary: 2 GiB per column chunk
 LOG_EVERY_SECONDS = 10.0
-
-_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number",
-               bool: "a boolean", type(None): "null"}
+NAMES_BATCH = 16384   # audio/ names checked against the listed keys at a time
 
 
 @dataclass
@@ -132,29 +133,28 @@ class Listing:
     """What examples.json and audio/ say, before any WAV is opened.
 
     Attributes:
-        notes: notes placed in a split, sorted by note_str (not checked yet).
-        rejects: (note_str, reason) of listed entries too broken to place.
-        listed: number of entries in examples.json.
+        notes: notes placed in a split, grouped by split and sorted by note_str
+            within each (not checked yet): a compact
+            :class:`~sing_ray.data.examples.NoteIndex` whose entries are read back
+            from examples.json when it is iterated.
+        rejects: (note_str, reason) of listed entries too broken to place, sorted.
+        listed: number of distinct keys in examples.json.
         unlisted: WAV names in audio/ that no entry lists, sorted.
         sha256: checksum of examples.json's bytes.
+        instruments: the sorted instrument names of ``notes`` (the vocabulary
+            before any WAV is checked).
     """
 
-    notes: list[Note]
+    notes: NoteIndex
     rejects: list[tuple[str, str]]
     listed: int
     unlisted: list[str]
     sha256: str
+    instruments: list[str] = field(default_factory=list)
 
 
-def load_examples(source: Location) -> tuple[dict, str]:
-    """Read and parse ``examples.json``; raise one clear UserError when it is unusable.
-
-    Args:
-        source: the NSynth-layout folder.
-
-    Returns:
-        (the entries keyed by note_str, sha256 of the file's bytes).
-    """
+def _check_examples_file(source: Location) -> None:
+    """A clear UserError when the folder or its examples.json is missing or not a file."""
     where = source.display("examples.json")
     if not source.is_dir():
         raise UserError(f"{source.uri}: no such folder (expected an NSynth-layout folder "
@@ -164,28 +164,14 @@ def load_examples(source: Location) -> tuple[dict, str]:
         raise UserError(f"{where}: not found (an NSynth-layout folder holds examples.json and audio/)")
     if kind != pafs.FileType.File:
         raise UserError(f"{where}: not a file")
-    try:
-        raw = source.read_bytes("examples.json")
-    except OSError as err:
-        raise UserError(f"{where}: unreadable ({err})") from None
-    sha256 = hashlib.sha256(raw).hexdigest()
-    try:
-        examples = json.loads(raw)
-    except UnicodeDecodeError as err:
-        raise UserError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{where}: not valid JSON ({err.msg} at line {err.lineno}, "
-                        f"column {err.colno})") from None
-    if not isinstance(examples, dict):
-        kind = _JSON_TYPES.get(type(examples), type(examples).__name__)
-        raise UserError(f"{where}: the top level is {kind}, expected an object keyed by note_str")
-    if not examples:
-        raise UserError(f"{where}: lists no notes (the top-level object is empty)")
-    return examples, sha256
 
 
 def list_source(source: Location, split_seed: int = nsynth.DEFAULT_SPLIT_SEED) -> Listing:
-    """Read examples.json, list audio/ and place every note in its split (no WAV is opened).
+    """Stream examples.json, list audio/ and place every note in its split (no WAV is opened).
+
+    Memory stays flat in the number of notes: examples.json is parsed one entry
+    at a time (:func:`~sing_ray.data.examples.index_examples`) and audio/'s names
+    are checked against the listed keys a batch at a time.
 
     Args:
         source: the NSynth-layout folder.
@@ -194,35 +180,64 @@ def list_source(source: Location, split_seed: int = nsynth.DEFAULT_SPLIT_SEED) -
     Returns:
         the :class:`Listing`. Raises UserError for a malformed examples.json or missing audio/.
     """
-    examples, sha256 = load_examples(source)
+    _check_examples_file(source)
+    indexed = index_examples(source, split_seed)
     if not source.is_dir("audio"):
         raise UserError(f"{source.display('audio')}: missing (NSynth keeps each note's "
                         "WAV in audio/<note_str>.wav)")
-    on_disk = source.list_names("audio")
-    notes, rejects = [], []
-    for note_str in sorted(examples):
-        meta = examples[note_str]
-        split = place_note(meta, split_seed)
-        if split is not None:
-            notes.append(Note(note_str, meta, split))
-        else:
-            reason = check_metadata(note_str, meta) or "examples.json: no instrument_str and pitch"
-            rejects.append((note_str, reason))
-    unlisted = sorted(name for name in on_disk
-                      if name.lower().endswith(".wav") and name[:-4] not in examples)
-    return Listing(notes, rejects, len(examples), unlisted, sha256)
+    unlisted = _unlisted_wavs(_wav_names(source), indexed.notes, {s for s, _ in indexed.rejects})
+    return Listing(indexed.notes, indexed.rejects, indexed.listed, unlisted, indexed.sha256,
+                   indexed.vocabulary)
 
 
-def plan_shards(notes: Iterable[Note], rows_per_shard: int) -> list[tuple[str, str, list[Note]]]:
+def _wav_names(source: Location) -> Iterator[str]:
+    """Names of the plain files in audio/ ending in .wav (any case), one at a time where local."""
+    if source.is_local:
+        with os.scandir(source.join("audio")) as entries:
+            for entry in entries:
+                if entry.name.lower().endswith(".wav") and entry.is_file():
+                    yield entry.name
+        return
+    yield from (name for name in source.list_names("audio") if name.lower().endswith(".wav"))
+
+
+def _unlisted_wavs(names: Iterable[str], notes: NoteIndex, rejected: set[str]) -> list[str]:
+    """The WAV names whose stem no key of examples.json names (placed in ``notes`` or
+    ``rejected``), sorted; checked :data:`NAMES_BATCH` names at a time."""
+    unlisted: list[str] = []
+    batch: list[str] = []
+
+    def check() -> None:
+        stems = [name[:-4] for name in batch]
+        known = notes.contains(stems)
+        unlisted.extend(name for name, stem, k in zip(batch, stems, known) if not k and stem not in rejected)
+        batch.clear()
+
+    for name in names:
+        batch.append(name)
+        if len(batch) == NAMES_BATCH:
+            check()
+    check()
+    return sorted(unlisted)
+
+
+def plan_shards(notes: NoteIndex | Iterable[Note], rows_per_shard: int) -> list[tuple[str, str, list[Note]]]:
     """Group notes into shards: per split, sorted by note_str, ``rows_per_shard`` at a time.
 
     Args:
-        notes: notes to write.
+        notes: notes to write: a listing's :class:`~sing_ray.data.examples.NoteIndex`
+            (already grouped and sorted: each shard is a slice of it, nothing is
+            copied and no entry is read) or any notes.
         rows_per_shard: notes per Parquet file (the last of a split may hold fewer).
 
     Returns:
-        (relative file path, split, notes) per shard, in a fixed order.
+        (relative file path, split, notes) per shard, in a fixed order; the notes
+        are a NoteIndex slice when ``notes`` is a NoteIndex.
     """
+    if isinstance(notes, NoteIndex):
+        return [(f"notes/part-{split}-{k:05d}.parquet", split, group[start:start + rows_per_shard])
+                for split in nsynth.SPLITS for group in [notes.split(split)]
+                for k, start in enumerate(range(0, len(group), rows_per_shard))]
     by_split: dict[str, list[Note]] = {s: [] for s in nsynth.SPLITS}
     for note in notes:
         by_split[note.split].append(note)
@@ -256,19 +271,23 @@ def group_shards(shards: list, num_tasks: int) -> list[list]:
     return [[shards[i] for i in sorted(group)] for group in members if group]
 
 
-def _task_row(group: list, vocab_index: dict[str, int]) -> dict:
-    """One input row of the Ray Dataset: everything one task needs to write its shards."""
+def _task_row(group: list, vocab: list[str]) -> dict:
+    """One input row of the Ray Dataset: everything one task needs to write its shards.
+
+    Each shard's notes travel as a few dozen bytes a note
+    (:meth:`~sing_ray.data.examples.NoteIndex.encode`: note_str, dense instrument
+    id, where its entry lies in examples.json); the task reads the entries itself.
+    """
     return {
         "paths": [path for path, _, _ in group],
         "splits": [split for _, split, _ in group],
-        "note_strs": [[n.note_str for n in notes] for _, _, notes in group],
-        "metas": [encode_metas(n.meta for n in notes) for _, _, notes in group],
-        "instruments": [[vocab_index[n.meta["instrument_str"]] for n in notes] for _, _, notes in group],
+        "notes": [notes.encode(vocab) for _, _, notes in group],
     }
 
 
 def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool,
-                 audio: str = DEFAULT_AUDIO, record: bool = False) -> pa.Table:
+                 audio: str = DEFAULT_AUDIO, record: bool = False,
+                 examples: ExamplesFile | None = None) -> pa.Table:
     """Ray Data UDF: decode, check and write the shards of a batch (one row per task).
 
     Args:
@@ -280,41 +299,48 @@ def write_shards(batch: pa.Table, source: Location, dest: Location, strict: bool
             see :mod:`sing_ray.data.codec`).
         record: after each shard, save its report in ``dest`` (:mod:`sing_ray.data.resume`),
             so that an ingest killed midway resumes after it.
+        examples: where the notes' entries are read back from (the listing's
+            ``notes.file``; None: ``source``'s UTF-8 examples.json).
 
-    Every note's metadata is checked here, in parallel, before its WAV is read.
+    Every note's entry is read from examples.json and checked here, in parallel,
+    before its WAV is read.
 
     Returns:
         one report row per shard: path, split, num_listed, num_rows, the accepted
         instrument names, and the rejected note_strs with their reasons.
     """
     encoding, compression = audio_choice(audio)
+    examples = examples or ExamplesFile(source)
     reports = []
     rows = batch.to_pylist()
+    shards = [(path, split, decode_shard(data)) for row in rows
+              for path, split, data in zip(row["paths"], row["splits"], row["notes"])]
     # One decode buffer for every shard of this task (see read_and_check).
-    buffer = empty_audio(max((len(n) for row in rows for n in row["note_strs"]), default=0))
-    for row in rows:
-        for path, split, note_strs, metas, instruments in zip(
-                row["paths"], row["splits"], row["note_strs"], row["metas"], row["instruments"]):
-            notes = [Note(s, m, split) for s, m in zip(note_strs, decode_metas(metas))]
-            ids = dict(zip(note_strs, instruments))
-            accepted, samples, rejects = read_and_check(source, notes, strict=strict, buffer=buffer)
-            written = 0
-            if accepted and not (strict and rejects):
-                table = build_note_table(accepted, [ids[n.note_str] for n in accepted], samples,
-                                         encoding)
-                write_table(table, dest, path, compression)
-                written = table.num_rows
-            reports.append({
-                "path": path, "split": split, "num_listed": len(notes), "num_rows": written,
-                "instrument_strs": sorted({n.meta["instrument_str"] for n in accepted}),
-                "reject_note_strs": [r.note_str for r in rejects],
-                "reject_reasons": [r.reason for r in rejects],
-                "reject_sane": [r.sane_metadata for r in rejects],
-            })
-            if record and not (strict and rejects):
-                save_report(dest, reports[-1])
-            if strict and rejects:
-                return pa.Table.from_pylist(reports, schema=_REPORT_SCHEMA)
+    buffer = empty_audio(max((index.num_rows for _, _, index in shards), default=0))
+    for path, split, index in shards:
+        note_strs = index.column("note_str").to_pylist()
+        entries = examples.read(note_strs, index.column("offset").to_numpy(),
+                                index.column("length").to_numpy())
+        notes = [Note(s, m, split) for s, m in zip(note_strs, entries)]
+        ids = dict(zip(note_strs, index.column("instrument").to_pylist()))
+        accepted, samples, rejects = read_and_check(source, notes, strict=strict, buffer=buffer)
+        written = 0
+        if accepted and not (strict and rejects):
+            table = build_note_table(accepted, [ids[n.note_str] for n in accepted], samples,
+                                     encoding)
+            write_table(table, dest, path, compression)
+            written = table.num_rows
+        reports.append({
+            "path": path, "split": split, "num_listed": len(notes), "num_rows": written,
+            "instrument_strs": sorted({n.meta["instrument_str"] for n in accepted}),
+            "reject_note_strs": [r.note_str for r in rejects],
+            "reject_reasons": [r.reason for r in rejects],
+            "reject_sane": [r.sane_metadata for r in rejects],
+        })
+        if record and not (strict and rejects):
+            save_report(dest, reports[-1])
+        if strict and rejects:
+            return pa.Table.from_pylist(reports, schema=_REPORT_SCHEMA)
     return pa.Table.from_pylist(reports, schema=_REPORT_SCHEMA)
 
 
@@ -415,19 +441,19 @@ def _num_tasks(num_notes: int) -> int:
 
 
 def _run_shards(shards, source: Location, staging: Location, vocab: list[str], strict: bool,
-                progress: _Progress, audio: str, record: bool) -> list[dict]:
+                progress: _Progress, audio: str, record: bool, examples: ExamplesFile) -> list[dict]:
     import ray.data
 
-    index = {name: i for i, name in enumerate(vocab)}
     groups = group_shards(shards, _num_tasks(sum(len(notes) for _, _, notes in shards)))
-    rows = [_task_row(group, index) for group in groups]
+    rows = [_task_row(group, vocab) for group in groups]
     # One block per task, and batch_size=None (a batch is a whole block), so each
     # task writes whole files that no other task touches. from_items builds the
     # blocks on the driver (from_arrow would run a remote task per block to describe it).
     ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         write_shards, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
         fn_kwargs={"source": source, "dest": staging, "strict": strict, "audio": audio,
-                   "record": record})
+                   "record": record, "examples": examples})
+    del rows, groups
     reports = []
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
         for report in batch.to_pylist():
@@ -504,7 +530,7 @@ def ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, 
             staging.fs.create_dir(staging.join("notes"), recursive=True)
             if resumable:
                 staging.fs.create_dir(staging.join(REPORTS_DIR), recursive=True)
-            vocab = nsynth.build_vocabulary(n.meta["instrument_str"] for n in listing.notes)
+            vocab = listing.instruments
             shards = plan_shards(listing.notes, rows_per_shard)
             done = load_reports(staging, {path for path, _, _ in shards}) if resumable else {}
             if done:
@@ -515,7 +541,8 @@ def ingest(source: str, out: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, 
             listed_at = time.monotonic()
             reports = list(done.values())
             if todo:
-                reports += _run_shards(todo, src, staging, vocab, strict, bar, audio, resumable)
+                reports += _run_shards(todo, src, staging, vocab, strict, bar, audio, resumable,
+                                       listing.notes.file)
             written_at = time.monotonic()
             manifest, rejects = _finish(src, staging, listing, reports, vocab, rows_per_shard, split_seed,
                                         audio)
@@ -557,11 +584,11 @@ def _reason_kind(reason: str) -> str:
 def _finish(src: Location, staging: Location, listing: Listing, reports: list[dict],
             vocab: list[str], rows_per_shard: int, split_seed: int, audio: str) -> tuple[dict, list]:
     """Reconcile the reports, renumber if needed, write rejects, manifest and _SUCCESS."""
-    split_of_note = {n.note_str: n.split for n in listing.notes}
-    # A note whose metadata is not sane has no trustworthy split: "unknown".
+    # A note whose metadata is not sane has no trustworthy split: "unknown". A sane
+    # one is in its shard's split (a shard holds the notes of one split).
     rejects = [(s, src.display(audio_relpath(s)), r, None) for s, r in listing.rejects]
     for report in reports:
-        rejects += [(s, src.display(audio_relpath(s)), r, split_of_note[s] if sane else None)
+        rejects += [(s, src.display(audio_relpath(s)), r, report["split"] if sane else None)
                     for s, r, sane in zip(report["reject_note_strs"], report["reject_reasons"],
                                           report["reject_sane"])]
     final_vocab = nsynth.build_vocabulary(i for r in reports for i in r["instrument_strs"])

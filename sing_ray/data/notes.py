@@ -6,7 +6,6 @@ and differ only in how it is spread over processes.
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -241,6 +240,7 @@ def read_and_check(source: Location, notes: Sequence[Note], strict: bool = False
     Returns:
         (accepted notes, their audio (A, NUM_FRAMES) int16, rejects).
     """
+    notes = list(notes)  # once: a listing's NoteIndex reads the entries as it is iterated
     if buffer is not None and len(buffer) < len(notes):
         raise ValueError(f"buffer of {len(buffer)} rows for {len(notes)} notes")
     audio = empty_audio(len(notes)) if buffer is None else buffer[:len(notes)]
@@ -263,18 +263,3 @@ def read_and_check(source: Location, notes: Sequence[Note], strict: bool = False
         audio = audio[keep]
     accepted = [note for note, k in zip(notes, keep) if k]
     return accepted, audio, rejects
-
-
-def encode_metas(metas: Sequence) -> bytes:
-    """Entries of examples.json, of any shape, as one value that crosses into Arrow.
-
-    Pickle rather than JSON: these are our own objects going from the driver to
-    our own tasks, and it is several times cheaper for the driver, whose work
-    does not run in parallel.
-    """
-    return pickle.dumps(list(metas), protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def decode_metas(data: bytes) -> list:
-    """Inverse of :func:`encode_metas`."""
-    return pickle.loads(data)
