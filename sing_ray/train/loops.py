@@ -315,18 +315,20 @@ def _record_batch(path: str | None, phase: str, epoch: int, step: int, rank: int
             handle.write(f"{phase} {epoch} {step} {rank} {' '.join(map(str, batch['note_str']))}\n")
 
 
-def _budget_reached(worker: Worker, p, position: Position, started: float, last_checkpoint: float,
+def _budget_reached(worker: Worker, p, position: Position, last_checkpoint: float,
                     minutes: float) -> tuple[str | None, bool]:
     """(what stops the phase now: "steps", "max_minutes" or None; whether a timed checkpoint is due).
 
-    The clocks of the workers differ: with several, rank 0's decision is everyone's (one
-    all-reduce a step, only when a budget or checkpoint is timed).
+    ``position`` is where the phase is now: its ``seconds`` are the phase's wall-clock seconds
+    so far, those of earlier sessions included (what ``max_minutes`` counts). The clocks of the
+    workers differ: with several, rank 0's decision is everyone's (one all-reduce a step, only
+    when a budget or checkpoint is timed).
     """
     stop = "steps" if p.steps and position.global_step >= p.steps else None
     if not p.max_minutes and not minutes:
         return stop, False
     now = time.monotonic()
-    flags = torch.tensor([float(bool(p.max_minutes) and position.seconds + now - started >= 60 * p.max_minutes),
+    flags = torch.tensor([float(bool(p.max_minutes) and position.seconds >= 60 * p.max_minutes),
                           float(bool(minutes) and now - last_checkpoint >= 60 * minutes)], dtype=torch.float64)
     if worker.world_size > 1:
         flags = all_reduce(worker, flags * float(worker.is_chief))
@@ -422,8 +424,7 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
             progress.update(step, sums.loss_sum / max(sums.notes, 1), session_notes)
             if step >= plan.steps:
                 break                                  # the epoch's end checkpoints
-            stop, due = _budget_reached(worker, p, now_position(epoch - 1, step, sums), started,
-                                        last_checkpoint, minutes)
+            stop, due = _budget_reached(worker, p, now_position(epoch - 1, step, sums), last_checkpoint, minutes)
             if stop:
                 stopped_by = stop
                 break
@@ -453,7 +454,7 @@ def run_phase(loop: dict, make_spec: Callable[[Worker], PhaseSpec]) -> None:
             return
         complete = step >= plan.steps
         if complete and not stopped_by:
-            stop, _ = _budget_reached(worker, p, now_position(epoch, 0, sums), started, last_checkpoint, 0.0)
+            stop, _ = _budget_reached(worker, p, now_position(epoch, 0, sums), last_checkpoint, 0.0)
             stopped_by = stop or ("epochs" if epoch >= epochs else None)
         seconds = time.monotonic() - epoch_started
         progress.update(step, sums.loss_sum / max(sums.notes, 1), session_notes, force=True)

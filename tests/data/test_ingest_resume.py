@@ -29,6 +29,37 @@ def _release(fifo: Path) -> None:
     os.close(fd)
 
 
+def _kill_session(sid: int, timeout: float = 60.0) -> None:
+    """SIGKILL every process of session ``sid`` and wait until none is left.
+
+    The ingest's own Ray (raylet, workers) runs in its session; killing the driver's process
+    group alone leaves a worker blocked on the FIFO alive for a moment, and released by
+    :func:`_release` it would still report on its shard into the staging folder.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            if int(fields[3]) == sid and fields[0] != "Z":  # the session id; zombies are gone already
+                alive.append(int(entry.name))
+        if not alive:
+            return
+        assert time.monotonic() < deadline, f"processes of the killed ingest still alive: {alive}"
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+
+
 def test_a_killed_ingest_resumes_from_its_staging_folder(tmp_path, ray_local):
     source = tmp_path / "nsynth"
     examples = make_nsynth(source, instruments=("guitar_acoustic_000", "flute_synthetic_001"),
@@ -59,6 +90,7 @@ def test_a_killed_ingest_resumes_from_its_staging_folder(tmp_path, ray_local):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        _kill_session(proc.pid)
         _release(wav)
     assert not out.exists()
     (staging,) = tmp_path.glob(".ds.ingest-*")

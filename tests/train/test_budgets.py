@@ -152,3 +152,19 @@ def test_eval_notes_scores_the_same_even_subset_of_a_larger_split(train_dataset,
     for bad in ("-1", "1.5", "true"):
         with pytest.raises(ConfigError, match="train.eval_notes"):
             load_config("tiny", overrides=[f"train.eval_notes={bad}"])
+
+
+def test_a_minutes_budget_runs_its_whole_time_and_no_more_than_a_step_beyond(train_dataset, tmp_path):
+    """``train.<phase>.max_minutes``: the phase trains until that much wall-clock time has passed
+    (counted once: a budget of 6 s is not spent after 3), then stops at the step in progress."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        result = _run(tmp_path, uri, train_dataset, "minutes", tmp_path / "minutes.txt",
+                      "train.autoencoder.epochs=100000", "train.autoencoder.max_minutes=0.1")
+    phase = result.phases["autoencoder"]
+    assert phase.stopped_by == "max_minutes"
+    run = mlflow.MlflowClient(uri).get_run(phase.run_id)
+    assert run.data.tags[STOPPED_BY_TAG] == "max_minutes"
+    # At least the budget; beyond it by one step and the epoch's validation at most.
+    assert 0.1 <= run.data.metrics["phase_minutes"] < 0.1 + 0.5
