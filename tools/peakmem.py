@@ -18,35 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _processes() -> dict[int, tuple[int, int, str]]:
-    """pid -> (parent pid, RSS bytes, command line) for every process readable now."""
-    out = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                stat = fh.read().decode(errors="replace")
-            with open(f"/proc/{pid}/statm", "rb") as fh:
-                rss = int(fh.read().split()[1]) * PAGE
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except (OSError, IndexError, ValueError):
-            continue  # gone, or a kernel thread
-        # The command name may hold spaces and parentheses: the fields after the last ')'.
-        fields = stat[stat.rfind(")") + 2:].split()
-        out[pid] = (int(fields[1]), rss, cmd)
-    return out
+from sing_ray.data.memory import processes
 
 
 def _tree(root: int, procs: dict[int, tuple[int, int, str]]) -> list[int]:
@@ -64,7 +41,7 @@ def _tree(root: int, procs: dict[int, tuple[int, int, str]]) -> list[int]:
 
 def sample(root: int) -> dict[str, float]:
     """One sample of the tree under ``root``: RSS of the driver, the largest worker, all workers, the tree."""
-    procs = _processes()
+    procs = processes()
     pids = _tree(root, procs)
     workers = [procs[p][1] for p in pids if procs[p][2].startswith("ray::")]
     return {"driver": procs[root][1] if root in procs else 0,

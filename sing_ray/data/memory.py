@@ -32,7 +32,7 @@ class PeakMemory:
     num_workers: int = 0
 
 
-def _tree() -> dict[int, tuple[int, int, str]]:
+def processes() -> dict[int, tuple[int, int, str]]:
     """pid -> (parent pid, RSS bytes, command line) of every readable process."""
     out = {}
     for entry in os.scandir("/proc"):
@@ -73,7 +73,7 @@ class MemorySampler:
         if not os.path.isdir("/proc"):
             return
         me = os.getpid()
-        procs = _tree() if self.workers else {}
+        procs = processes() if self.workers else {}
         if not self.workers:
             try:
                 with open("/proc/self/statm", "rb") as fh:
